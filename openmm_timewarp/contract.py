@@ -1,0 +1,254 @@
+"""The proposal-model contract: writing, reading and checking proposal-model files.
+
+A proposal model is a TorchScript module with the attributes ``noise_dim``, ``tau``,
+``num_atoms`` and ``num_atom_types`` and a ``forward(positions, atom_types, noise) ->
+(proposals, logQRatio)``; its metadata travel inside the file as the extra file ``timewarp.json``
+(see docs/contract.md). This module is the one place that knows the file format: :func:`export`
+writes it, :func:`load_model` and :func:`load_metadata` read it, and the topology helpers turn an
+OpenMM Topology into the model's atom type codes and chiral centres.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from openmm import app
+
+FORMAT_VERSION = 1
+METADATA_FILE = "timewarp.json"
+BUNDLED_MODEL_DIR = Path(__file__).parent / "models"
+MODEL_FAMILIES = ("timewarp-flow", "ic-conditional", "ic-independent", "ic-mixture", "simple")
+ATOM_TYPE_SCHEMES = ("element", "residue-atom")
+
+
+@dataclass
+class ModelMetadata:
+    """What a proposal-model file says about itself (stored as ``timewarp.json``)."""
+
+    name: str
+    family: str
+    tau_ps: float
+    temperature_K: float
+    forcefield: str
+    atom_type_scheme: str
+    atom_types: list[str]
+    num_atoms: int | None = None
+    training: dict = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if self.family not in MODEL_FAMILIES:
+            raise ValueError(
+                f"unknown model family {self.family!r}; expected one of {MODEL_FAMILIES}"
+            )
+        if self.atom_type_scheme not in ATOM_TYPE_SCHEMES:
+            raise ValueError(
+                f"unknown atom-type scheme {self.atom_type_scheme!r}; "
+                f"expected one of {ATOM_TYPE_SCHEMES}"
+            )
+        if not (math.isfinite(self.tau_ps) and self.tau_ps > 0):
+            raise ValueError(f"tau_ps must be a positive number of picoseconds, got {self.tau_ps}")
+        if not (math.isfinite(self.temperature_K) and self.temperature_K > 0):
+            raise ValueError(f"temperature_K must be positive, got {self.temperature_K}")
+        if not self.atom_types or len(set(self.atom_types)) != len(self.atom_types):
+            raise ValueError("atom_types must be a non-empty list of distinct labels")
+        if self.num_atoms is not None and self.num_atoms < 1:
+            raise ValueError(f"num_atoms must be positive or None (any), got {self.num_atoms}")
+        if self.format_version != FORMAT_VERSION:
+            raise ValueError(
+                f"model file format {self.format_version} is not supported by this version of "
+                f"openmm-timewarp (format {FORMAT_VERSION}); re-export the model"
+            )
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelMetadata:
+        try:
+            fields = json.loads(text)
+            return cls(**fields)
+        except (TypeError, json.JSONDecodeError) as error:
+            raise ValueError(f"malformed {METADATA_FILE}: {error}") from error
+
+
+class _ContractModule(torch.nn.Module):
+    """Carries the contract attributes next to any proposal module, so the integrator reads them."""
+
+    def __init__(self, proposal: torch.nn.Module, metadata: ModelMetadata) -> None:
+        super().__init__()
+        self.proposal = proposal
+        self.noise_dim: int = int(proposal.noise_dim)
+        self.tau: float = float(metadata.tau_ps)
+        self.num_atoms: int = int(metadata.num_atoms or 0)
+        self.num_atom_types: int = len(metadata.atom_types)
+
+    def forward(
+        self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.proposal(positions, atom_types, noise)
+
+
+def _script(module: torch.nn.Module) -> torch.jit.ScriptModule:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.script(module)
+
+
+def export(
+    model: torch.nn.Module,
+    path: str | os.PathLike,
+    metadata: ModelMetadata,
+    example_positions: torch.Tensor | None = None,
+) -> Path:
+    """Write ``model`` as a proposal-model file that :class:`TimewarpIntegrator` loads.
+
+    ``model`` needs an integer attribute ``noise_dim`` and the contract's ``forward``. It is
+    scripted, wrapped with the contract attributes taken from ``metadata``, checked on
+    ``example_positions`` (random coordinates if not given), and saved with the metadata.
+    Returns the path written.
+    """
+    if not isinstance(getattr(model, "noise_dim", None), int) or model.noise_dim < 1:
+        raise ValueError("a proposal model needs a positive integer attribute `noise_dim`")
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise ValueError(f"cannot write {path}: folder {path.parent} does not exist")
+    scripted = _script(_ContractModule(model.eval(), metadata))
+    generator = torch.Generator().manual_seed(0)
+    if example_positions is None:
+        num_atoms = metadata.num_atoms or len(metadata.atom_types)
+        example_positions = torch.randn(num_atoms, 3, generator=generator) * 0.3
+    num_atoms = example_positions.shape[0]
+    if metadata.atom_type_scheme == "residue-atom":
+        atom_types = torch.arange(num_atoms, dtype=torch.int64)
+    else:
+        atom_types = torch.randint(len(metadata.atom_types), (num_atoms,), generator=generator)
+    check_contract(scripted, example_positions, atom_types)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(scripted, str(path), _extra_files={METADATA_FILE: metadata.to_json()})
+    return path
+
+
+def check_contract(
+    module: torch.nn.Module,
+    positions: torch.Tensor,
+    atom_types: torch.Tensor,
+    batch_size: int = 3,
+) -> None:
+    """Raise ``ValueError`` naming what is wrong if ``module`` does not meet the contract."""
+    for name, kind in (("noise_dim", int), ("tau", float), ("num_atoms", int)):
+        if not isinstance(getattr(module, name, None), kind):
+            raise ValueError(f"proposal model lacks the {kind.__name__} attribute `{name}`")
+    num_atoms = positions.shape[0]
+    noise = torch.randn(batch_size, num_atoms, module.noise_dim, generator=torch.Generator())
+    with torch.no_grad():
+        output = module(positions.float(), atom_types.long(), noise)
+    if not (isinstance(output, tuple) and len(output) == 2):
+        raise ValueError("forward must return a tuple (proposals, logQRatio)")
+    proposals, log_q_ratio = output
+    if proposals.shape != (batch_size, num_atoms, 3) or proposals.dtype != torch.float32:
+        raise ValueError(
+            f"proposals must be float32 of shape {(batch_size, num_atoms, 3)}, "
+            f"got {proposals.dtype} {tuple(proposals.shape)}"
+        )
+    if log_q_ratio.shape != (batch_size,) or log_q_ratio.dtype != torch.float32:
+        raise ValueError(
+            f"logQRatio must be float32 of shape {(batch_size,)}, "
+            f"got {log_q_ratio.dtype} {tuple(log_q_ratio.shape)}"
+        )
+
+
+def bundled_models() -> list[str]:
+    """Names of the models shipped with the package."""
+    return sorted(path.stem for path in BUNDLED_MODEL_DIR.glob("*.pt"))
+
+
+def resolve_model_path(model: str | os.PathLike) -> Path:
+    """The file of ``model``: an existing path, or the name of a bundled model."""
+    path = Path(model)
+    if path.is_file():
+        return path
+    bundled = BUNDLED_MODEL_DIR / f"{model}.pt"
+    if isinstance(model, str) and os.sep not in model and bundled.is_file():
+        return bundled
+    raise ValueError(
+        f"no proposal model {str(model)!r}: not a file, and not a bundled model "
+        f"(bundled: {', '.join(bundled_models()) or 'none'})"
+    )
+
+
+def load_metadata(model: str | os.PathLike) -> ModelMetadata:
+    """Read the metadata of a proposal-model file without loading its code."""
+    path = resolve_model_path(model)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [name for name in archive.namelist() if name.endswith(f"extra/{METADATA_FILE}")]
+            if not names:
+                raise ValueError(
+                    f"{path} has no {METADATA_FILE}: export it with openmm_timewarp.export"
+                )
+            return ModelMetadata.from_json(archive.read(names[0]).decode())
+    except zipfile.BadZipFile as error:
+        raise ValueError(f"{path} is not a TorchScript proposal-model file") from error
+
+
+def load_model(model: str | os.PathLike) -> tuple[torch.jit.ScriptModule, ModelMetadata]:
+    """Load a proposal-model file (path or bundled name) and its metadata."""
+    metadata = load_metadata(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = torch.jit.load(str(resolve_model_path(model)), map_location="cpu")
+    return module, metadata
+
+
+def residue_atom_label(atom: app.topology.Atom) -> str:
+    """The ``residue-atom`` label of an atom: ``"<residue index>:<residue name>:<atom name>"``."""
+    return f"{atom.residue.index}:{atom.residue.name}:{atom.name}"
+
+
+def atom_types_for_topology(topology: app.Topology, metadata: ModelMetadata) -> np.ndarray:
+    """Type codes of the Topology's atoms in the model's vocabulary (int64, one per atom)."""
+    atoms = list(topology.atoms())
+    if metadata.num_atoms is not None and len(atoms) != metadata.num_atoms:
+        raise ValueError(
+            f"the model {metadata.name!r} is for {metadata.num_atoms} atoms, "
+            f"the Topology has {len(atoms)}"
+        )
+    if metadata.atom_type_scheme == "element":
+        labels = [atom.element.symbol if atom.element is not None else "?" for atom in atoms]
+    else:
+        labels = [residue_atom_label(atom) for atom in atoms]
+    index = {label: code for code, label in enumerate(metadata.atom_types)}
+    unknown = sorted({label for label in labels if label not in index})
+    if unknown:
+        raise ValueError(
+            f"atoms not in the vocabulary of model {metadata.name!r} "
+            f"({metadata.atom_type_scheme} scheme): {', '.join(unknown[:10])}"
+            + (" ..." if len(unknown) > 10 else "")
+        )
+    if metadata.atom_type_scheme == "residue-atom" and len(set(labels)) != len(labels):
+        raise ValueError("the Topology has atoms with the same residue and atom name")
+    return np.array([index[label] for label in labels], dtype=np.int64)
+
+
+def chiral_centres(topology: app.Topology) -> list[tuple[int, int, int, int]]:
+    """``(CA, N, C, CB)`` atom indices of every residue that has all four (non-Gly amino acids).
+
+    The integrator keeps the sign of ``dot(b - a, cross(c - a, d - a))`` for each quadruple
+    ``(a, b, c, d)``, so no proposal inverts an L-amino acid into a D one.
+    """
+    centres = []
+    for residue in topology.residues():
+        by_name = {atom.name: atom.index for atom in residue.atoms()}
+        if all(name in by_name for name in ("CA", "N", "C", "CB")):
+            centres.append(tuple(by_name[name] for name in ("CA", "N", "C", "CB")))
+    return centres
