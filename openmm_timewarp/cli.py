@@ -76,7 +76,7 @@ def _add_simulate(subparsers: argparse._SubParsersAction) -> None:
         metavar="BASIN|PHI,PSI",
         help=f"start basin of one trajectory, repeatable: {', '.join(BASINS)} or PHI,PSI in "
         "degrees (built with these angles, restrained during equilibration, then released); "
-        "default: one trajectory from an extended chain",
+        "default: one trajectory from an extended chain. Write --start=-70,-40 for a negative PHI.",
     )
     parser.add_argument("--length-ns", type=float, required=True, help="production length of each")
     parser.add_argument("--frame-interval-ps", type=float, default=1.0)

@@ -123,8 +123,9 @@ def split_ranges(
         )
     if gap < 0:
         raise ValueError(f"gap must be >= 0 frames, got {gap}.")
-    train_end = math.floor(fractions[0] * num_frames)
-    validation_end = math.floor((fractions[0] + fractions[1]) * num_frames)
+    # The tolerance keeps e.g. 0.9 * 70 = 63.00000000000001 (or 62.999...) at 63.
+    train_end = math.floor(fractions[0] * num_frames + 1e-9)
+    validation_end = math.floor((fractions[0] + fractions[1]) * num_frames + 1e-9)
     return {
         "train": range(0, train_end),
         "validation": range(min(train_end + gap, validation_end), validation_end),

@@ -86,7 +86,7 @@ def build_peptide(
 
     Args:
         sequence: one-letter codes, N- to C-terminus (``"A"`` is alanine dipeptide when capped).
-        termini: ``"capped"`` (ACE-...-NME) or ``"zwitterionic"``.
+        termini: ``"capped"`` (ACE-...-NME) or ``"zwitterionic"`` (two residues or more).
         phi, psi: backbone torsions in degrees, one for all residues or one per residue of
             ``sequence``; the default is an extended chain (-120, 140).
         forcefield: used to pick protonation states; amber14-all + OBC2 by default.
@@ -97,6 +97,11 @@ def build_peptide(
     sequence = validate_sequence(sequence)
     if termini not in TERMINI:
         raise ValueError(f"Unknown termini {termini!r}; use one of {TERMINI}.")
+    if termini == "zwitterionic" and len(sequence) < 2:
+        raise ValueError(
+            "A zwitterionic peptide needs at least two residues (amber14 has no template for a "
+            "free amino acid); use termini='capped' for a single residue."
+        )
     phis = _backbone_angles(phi, len(sequence), "phi", -120.0)
     psis = _backbone_angles(psi, len(sequence), "psi", 140.0)
 
