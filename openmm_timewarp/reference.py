@@ -1,0 +1,283 @@
+"""A converged reference for the phi > 0 population of alanine dipeptide, by parallel tempering.
+
+Plain 310 K MD from the usual start almost never crosses to phi > 0 (about once per 40 ns), so the
+population of that region, which an exact Timewarp chain must reproduce, is computed here with
+openmmtools' ``ParallelTemperingSampler``: capped alanine dipeptide (amber14-all + OBC2 as a native
+``GBSAOBCForce``, no constraints, no cutoff) on the Reference platform, replicas on a geometric
+temperature ladder from 310 K, ``LangevinMiddleIntegrator`` moves between exchange attempts.
+
+The run is resumable: its state lives in an openmmtools NetCDF storage in the output directory, and
+calling :func:`run_reference` again continues from the last checkpoint up to the requested number of
+iterations. :func:`analyze_reference` reads the 310 K state's trajectory of the backbone atoms and
+returns the population of phi > 0 with two error estimates: from the integrated autocorrelation time
+of the indicator and from block averages.
+
+Command line::
+
+    python -m openmm_timewarp.reference run --output data/reference --iterations 20000
+    python -m openmm_timewarp.reference analyze --output data/reference
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import mdtraj
+import numpy as np
+import openmm
+import openmm.unit as unit
+from tqdm import tqdm
+
+from openmm_timewarp import peptides
+from openmm_timewarp.metrics import integrated_autocorrelation_time
+
+STORAGE_NAME = "parallel_tempering.nc"
+RESULT_NAME = "phi_positive_population.json"
+TEMPERATURE_K = 310.0
+MAX_TEMPERATURE_K = 700.0
+NUM_REPLICAS = 6
+TIMESTEP_FS = 1.0
+STEPS_PER_ITERATION = 1000
+COLLISION_RATE_PER_PS = 1.0
+CHECKPOINT_INTERVAL = 50
+#: phi of the left-handed basins (alphaL, C7ax) lies in (0, 120) degrees; phi in (120, 180) is the
+#: edge of the beta basin that wraps around +-180, which the literal "phi > 0" includes.
+LEFT_HANDED_PHI_MAX_DEG = 120.0
+
+
+def geometric_temperatures(t_min: float, t_max: float, count: int) -> list[float]:
+    """``count`` temperatures (K) from ``t_min`` to ``t_max``, constant ratio between neighbours."""
+    if count < 2 or not 0 < t_min < t_max:
+        raise ValueError(
+            f"need at least 2 replicas and 0 < t_min < t_max, got {count}, {t_min}, {t_max}"
+        )
+    return list(np.geomspace(t_min, t_max, count))
+
+
+def _backbone_atoms(topology: openmm.app.Topology) -> list[int]:
+    """The five atoms (C, N, CA, C, N) that define alanine dipeptide's phi and psi."""
+    phis, psis = peptides.backbone_torsions(topology)
+    if len(phis) != 1 or len(psis) != 1:
+        raise ValueError("expected a dipeptide with exactly one phi and one psi")
+    return list(phis[0]) + [psis[0][3]]
+
+
+def run_reference(
+    output_dir: str | Path,
+    iterations: int,
+    temperatures: Sequence[float] | None = None,
+    steps_per_iteration: int = STEPS_PER_ITERATION,
+    timestep_fs: float = TIMESTEP_FS,
+    chunk: int = CHECKPOINT_INTERVAL,
+) -> int:
+    """Run (or continue) parallel tempering of alanine dipeptide up to ``iterations`` iterations.
+
+    Args:
+        output_dir: where the NetCDF storage lives; an existing storage there is resumed, and the
+            other arguments are then taken from it.
+        iterations: total number of exchange iterations wanted; one iteration propagates every
+            replica by ``steps_per_iteration`` steps of ``timestep_fs``.
+        temperatures: the ladder in K (first one the target, 310 K); default 6 replicas, 310-700 K.
+
+    Returns:
+        The number of completed iterations.
+    """
+    from openmmtools import cache, mcmc, multistate, states
+
+    if iterations < 1:
+        raise ValueError(f"iterations must be positive, got {iterations}")
+    # openmmtools logs a warning per call that its multistate API is experimental.
+    logging.getLogger("openmmtools").setLevel(logging.ERROR)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    storage = output_dir / STORAGE_NAME
+    platform = openmm.Platform.getPlatformByName("Reference")
+
+    if storage.exists():
+        reporter = multistate.MultiStateReporter(str(storage), open_mode="r+")
+        sampler = multistate.ParallelTemperingSampler.from_storage(reporter)
+    else:
+        temperatures = list(
+            temperatures or geometric_temperatures(TEMPERATURE_K, MAX_TEMPERATURE_K, NUM_REPLICAS)
+        )
+        if not math.isclose(temperatures[0], TEMPERATURE_K):
+            raise ValueError(f"the ladder must start at {TEMPERATURE_K} K, got {temperatures[0]}")
+        modeller = peptides.build_peptide("A")
+        system = peptides.create_system(modeller.topology)
+        context = openmm.Context(system, openmm.VerletIntegrator(0.001), platform)
+        context.setPositions(modeller.positions)
+        openmm.LocalEnergyMinimizer.minimize(context)
+        positions = context.getState(getPositions=True).getPositions(asNumpy=True)
+        del context
+
+        reference_state = states.ThermodynamicState(system, TEMPERATURE_K * unit.kelvin)
+        move = mcmc.LangevinDynamicsMove(
+            timestep=timestep_fs * unit.femtoseconds,
+            collision_rate=COLLISION_RATE_PER_PS / unit.picoseconds,
+            n_steps=steps_per_iteration,
+            reassign_velocities=False,
+        )
+        sampler = multistate.ParallelTemperingSampler(
+            mcmc_moves=move, number_of_iterations=iterations, online_analysis_interval=None
+        )
+        reporter = multistate.MultiStateReporter(
+            str(storage),
+            checkpoint_interval=CHECKPOINT_INTERVAL,
+            analysis_particle_indices=_backbone_atoms(modeller.topology),
+        )
+        sampler.create(
+            reference_state,
+            states.SamplerState(positions),
+            reporter,
+            temperatures=[t * unit.kelvin for t in temperatures],
+            # openmmtools 0.27 sizes the ladder by n_temperatures even when given temperatures.
+            n_temperatures=len(temperatures),
+        )
+        modeller_pdb = output_dir / "alanine-dipeptide.pdb"
+        with open(modeller_pdb, "w") as handle:
+            openmm.app.PDBFile.writeFile(modeller.topology, positions, handle)
+
+    for context_cache in ("energy_context_cache", "sampler_context_cache"):
+        setattr(sampler, context_cache, cache.ContextCache(platform=platform))
+
+    with tqdm(
+        total=iterations, initial=min(sampler.iteration, iterations), desc="parallel tempering"
+    ) as progress:
+        while sampler.iteration < iterations:
+            before = sampler.iteration
+            sampler.extend(min(chunk, iterations - before))
+            progress.update(sampler.iteration - before)
+    completed = sampler.iteration
+    reporter.close()
+    return completed
+
+
+def _block_error(values: np.ndarray, num_blocks: int) -> float:
+    """Standard error of the mean from ``num_blocks`` contiguous block means."""
+    usable = len(values) // num_blocks * num_blocks
+    means = values[:usable].reshape(num_blocks, -1).mean(axis=1)
+    return float(means.std(ddof=1) / math.sqrt(num_blocks))
+
+
+def analyze_reference(
+    output_dir: str | Path, discard_fraction: float = 0.1, num_blocks: int = 10
+) -> dict:
+    """Population of phi > 0 at 310 K from the stored run, with errors; also written as JSON.
+
+    The first ``discard_fraction`` of the iterations is dropped as equilibration. Reported:
+    ``phi_positive`` (0 < phi < 180 degrees) and ``left_handed`` (0 < phi < 120 degrees, the alphaL
+    and C7ax basins without the wrapped edge of beta), each with ``error_ess`` (binomial error with
+    the effective sample size of the indicator series) and ``error_blocks`` (block averages).
+    """
+    from openmmtools import multistate
+
+    logging.getLogger("openmmtools").setLevel(logging.ERROR)
+    output_dir = Path(output_dir)
+    storage = output_dir / STORAGE_NAME
+    if not storage.exists():
+        raise FileNotFoundError(f"no parallel-tempering storage at {storage}; run `run` first")
+    reporter = multistate.MultiStateReporter(str(storage), open_mode="r")
+    try:
+        last = reporter.read_last_iteration(last_checkpoint=False)
+        replica_states = reporter.read_replica_thermodynamic_states()
+        thermodynamic_states, _ = reporter.read_thermodynamic_states()
+        temperatures = [s.temperature.value_in_unit(unit.kelvin) for s in thermodynamic_states]
+        accepted, proposed = reporter.read_mixing_statistics()
+        move = reporter.read_mcmc_moves()[0]
+        first = max(1, int(discard_fraction * last))
+        backbone = []
+        for iteration in tqdm(range(first, last + 1), desc="reading 310 K trajectory"):
+            replica = int(np.flatnonzero(replica_states[iteration] == 0)[0])
+            sampler_states = reporter.read_sampler_states(iteration, analysis_particles_only=True)
+            backbone.append(sampler_states[replica].positions.value_in_unit(unit.nanometer))
+        timestamps = reporter.read_timestamp()
+    finally:
+        reporter.close()
+    if len(backbone) < 4 * num_blocks:
+        raise ValueError(f"only {len(backbone)} iterations after equilibration; run longer first")
+
+    xyz = np.asarray(backbone)
+    phi = np.degrees(mdtraj.compute_dihedrals(_five_atom_trajectory(xyz), [[0, 1, 2, 3]])[:, 0])
+    result: dict = {
+        "iterations": int(last),
+        "iterations_analysed": len(phi),
+        "temperatures_K": temperatures,
+        "steps_per_iteration": int(move.n_steps),
+        "timestep_fs": float(move.timestep.value_in_unit(unit.femtoseconds)),
+        "exchange_acceptance_neighbours": _neighbour_acceptance(accepted, proposed),
+        "wall_seconds_per_iteration": _seconds_per_iteration(timestamps, last),
+    }
+    for name, indicator in (
+        ("phi_positive", phi > 0),
+        ("left_handed", (phi > 0) & (phi < LEFT_HANDED_PHI_MAX_DEG)),
+    ):
+        values = indicator.astype(float)
+        population = float(values.mean())
+        autocorrelation = integrated_autocorrelation_time(values)
+        result[name] = {
+            "population": population,
+            "error_ess": math.sqrt(population * (1 - population) / autocorrelation.ess),
+            "error_blocks": _block_error(values, num_blocks),
+            "ess": autocorrelation.ess,
+            "tau_int_iterations": autocorrelation.tau_int,
+        }
+    (output_dir / RESULT_NAME).write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _five_atom_trajectory(xyz: np.ndarray) -> mdtraj.Trajectory:
+    topology = mdtraj.Topology()
+    residue = topology.add_residue("BB", topology.add_chain())
+    for name in ("C", "N", "CA", "C", "N"):
+        topology.add_atom(name, mdtraj.element.carbon, residue)
+    return mdtraj.Trajectory(xyz, topology)
+
+
+def _neighbour_acceptance(accepted: np.ndarray, proposed: np.ndarray) -> list[float]:
+    """Exchange acceptance between neighbouring temperatures, summed over all iterations."""
+    accepted, proposed = accepted.sum(axis=0), proposed.sum(axis=0)
+    rates = []
+    for i in range(len(accepted) - 1):
+        tries = proposed[i, i + 1] + proposed[i + 1, i]
+        rates.append(float((accepted[i, i + 1] + accepted[i + 1, i]) / tries) if tries else 0.0)
+    return rates
+
+
+def _seconds_per_iteration(timestamps: np.ndarray, last: int) -> float | None:
+    """Mean wall time per iteration over the last stretch without a restart gap."""
+    stamps = [time.mktime(time.strptime(str(s))) for s in timestamps[1 : last + 1]]
+    differences = np.diff(stamps)
+    differences = differences[differences < 600]  # drop pauses between resumed runs
+    return float(differences.mean()) if len(differences) else None
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m openmm_timewarp.reference",
+        description="Parallel-tempering reference for alanine dipeptide's phi > 0 population.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run or resume the parallel tempering")
+    run.add_argument("--output", type=Path, default=Path("data/reference"))
+    run.add_argument("--iterations", type=int, default=20_000, help="total iterations wanted")
+    run.add_argument("--replicas", type=int, default=NUM_REPLICAS)
+    run.add_argument("--max-temperature", type=float, default=MAX_TEMPERATURE_K, help="K")
+    analyze = commands.add_parser("analyze", help="population of phi > 0 with errors (JSON)")
+    analyze.add_argument("--output", type=Path, default=Path("data/reference"))
+    analyze.add_argument("--discard-fraction", type=float, default=0.1)
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        ladder = geometric_temperatures(TEMPERATURE_K, args.max_temperature, args.replicas)
+        run_reference(args.output, args.iterations, temperatures=ladder)
+    else:
+        print(json.dumps(analyze_reference(args.output, args.discard_fraction), indent=2))
+
+
+if __name__ == "__main__":
+    main()
