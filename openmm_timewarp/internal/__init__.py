@@ -1,0 +1,1 @@
+"""Internal-coordinate proposal models: Z-matrix transforms, spline flows and contract modules."""

@@ -1,0 +1,378 @@
+"""Proposal models on internal coordinates that meet the proposal-model contract (docs/contract.md).
+
+Three families share one Z-matrix and one parametrisation (bonds and angles scaled from bounded
+intervals to [0, 1], torsions from the circle to [0, 1)):
+
+- :class:`ICConditionalProposal`: a spline flow ``q(i' | i)`` conditioned on the current internal
+  coordinates (family ``"ic-conditional"``, trained on pairs ``(x(t), x(t + tau))``);
+- :class:`ICIndependentProposal`: a spline flow ``q(i')`` (family ``"ic-independent"``, tau -> inf);
+- :class:`ICMixtureProposal`: ``w q_c(i' | i) + (1 - w) q_ind(i')`` with a user-set weight
+  (family ``"ic-mixture"``).
+
+A proposal keeps the current state's external frame (first atom, first bond direction, first
+plane), so in Cartesian space
+
+    logQRatio = log q(i | i') - log q(i' | i) + log J(i') - log J(i),
+
+with ``log J = 2 sum log r + sum log sin(theta)`` (the frame's own measure cancels). Each model
+consumes ``noise_dim = 3`` normal numbers per atom: the first ``3N - 6`` drive the flow (through the
+normal CDF onto the uniform base); the mixture takes its component choice from the next one.
+
+The models carry the residue-atom labels of the Topology they were built from; the integrator passes
+``atom_types`` as indices into that vocabulary (``contract.atom_types_for_topology``), and the model
+reorders positions through that permutation, so a System whose atoms come in another order is
+proposed for correctly. Anything but a permutation of the vocabulary is refused.
+"""
+
+import math
+
+import torch
+from torch import nn
+
+from openmm_timewarp.contract import ModelMetadata
+from openmm_timewarp.internal.flows import SplineFlow, feature_dim, unit_features
+from openmm_timewarp.internal.zmatrix import InternalCoordinateTransform, ZMatrix
+
+NOISE_DIM = 3
+
+
+def coordinate_bounds(
+    zmatrix: ZMatrix,
+    positions: torch.Tensor,
+    margin: float = 1.0,
+    min_bond_width: float = 0.04,
+    min_angle_width: float = 0.6,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Support ``(lower, upper)`` of every internal coordinate, from sample configurations.
+
+    ``positions[F, N, 3]`` (nm, Z-matrix atom order). Bonds and angles get the sampled range
+    widened by ``margin`` times its spread on each side, and at least the given widths (nm, rad);
+    angles stay inside (0, pi), bonds positive. Torsions get the circle [-pi, pi]. A proposal
+    never leaves this support, and a state outside it is never proposed, so it must hold every
+    state a chain will start from.
+    """
+    transform = InternalCoordinateTransform(zmatrix)
+    with torch.no_grad():
+        q, _, _ = transform.to_internal(positions.to(torch.float64))
+    low = q.min(0).values
+    high = q.max(0).values
+    centre = 0.5 * (low + high)
+    spread = high - low
+    num_bonds = transform.num_bonds
+    num_interval = num_bonds + transform.num_angles
+    min_width = torch.full_like(centre, min_angle_width)
+    min_width[:num_bonds] = min_bond_width
+    half = torch.maximum((0.5 + margin) * spread, 0.5 * min_width)
+    lower = centre - half
+    upper = centre + half
+    lower[:num_bonds] = lower[:num_bonds].clamp_min(1e-3)
+    lower[num_bonds:num_interval] = lower[num_bonds:num_interval].clamp_min(1e-3)
+    upper[num_bonds:num_interval] = upper[num_bonds:num_interval].clamp_max(math.pi - 1e-3)
+    lower[num_interval:] = -math.pi
+    upper[num_interval:] = math.pi
+    return lower.float(), upper.float()
+
+
+class ICProposalBase(nn.Module):
+    """Shared parts: the Z-matrix transform, the scaling to [0, 1] and the atom permutation."""
+
+    noise_dim: int
+    num_internal: int
+    log_volume: float
+
+    def __init__(self, zmatrix: ZMatrix, lower: torch.Tensor, upper: torch.Tensor) -> None:
+        super().__init__()
+        self.labels = list(zmatrix.labels)
+        self.transform = InternalCoordinateTransform(zmatrix)
+        self.noise_dim = NOISE_DIM
+        self.num_internal = zmatrix.num_internal
+        if lower.shape != (self.num_internal,) or upper.shape != (self.num_internal,):
+            raise ValueError(f"bounds must have shape ({self.num_internal},), one per coordinate")
+        if not bool((upper > lower).all()):
+            raise ValueError("every upper bound must exceed its lower bound")
+        circular = torch.zeros(self.num_internal, dtype=torch.bool)
+        circular[self.transform.num_bonds + self.transform.num_angles :] = True
+        self.register_buffer("circular", circular)
+        self.register_buffer("interval_index", torch.nonzero(~circular).flatten())
+        self.register_buffer("circular_index", torch.nonzero(circular).flatten())
+        self.register_buffer("lower", lower.float().clone())
+        self.register_buffer("width", (upper - lower).float().clone())
+        self.register_buffer("identity_order", torch.arange(zmatrix.num_atoms))
+        self.log_volume = float(torch.log(upper.double() - lower.double()).sum())
+
+    def to_unit(self, q: torch.Tensor) -> torch.Tensor:
+        u = (q - self.lower) / self.width
+        return torch.where(self.circular, torch.remainder(u, 1.0), u)
+
+    def from_unit(self, u: torch.Tensor) -> torch.Tensor:
+        return self.lower + u * self.width
+
+    def features(self, q: torch.Tensor) -> torch.Tensor:
+        """Conditioning features of internal coordinates (``2u - 1``; cos, sin of torsions)."""
+        return unit_features(self.to_unit(q), self.interval_index, self.circular_index)
+
+    def base_uniforms(self, noise: torch.Tensor) -> torch.Tensor:
+        """All noise numbers of each proposal, flattened and mapped through the normal CDF."""
+        z = noise.reshape(noise.shape[0], -1).to(self.lower.dtype)
+        return 0.5 * (1.0 + torch.erf(z / math.sqrt(2.0)))
+
+    def model_order(self, atom_types: torch.Tensor) -> torch.Tensor:
+        """For each Z-matrix atom, the System atom that has its label (``atom_types`` inverted)."""
+        if atom_types.shape != self.identity_order.shape:
+            raise ValueError(
+                "atom_types must give one residue-atom type code per atom of the model's molecule"
+            )
+        order = torch.argsort(atom_types)
+        if not torch.equal(atom_types[order], self.identity_order):
+            raise ValueError(
+                "atom_types must name every atom of the model's molecule exactly once; build them "
+                "with contract.atom_types_for_topology"
+            )
+        return order
+
+    def internal(
+        self, positions: torch.Tensor, atom_types: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Internal coordinates and frame of System positions ``[B, N, 3]`` (batched)."""
+        x = positions[:, self.model_order(atom_types)].to(self.lower.dtype)
+        return self.transform.to_internal(x)
+
+    def cartesian(
+        self,
+        q: torch.Tensor,
+        origin: torch.Tensor,
+        rotation: torch.Tensor,
+        atom_types: torch.Tensor,
+        dtype: torch.dtype,
+    ) -> torch.Tensor:
+        """System positions (atom order of ``atom_types``) of internal coordinates in a frame."""
+        batch = q.shape[0]
+        x = self.transform.to_cartesian(q, origin.expand(batch, 3), rotation.expand(batch, 3, 3))
+        return x[:, atom_types].to(dtype)
+
+
+class ICIndependentProposal(ICProposalBase):
+    """Independence proposal ``q(i')``: a spline flow on internal coordinates (tau -> infinity)."""
+
+    def __init__(
+        self,
+        zmatrix: ZMatrix,
+        lower: torch.Tensor,
+        upper: torch.Tensor,
+        num_couplings: int = 4,
+        hidden: int = 256,
+        num_bins: int = 8,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(zmatrix, lower, upper)
+        self.flow = SplineFlow(self.circular, 0, num_couplings, hidden, num_bins, seed)
+
+    def log_density(self, q: torch.Tensor) -> torch.Tensor:
+        """``log q(i)`` per unit volume of internal coordinates (``-inf`` outside the bounds)."""
+        empty = q.new_zeros(q.shape[0], 0)
+        return self.flow.log_prob(self.to_unit(q), empty) - self.log_volume
+
+    def sample(self, uniforms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Internal coordinates from base uniforms ``[B, 3N - 6]`` and their ``log q``."""
+        u, log_q = self.flow.sample(uniforms, uniforms.new_zeros(uniforms.shape[0], 0))
+        return self.from_unit(u), log_q - self.log_volume
+
+    def training_nll(
+        self, x_cond: torch.Tensor, x_next: torch.Tensor, atom_types: torch.Tensor
+    ) -> torch.Tensor:
+        """``-log q(i(x_next))`` per pair; ``x_cond`` is ignored (an independence proposal)."""
+        q, _, _ = self.internal(x_next, atom_types)
+        return -self.log_density(q)
+
+    def forward(
+        self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        q, origin, rotation = self.internal(positions.unsqueeze(0), atom_types)
+        q_new, log_q_new = self.sample(self.base_uniforms(noise)[:, : self.num_internal])
+        log_q_current = self.log_density(q)
+        log_ratio = (
+            log_q_current
+            - log_q_new
+            + self.transform.log_det_jacobian(q_new)
+            - self.transform.log_det_jacobian(q)
+        )
+        proposals = self.cartesian(q_new, origin, rotation, atom_types, positions.dtype)
+        return proposals, log_ratio.to(positions.dtype)
+
+
+class ICConditionalProposal(ICProposalBase):
+    """Conditional proposal ``q(i' | i)``: a spline flow conditioned on the current coordinates."""
+
+    def __init__(
+        self,
+        zmatrix: ZMatrix,
+        lower: torch.Tensor,
+        upper: torch.Tensor,
+        num_couplings: int = 4,
+        hidden: int = 256,
+        num_bins: int = 8,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(zmatrix, lower, upper)
+        context_dim = feature_dim(self.circular)
+        self.flow = SplineFlow(self.circular, context_dim, num_couplings, hidden, num_bins, seed)
+
+    def log_density(self, q: torch.Tensor, q_given: torch.Tensor) -> torch.Tensor:
+        """``log q(i | i_given)`` per unit volume (batched; ``q_given`` may have batch 1)."""
+        context = self.features(q_given).expand(q.shape[0], -1)
+        return self.flow.log_prob(self.to_unit(q), context) - self.log_volume
+
+    def sample(
+        self, uniforms: torch.Tensor, q_given: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Internal coordinates drawn given ``q_given`` from base uniforms, and their ``log q``."""
+        context = self.features(q_given).expand(uniforms.shape[0], -1)
+        u, log_q = self.flow.sample(uniforms, context)
+        return self.from_unit(u), log_q - self.log_volume
+
+    def training_nll(
+        self, x_cond: torch.Tensor, x_next: torch.Tensor, atom_types: torch.Tensor
+    ) -> torch.Tensor:
+        """``-log q(i(x_next) | i(x_cond))`` per pair."""
+        q_cond, _, _ = self.internal(x_cond, atom_types)
+        q_next, _, _ = self.internal(x_next, atom_types)
+        return -self.log_density(q_next, q_cond)
+
+    def forward(
+        self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        q, origin, rotation = self.internal(positions.unsqueeze(0), atom_types)
+        q_new, log_q_forward = self.sample(self.base_uniforms(noise)[:, : self.num_internal], q)
+        log_q_reverse = self.log_density(q.expand(q_new.shape[0], -1), q_new)
+        log_ratio = (
+            log_q_reverse
+            - log_q_forward
+            + self.transform.log_det_jacobian(q_new)
+            - self.transform.log_det_jacobian(q)
+        )
+        proposals = self.cartesian(q_new, origin, rotation, atom_types, positions.dtype)
+        return proposals, log_ratio.to(positions.dtype)
+
+
+class ICMixtureProposal(nn.Module):
+    """``w q_c(i' | i) + (1 - w) q_ind(i')``; logQRatio uses the mixture density both ways."""
+
+    noise_dim: int
+    num_internal: int
+    log_weight: float
+    log_complement: float
+
+    def __init__(
+        self,
+        conditional: ICConditionalProposal,
+        independent: ICIndependentProposal,
+        weight: float,
+    ) -> None:
+        super().__init__()
+        if conditional.labels != independent.labels:
+            raise ValueError("the two components were built for different molecules")
+        if not 0.0 < weight < 1.0:
+            raise ValueError(
+                f"the mixture weight must lie strictly between 0 and 1, got {weight}; "
+                "use the component on its own for 0 or 1"
+            )
+        self.conditional = conditional
+        self.independent = independent
+        self.labels = conditional.labels
+        self.weight = weight
+        self.noise_dim = NOISE_DIM
+        self.num_internal = conditional.num_internal
+        self.log_weight = math.log(weight)
+        self.log_complement = math.log1p(-weight)
+
+    def log_density(self, q: torch.Tensor, q_given: torch.Tensor) -> torch.Tensor:
+        """``log [w q_c(i | i_given) + (1 - w) q_ind(i)]`` (batched)."""
+        return torch.logaddexp(
+            self.log_weight + self.conditional.log_density(q, q_given),
+            self.log_complement + self.independent.log_density(q),
+        )
+
+    def training_nll(
+        self, x_cond: torch.Tensor, x_next: torch.Tensor, atom_types: torch.Tensor
+    ) -> torch.Tensor:
+        """``-log`` of the mixture density of ``x_next`` given ``x_cond`` per pair."""
+        q_cond, _, _ = self.conditional.internal(x_cond, atom_types)
+        q_next, _, _ = self.conditional.internal(x_next, atom_types)
+        return -self.log_density(q_next, q_cond)
+
+    def forward(
+        self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        conditional = self.conditional
+        q, origin, rotation = conditional.internal(positions.unsqueeze(0), atom_types)
+        uniforms = conditional.base_uniforms(noise)
+        base = uniforms[:, : self.num_internal]
+        # The component choice, uniform through the normal CDF, from the first spare noise number.
+        from_conditional = uniforms[:, self.num_internal] < self.weight
+        chosen_c = torch.nonzero(from_conditional).flatten()
+        chosen_i = torch.nonzero(~from_conditional).flatten()
+        q_c, log_c_of_c = conditional.sample(base[chosen_c], q)
+        q_i, log_i_of_i = self.independent.sample(base[chosen_i])
+        q_new = torch.zeros_like(base).index_copy(0, chosen_c, q_c).index_copy(0, chosen_i, q_i)
+        # Each proposal's density under the component that did not draw it.
+        log_c_of_i = conditional.log_density(q_i, q)
+        log_i_of_c = self.independent.log_density(q_c)
+        log_c_forward = (
+            torch.zeros_like(base[:, 0])
+            .index_copy(0, chosen_c, log_c_of_c)
+            .index_copy(0, chosen_i, log_c_of_i)
+        )
+        log_i_forward = (
+            torch.zeros_like(base[:, 0])
+            .index_copy(0, chosen_c, log_i_of_c)
+            .index_copy(0, chosen_i, log_i_of_i)
+        )
+        log_forward = torch.logaddexp(
+            self.log_weight + log_c_forward, self.log_complement + log_i_forward
+        )
+        log_reverse = self.log_density(q.expand(q_new.shape[0], -1), q_new)
+        log_ratio = (
+            log_reverse
+            - log_forward
+            + conditional.transform.log_det_jacobian(q_new)
+            - conditional.transform.log_det_jacobian(q)
+        )
+        proposals = conditional.cartesian(q_new, origin, rotation, atom_types, positions.dtype)
+        return proposals, log_ratio.to(positions.dtype)
+
+
+_FAMILIES = {
+    ICConditionalProposal: "ic-conditional",
+    ICIndependentProposal: "ic-independent",
+    ICMixtureProposal: "ic-mixture",
+}
+
+
+def proposal_metadata(
+    model: ICConditionalProposal | ICIndependentProposal | ICMixtureProposal,
+    name: str,
+    tau_ps: float,
+    temperature_K: float,
+    forcefield: str,
+    training: dict | None = None,
+) -> ModelMetadata:
+    """Metadata for exporting an IC proposal with ``contract.export``.
+
+    The vocabulary is the model's residue-atom labels. An independence proposal has no physical
+    tau: ``tau_ps`` is then the nominal time per step, and the metadata say so.
+    """
+    family = _FAMILIES[type(model)]
+    training = dict(training or {})
+    if family == "ic-independent":
+        training.setdefault("tau_note", "independence proposal: tau_ps is nominal")
+    return ModelMetadata(
+        name=name,
+        family=family,
+        tau_ps=tau_ps,
+        temperature_K=temperature_K,
+        forcefield=forcefield,
+        atom_type_scheme="residue-atom",
+        atom_types=list(model.labels),
+        num_atoms=len(model.labels),
+        training=training,
+    )
