@@ -87,6 +87,12 @@ def _add_simulate(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--checkpoint-interval-ps", type=float, default=100.0)
     parser.add_argument("--seed", type=int, default=1, help="trajectory i uses seed + i")
     parser.add_argument("--processes", type=int, default=1, help="trajectories run at a time")
+    parser.add_argument(
+        "--round-ns",
+        type=float,
+        help="advance all trajectories together in rounds of this length, so that data read "
+        "before the end covers every start (default: each runs to the end in turn)",
+    )
     parser.add_argument("--platform", default="Reference")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("-o", "--output", type=Path, required=True, help="data folder")
@@ -108,6 +114,9 @@ def _simulate(args: argparse.Namespace) -> int:
     frame_steps = _steps(args.frame_interval_ps, args.timestep_fs, "--frame-interval-ps")
     num_frames = round(args.length_ns * 1000.0 / args.frame_interval_ps)
     checkpoint_frames = max(1, round(args.checkpoint_interval_ps / args.frame_interval_ps))
+    round_frames = None
+    if args.round_ns is not None:
+        round_frames = max(1, round(args.round_ns * 1000.0 / args.frame_interval_ps))
     labels = args.start or [None]
     runs = []
     for index, label in enumerate(labels):
@@ -127,7 +136,7 @@ def _simulate(args: argparse.Namespace) -> int:
         name = (label or "extended").replace(",", "_")
         runs.append((args.output / f"{index:02d}-{name}", settings))
     for directory, frames in run_many(
-        runs, args.processes, checkpoint_frames, show_progress=not args.no_progress
+        runs, args.processes, checkpoint_frames, round_frames, show_progress=not args.no_progress
     ):
         print(f"{directory}: {frames} frames")
     return 0

@@ -363,7 +363,7 @@ class TrajectoryRun:
     def run(
         self,
         checkpoint_interval_frames: int = 100,
-        stop_after_frames: int | None = None,
+        stop_at_frames: int | None = None,
         progress_position: int = 0,
         show_progress: bool = True,
     ) -> int:
@@ -371,7 +371,7 @@ class TrajectoryRun:
 
         Args:
             checkpoint_interval_frames: frames between commits (DCD append + checkpoint).
-            stop_after_frames: stop after this many new frames (at a commit), e.g. to split a job.
+            stop_at_frames: stop once this many frames exist (at a commit), e.g. to split a job.
             progress_position: tqdm line, for several runs in one terminal.
             show_progress: draw a progress bar on stderr.
         """
@@ -384,8 +384,8 @@ class TrajectoryRun:
         else:
             simulation, done = self._start(), 0
         target = self.settings.num_frames
-        if stop_after_frames is not None:
-            target = min(target, done + stop_after_frames)
+        if stop_at_frames is not None:
+            target = min(target, stop_at_frames)
         if done >= target:
             return done
 
@@ -429,10 +429,13 @@ class TrajectoryRun:
         return done
 
 
-def _run_one(arguments: tuple[str, RunSettings, int, int, bool]) -> tuple[str, int]:
-    directory, settings, checkpoint_interval_frames, position, show_progress = arguments
+def _run_one(arguments: tuple[str, RunSettings, int, int | None, int, bool]) -> tuple[str, int]:
+    directory, settings, checkpoint_interval_frames, stop_at, position, show_progress = arguments
     frames = TrajectoryRun(directory, settings).run(
-        checkpoint_interval_frames, progress_position=position, show_progress=show_progress
+        checkpoint_interval_frames,
+        stop_at_frames=stop_at,
+        progress_position=position,
+        show_progress=show_progress,
     )
     return directory, frames
 
@@ -441,16 +444,36 @@ def run_many(
     runs: Sequence[tuple[str | os.PathLike, RunSettings]],
     processes: int = 1,
     checkpoint_interval_frames: int = 100,
+    round_frames: int | None = None,
     show_progress: bool = True,
 ) -> list[tuple[str, int]]:
-    """Run several trajectories, ``processes`` at a time, each in its own process."""
+    """Run several trajectories, ``processes`` at a time, each in its own process.
+
+    With ``round_frames``, the runs advance together: round k brings every run to k x
+    ``round_frames`` frames before any goes further, so that data read while the job is still
+    going covers every start, whatever the number of processes.
+    """
     if processes < 1:
         raise ValueError("processes must be at least 1.")
-    jobs = [
-        (str(directory), settings, checkpoint_interval_frames, i, show_progress)
-        for i, (directory, settings) in enumerate(runs)
-    ]
-    if processes == 1:
-        return [_run_one(job) for job in jobs]
-    with ProcessPoolExecutor(max_workers=processes) as pool:
-        return list(pool.map(_run_one, jobs))
+    if round_frames is not None and round_frames < 1:
+        raise ValueError("round_frames must be at least 1.")
+    longest = max(settings.num_frames for _, settings in runs)
+    stops = (
+        [longest]
+        if round_frames is None
+        else [*range(round_frames, longest, round_frames), longest]
+    )
+    pool = ProcessPoolExecutor(max_workers=processes) if processes > 1 else None
+    run_jobs = pool.map if pool is not None else map
+    results: list[tuple[str, int]] = []
+    try:
+        for stop in stops:
+            jobs = [
+                (str(directory), settings, checkpoint_interval_frames, stop, i, show_progress)
+                for i, (directory, settings) in enumerate(runs)
+            ]
+            results = list(run_jobs(_run_one, jobs))
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    return results

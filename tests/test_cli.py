@@ -81,7 +81,15 @@ def test_simulate_resumes_and_info_reports(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     common = ["simulate", "A", "--start", "beta", "--start=-70,-40", "--frame-interval-ps", "0.05"]
-    common += ["--equilibration-ps", "0.2", "--checkpoint-interval-ps", "0.1", "--no-progress"]
+    common += [
+        "--equilibration-ps",
+        "0.2",
+        "--checkpoint-interval-ps",
+        "0.1",
+        "--round-ns",
+        "0.0001",
+    ]
+    common += ["--no-progress"]
     common += ["-o", str(tmp_path)]
     assert main([*common, "--length-ns", "0.0002"]) == 0
     assert main([*common, "--length-ns", "0.0004"]) == 0

@@ -40,13 +40,13 @@ def test_interrupted_and_resumed_run_gives_the_same_frames(tmp_path: Path) -> No
     TrajectoryRun(tmp_path / "whole", SETTINGS).run(4, show_progress=False)
 
     split = TrajectoryRun(tmp_path / "split", SETTINGS)
-    assert split.run(4, stop_after_frames=4, show_progress=False) == 4
+    assert split.run(4, stop_at_frames=4, show_progress=False) == 4
     # An interruption after frames were appended but before they were committed leaves a partial
     # frame and an orphaned checkpoint behind; both must be discarded on resume.
     with open(tmp_path / "split" / TRAJECTORY_FILE, "ab") as handle:
         handle.write(b"\0" * 700)
     (tmp_path / "split" / "checkpoint-000000008.chk").write_bytes(b"orphan")
-    assert split.run(4, stop_after_frames=5, show_progress=False) == 9
+    assert split.run(4, stop_at_frames=9, show_progress=False) == 9
     assert split.run(4, show_progress=False) == 12
 
     whole, resumed = frames(tmp_path / "whole"), frames(tmp_path / "split")
@@ -86,7 +86,7 @@ def test_other_settings_are_refused_on_resume(tmp_path: Path) -> None:
 @pytest.mark.parametrize("damage", ["checkpoint", "progress"])
 def test_corrupt_checkpoint_is_refused_and_nothing_is_lost(tmp_path: Path, damage: str) -> None:
     run = TrajectoryRun(tmp_path, RunSettings(**{**SETTINGS.__dict__, "num_frames": 4}))
-    run.run(2, stop_after_frames=2, show_progress=False)
+    run.run(2, stop_at_frames=2, show_progress=False)
     trajectory = (tmp_path / TRAJECTORY_FILE).read_bytes()
     if damage == "checkpoint":
         checkpoint = tmp_path / json.loads((tmp_path / PROGRESS_FILE).read_text())["checkpoint"]
@@ -123,7 +123,7 @@ def test_parallel_runs_match_sequential_ones(tmp_path: Path) -> None:
     settings = RunSettings(**{**SETTINGS.__dict__, "num_frames": 3})
     other = RunSettings(**{**settings.__dict__, "seed": 9, "start": (-150.0, 150.0)})
     runs = [(tmp_path / "a", settings), (tmp_path / "b", other)]
-    results = run_many(runs, processes=2, checkpoint_interval_frames=2, show_progress=False)
+    results = run_many(runs, 2, checkpoint_interval_frames=2, round_frames=2, show_progress=False)
     assert [count for _, count in results] == [3, 3]
     TrajectoryRun(tmp_path / "b-alone", other).run(2, show_progress=False)
     np.testing.assert_array_equal(frames(tmp_path / "b"), frames(tmp_path / "b-alone"))
