@@ -1,0 +1,12 @@
+"""openmm-timewarp: Timewarp as a drop-in OpenMM integrator.
+
+``TimewarpIntegrator`` samples the Boltzmann distribution of an OpenMM System with large-time-step
+proposals from a learned model and an exact Metropolis-Hastings test; ``export``, ``load_model``
+and ``load_metadata`` write and read proposal-model files (docs/contract.md).
+"""
+
+from openmm_timewarp.contract import export, load_metadata, load_model
+from openmm_timewarp.integrator import TimewarpIntegrator
+
+__all__ = ["TimewarpIntegrator", "export", "load_metadata", "load_model"]
+__version__ = "0.1.0"

@@ -1,0 +1,148 @@
+"""``TimewarpIntegrator``: the Python face of the C++ plugin's integrator.
+
+It resolves the proposal model (a path or a bundled name), derives atom-type codes and chiral
+centres from an OpenMM Topology with the model's metadata, accepts ``openmm.unit`` quantities,
+and returns quantities where OpenMM's own integrators do.  Everything else (the Metropolis-
+Hastings chain, proposal batching, checkpoints, XML serialization) lives in the plugin.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import openmm
+from openmm import app, unit
+
+from openmm_timewarp import _timewarpplugin, timewarpplugin
+from openmm_timewarp.contract import (
+    ModelMetadata,
+    atom_types_for_topology,
+    chiral_centres,
+    load_metadata,
+    resolve_model_path,
+)
+
+__all__ = ["TimewarpIntegrator"]
+
+
+def _plugin_library() -> Path:
+    """The plugin library, installed next to its Python extension."""
+    name = {"darwin": "libTimewarpPlugin.dylib", "win32": "TimewarpPlugin.dll"}.get(
+        sys.platform, "libTimewarpPlugin.so"
+    )
+    return Path(_timewarpplugin.__file__).parent / name
+
+
+# Registers the integrator's kernel with every platform OpenMM has loaded.
+openmm.Platform.loadPluginLibrary(str(_plugin_library()))
+
+
+def _in_units(value: unit.Quantity | float, target: unit.Unit, name: str) -> float:
+    if unit.is_quantity(value):
+        if not value.unit.is_compatible(target):
+            raise ValueError(f"{name} must be in units compatible with {target}, got {value}")
+        return float(value.value_in_unit(target))
+    return float(value)
+
+
+class TimewarpIntegrator(timewarpplugin.TimewarpIntegrator):
+    """Samples the Boltzmann distribution with learned proposals and an exact MH test.
+
+    Parameters
+    ----------
+    model
+        A proposal-model file or the name of a bundled model (``"alanine-dipeptide"``).
+    temperature
+        The temperature, a quantity or a number in kelvin.
+    topology
+        The System's Topology; atom types and chiral centres are derived from it unless given.
+    atom_types
+        The model's atom-type code of every particle.
+    chiral_centres
+        Quadruples of particle indices whose signed volume must keep its sign; ``[]`` for none.
+    max_proposal_batch
+        The largest number of proposals drawn per model call.
+    exploration
+        Accept by an energy threshold instead of the MH test (fast, not exact).
+    exploration_threshold
+        The threshold of exploration mode, a quantity or a number in kJ/mol.
+    seed
+        Seed of the integrator's random numbers; 0 picks a different one each time.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike,
+        temperature: unit.Quantity | float,
+        topology: app.Topology | None = None,
+        atom_types: Sequence[int] | np.ndarray | None = None,
+        chiral_centres: Sequence[Sequence[int]] | None = None,
+        max_proposal_batch: int = 64,
+        exploration: bool = False,
+        exploration_threshold: unit.Quantity | float = 300.0 * unit.kilojoule_per_mole,
+        seed: int = 0,
+    ) -> None:
+        path = resolve_model_path(model).resolve()
+        self._metadata = load_metadata(path)
+        if atom_types is None:
+            if topology is None:
+                raise ValueError("give the System's topology, or atom_types explicitly")
+            atom_types = atom_types_for_topology(topology, self._metadata)
+        if chiral_centres is None:
+            chiral_centres = _chiral_centres_of(topology)
+        centres = np.asarray(chiral_centres, dtype=np.int64).reshape(-1)
+        if centres.size % 4:
+            raise ValueError("chiral_centres must be quadruples of particle indices")
+        super().__init__(
+            str(path),
+            _in_units(temperature, unit.kelvin, "temperature"),
+            [int(code) for code in np.asarray(atom_types).reshape(-1)],
+            [int(index) for index in centres],
+        )
+        self.setMaxProposalBatch(max_proposal_batch)
+        self.setExplorationMode(exploration, exploration_threshold)
+        self.setRandomNumberSeed(seed)
+
+    @classmethod
+    def cast(cls, integrator: openmm.Integrator) -> TimewarpIntegrator:
+        """The TimewarpIntegrator behind an ``openmm.Integrator``, e.g. one that
+        ``XmlSerializer.deserialize`` returns; the result keeps ``integrator`` alive."""
+        if isinstance(integrator, cls):
+            return integrator
+        if not timewarpplugin.TimewarpIntegrator.isinstance(integrator):
+            raise TypeError(f"{type(integrator).__name__} is not a TimewarpIntegrator")
+        view = cls.__new__(cls)
+        view.this = timewarpplugin.TimewarpIntegrator.cast(integrator).this
+        view._owner = integrator
+        view._metadata = None
+        return view
+
+    def getMetadata(self) -> ModelMetadata:
+        """The proposal model's metadata (``timewarp.json``)."""
+        if self._metadata is None:
+            self._metadata = load_metadata(self.getModelPath())
+        return self._metadata
+
+    def getTemperature(self) -> unit.Quantity:
+        return super().getTemperature() * unit.kelvin
+
+    def getExplorationThreshold(self) -> unit.Quantity:
+        return super().getExplorationThreshold() * unit.kilojoule_per_mole
+
+    def setExplorationMode(
+        self,
+        enabled: bool,
+        threshold: unit.Quantity | float = 300.0 * unit.kilojoule_per_mole,
+    ) -> None:
+        """Accept by ``U' - U < threshold`` (quantity or kJ/mol) instead of the MH test."""
+        super().setExplorationMode(
+            bool(enabled), _in_units(threshold, unit.kilojoule_per_mole, "threshold")
+        )
+
+
+def _chiral_centres_of(topology: app.Topology | None) -> list[tuple[int, int, int, int]]:
+    return [] if topology is None else chiral_centres(topology)

@@ -1,0 +1,24 @@
+#ifndef OPENMM_TIMEWARP_MODEL_FILE_H_
+#define OPENMM_TIMEWARP_MODEL_FILE_H_
+
+#include <string>
+
+namespace TimewarpPlugin {
+
+/** The contract attributes of a proposal-model file (docs/contract.md). */
+struct ModelAttributes {
+    int noiseDim;
+    double tau;
+    int numAtoms;
+    int numAtomTypes;
+};
+
+/**
+ * Load a proposal-model file with torch::jit::load and read its contract attributes; throws an
+ * OpenMMException that says what is wrong for a missing, unreadable or non-conforming file.
+ */
+ModelAttributes readModelAttributes(const std::string& path);
+
+} // namespace TimewarpPlugin
+
+#endif /*OPENMM_TIMEWARP_MODEL_FILE_H_*/

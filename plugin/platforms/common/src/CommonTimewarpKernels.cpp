@@ -1,0 +1,209 @@
+#include "CommonTimewarpKernels.h"
+#include "openmm/OpenMMException.h"
+#include "openmm/Platform.h"
+#include "openmm/reference/SimTKOpenMMRealType.h"
+#include <cmath>
+#include <torch/cuda.h>
+#include <sstream>
+
+using namespace OpenMM;
+using namespace TimewarpPlugin;
+using namespace std;
+
+namespace {
+
+double signedVolume(const Vec3& a, const Vec3& b, const Vec3& c, const Vec3& d) {
+    return (b - a).dot((c - a).cross(d - a));
+}
+
+string shapeOf(const torch::Tensor& tensor) {
+    stringstream text;
+    text << tensor.sizes() << " " << tensor.dtype();
+    return text.str();
+}
+
+[[noreturn]] void brokenModel(const TimewarpIntegrator& integrator, const string& problem) {
+    throw OpenMMException("TimewarpIntegrator: the proposal model " + integrator.getModelPath() +
+                          " broke the contract: " + problem +
+                          " (see docs/contract.md; this is a broken model, not a rejection)");
+}
+
+} // namespace
+
+void CommonIntegrateTimewarpStepKernel::initialize(ContextImpl& context,
+                                                   const TimewarpIntegrator& integrator) {
+    device = torch::kCPU;
+    if (context.getPlatform().getName() == "CUDA" && torch::cuda::is_available()) {
+        const string& index =
+            context.getPlatform().getPropertyValue(context.getOwner(), "DeviceIndex");
+        device = torch::Device(torch::kCUDA, index.empty() ? 0 : stoi(index));
+    }
+    try {
+        module = torch::jit::load(integrator.getModelPath(), device);
+    }
+    catch (const exception& error) {
+        throw OpenMMException("TimewarpIntegrator: cannot load the proposal model " +
+                              integrator.getModelPath() + ": " + error.what());
+    }
+    module.eval();
+    const vector<int>& types = integrator.getAtomTypes();
+    atomTypes = torch::tensor(vector<int64_t>(types.begin(), types.end()), torch::kInt64).to(device);
+    const System& system = context.getSystem();
+    double kT = BOLTZ * integrator.getTemperature();
+    velocityScales.resize(system.getNumParticles());
+    for (int i = 0; i < system.getNumParticles(); i++) {
+        double mass = system.getParticleMass(i);
+        velocityScales[i] = mass > 0.0 ? sqrt(kT / mass) : 0.0;
+    }
+}
+
+void CommonIntegrateTimewarpStepKernel::drawProposals(const TimewarpIntegrator& integrator,
+                                                      TimewarpChainState& chain,
+                                                      const vector<Vec3>& positions) {
+    int numAtoms = positions.size();
+    int batchSize = chain.adaptiveBatchSize(integrator.getMaxProposalBatch());
+    int noiseDim = integrator.getNoiseDim();
+    torch::Tensor current = torch::empty({numAtoms, 3}, torch::kFloat32);
+    auto currentData = current.accessor<float, 2>();
+    for (int i = 0; i < numAtoms; i++)
+        for (int k = 0; k < 3; k++)
+            currentData[i][k] = (float) positions[i][k];
+    torch::Tensor noise = torch::empty({batchSize, numAtoms, noiseDim}, torch::kFloat32);
+    float* noiseData = noise.data_ptr<float>();
+    for (int64_t i = 0; i < noise.numel(); i++)
+        noiseData[i] = (float) chain.normal(chain.generator);
+
+    torch::jit::IValue output;
+    try {
+        torch::NoGradGuard noGrad;
+        output = module.forward({current.to(device), atomTypes, noise.to(device)});
+    }
+    catch (const exception& error) {
+        brokenModel(integrator, string("forward raised an error: ") + error.what());
+    }
+    chain.numModelCalls++;
+    if (!output.isTuple() || output.toTupleRef().elements().size() != 2)
+        brokenModel(integrator, "forward must return a tuple (proposals, logQRatio)");
+    const auto& elements = output.toTupleRef().elements();
+    if (!elements[0].isTensor() || !elements[1].isTensor())
+        brokenModel(integrator, "forward must return two tensors");
+    torch::Tensor proposals = elements[0].toTensor();
+    torch::Tensor logQRatios = elements[1].toTensor();
+    if (proposals.scalar_type() != torch::kFloat32 || proposals.dim() != 3 ||
+        proposals.size(0) != batchSize || proposals.size(1) != numAtoms || proposals.size(2) != 3)
+        brokenModel(integrator, "proposals must be float32 of shape [" + to_string(batchSize) + ", " +
+                                    to_string(numAtoms) + ", 3], got " + shapeOf(proposals));
+    if (logQRatios.scalar_type() != torch::kFloat32 || logQRatios.dim() != 1 ||
+        logQRatios.size(0) != batchSize)
+        brokenModel(integrator, "logQRatio must be float32 of shape [" + to_string(batchSize) +
+                                    "], got " + shapeOf(logQRatios));
+    proposals = proposals.to(torch::kCPU, torch::kFloat64).contiguous();
+    logQRatios = logQRatios.to(torch::kCPU, torch::kFloat64).contiguous();
+    auto batch = make_shared<ProposalBatch>();
+    batch->size = batchSize;
+    batch->positions.assign(proposals.data_ptr<double>(),
+                            proposals.data_ptr<double>() + proposals.numel());
+    batch->logQRatios.assign(logQRatios.data_ptr<double>(),
+                             logQRatios.data_ptr<double>() + batchSize);
+    chain.batch = batch;
+    chain.nextProposal = 0;
+}
+
+bool CommonIntegrateTimewarpStepKernel::invertsChirality(const TimewarpIntegrator& integrator,
+                                                         const vector<Vec3>& current,
+                                                         const double* proposal) const {
+    const vector<int>& centres = integrator.getChiralCentres();
+    auto proposed = [proposal](int i) {
+        return Vec3(proposal[3 * i], proposal[3 * i + 1], proposal[3 * i + 2]);
+    };
+    for (size_t q = 0; q < centres.size(); q += 4) {
+        int a = centres[q], b = centres[q + 1], c = centres[q + 2], d = centres[q + 3];
+        double before = signedVolume(current[a], current[b], current[c], current[d]);
+        double after = signedVolume(proposed(a), proposed(b), proposed(c), proposed(d));
+        if (before * after < 0.0)
+            return true;
+    }
+    return false;
+}
+
+void CommonIntegrateTimewarpStepKernel::execute(ContextImpl& context,
+                                                const TimewarpIntegrator& integrator,
+                                                TimewarpChainState& chain, int steps) {
+    if (steps == 0)
+        return;
+    int numAtoms = context.getSystem().getNumParticles();
+    int groups = integrator.getIntegrationForceGroups();
+    double kT = BOLTZ * integrator.getTemperature();
+    bool exploration = integrator.getExplorationMode();
+    double threshold = integrator.getExplorationThreshold();
+    vector<Vec3> current, trial(numAtoms), velocities(numAtoms);
+    context.getPositions(current);
+    if (!chain.energyValid) {
+        chain.energy = context.calcForcesAndEnergy(false, true, groups);
+        chain.energyValid = true;
+    }
+    // The Context holds `trial` after a rejection; `current` goes back in once, at the end.
+    bool contextHoldsCurrent = true;
+    for (int iteration = 0; iteration < steps; iteration++) {
+        if (!chain.hasProposal())
+            drawProposals(integrator, chain, current);
+        int index = chain.nextProposal++;
+        const double* proposal = &chain.batch->positions[3LL * numAtoms * index];
+        double logQRatio = chain.batch->logQRatios[index];
+        chain.numProposed++;
+        chain.adaptationProposed++;
+        bool finite = isfinite(logQRatio);
+        for (int i = 0; i < 3 * numAtoms && finite; i++)
+            finite = isfinite(proposal[i]);
+        bool accepted = false;
+        double trialEnergy = 0.0;
+        if (!finite)
+            chain.numRejectedNonFinite++;
+        else if (invertsChirality(integrator, current, proposal))
+            chain.numRejectedChirality++;
+        else {
+            for (int i = 0; i < numAtoms; i++)
+                trial[i] = Vec3(proposal[3 * i], proposal[3 * i + 1], proposal[3 * i + 2]);
+            context.setPositions(trial);
+            contextHoldsCurrent = false;
+            trialEnergy = context.calcForcesAndEnergy(false, true, groups);
+            double deltaEnergy = trialEnergy - chain.energy;
+            if (!isfinite(trialEnergy))
+                chain.numRejectedNonFinite++;
+            else if (exploration)
+                accepted = deltaEnergy < threshold;
+            else {
+                double logAcceptance = -deltaEnergy / kT + logQRatio;
+                accepted = logAcceptance >= 0.0 || chain.uniform(chain.generator) < exp(logAcceptance);
+            }
+        }
+        if (accepted) {
+            current.swap(trial);
+            contextHoldsCurrent = true;
+            chain.energy = trialEnergy;
+            chain.numAccepted++;
+            chain.adaptationAccepted++;
+            chain.discardProposals();
+        }
+        for (int i = 0; i < numAtoms; i++)
+            for (int k = 0; k < 3; k++)
+                velocities[i][k] = velocityScales[i] * chain.normal(chain.generator);
+        chain.numSteps++;
+    }
+    if (!contextHoldsCurrent)
+        context.setPositions(current);
+    context.setVelocities(velocities);
+    context.setTime(context.getTime() + steps * integrator.getStepSize());
+    context.setStepCount(context.getStepCount() + steps);
+}
+
+double CommonIntegrateTimewarpStepKernel::computeKineticEnergy(ContextImpl& context,
+                                                               const TimewarpIntegrator& integrator) {
+    const System& system = context.getSystem();
+    vector<Vec3> velocities;
+    context.getVelocities(velocities);
+    double energy = 0.0;
+    for (int i = 0; i < system.getNumParticles(); i++)
+        energy += 0.5 * system.getParticleMass(i) * velocities[i].dot(velocities[i]);
+    return energy;
+}

@@ -1,0 +1,39 @@
+#ifndef COMMON_TIMEWARP_KERNELS_H_
+#define COMMON_TIMEWARP_KERNELS_H_
+
+#include "TimewarpKernels.h"
+#include <torch/script.h>
+#include <vector>
+
+namespace TimewarpPlugin {
+
+/**
+ * The Metropolis-Hastings chain through ContextImpl alone (positions, velocities, energy-only
+ * evaluations), so one implementation serves every platform.  The proposal model runs on the
+ * Context's GPU when the platform is CUDA and torch has CUDA, else on the CPU.
+ */
+class CommonIntegrateTimewarpStepKernel : public IntegrateTimewarpStepKernel {
+public:
+    CommonIntegrateTimewarpStepKernel(std::string name, const OpenMM::Platform& platform)
+        : IntegrateTimewarpStepKernel(name, platform) {
+    }
+    void initialize(OpenMM::ContextImpl& context, const TimewarpIntegrator& integrator) override;
+    void execute(OpenMM::ContextImpl& context, const TimewarpIntegrator& integrator,
+                 TimewarpChainState& chain, int steps) override;
+    double computeKineticEnergy(OpenMM::ContextImpl& context,
+                                const TimewarpIntegrator& integrator) override;
+
+private:
+    void drawProposals(const TimewarpIntegrator& integrator, TimewarpChainState& chain,
+                       const std::vector<OpenMM::Vec3>& positions);
+    bool invertsChirality(const TimewarpIntegrator& integrator,
+                          const std::vector<OpenMM::Vec3>& current, const double* proposal) const;
+    torch::jit::Module module;
+    torch::Device device = torch::kCPU;
+    torch::Tensor atomTypes;
+    std::vector<double> velocityScales;  // sqrt(kT / m) per particle, 0 for massless ones
+};
+
+} // namespace TimewarpPlugin
+
+#endif /*COMMON_TIMEWARP_KERNELS_H_*/
