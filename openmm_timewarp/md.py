@@ -310,6 +310,13 @@ class TrajectoryRun:
 
     def _resume(self) -> tuple[app.Simulation, int]:
         progress = self._read_progress()
+        required = (TOPOLOGY_FILE, TRAJECTORY_FILE)
+        missing = [name for name in required if not (self.directory / name).exists()]
+        if missing:
+            raise CheckpointError(
+                f"{self.directory} lacks {', '.join(missing)}, so it cannot be resumed; move the "
+                "run folder aside and start the run again."
+            )
         checkpoint = self.directory / progress["checkpoint"]
         if not checkpoint.exists() or _sha256(checkpoint) != progress["sha256"]:
             raise CheckpointError(

@@ -83,7 +83,7 @@ def test_other_settings_are_refused_on_resume(tmp_path: Path) -> None:
         TrajectoryRun(tmp_path, other).run(show_progress=False)
 
 
-@pytest.mark.parametrize("damage", ["checkpoint", "progress"])
+@pytest.mark.parametrize("damage", ["checkpoint", "progress", "topology"])
 def test_corrupt_checkpoint_is_refused_and_nothing_is_lost(tmp_path: Path, damage: str) -> None:
     run = TrajectoryRun(tmp_path, RunSettings(**{**SETTINGS.__dict__, "num_frames": 4}))
     run.run(2, stop_at_frames=2, show_progress=False)
@@ -92,9 +92,12 @@ def test_corrupt_checkpoint_is_refused_and_nothing_is_lost(tmp_path: Path, damag
         checkpoint = tmp_path / json.loads((tmp_path / PROGRESS_FILE).read_text())["checkpoint"]
         checkpoint.write_bytes(checkpoint.read_bytes()[:100])
         match = "corrupt"
-    else:
+    elif damage == "progress":
         (tmp_path / PROGRESS_FILE).write_text("{not json")
         match = "unreadable"
+    else:
+        (tmp_path / TOPOLOGY_FILE).unlink()
+        match = "lacks topology.pdb"
     with pytest.raises(CheckpointError, match=match):
         run.run(2, show_progress=False)
     assert (tmp_path / TRAJECTORY_FILE).read_bytes() == trajectory
