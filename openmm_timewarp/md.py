@@ -157,7 +157,7 @@ def _integrator(settings: RunSettings) -> openmm.LangevinMiddleIntegrator:
 def _add_backbone_restraint(
     system: openmm.System, topology: app.Topology, start: tuple[float, float], k: float
 ) -> None:
-    """Flat-bottomless harmonic restraint of every phi and psi to the start angles."""
+    """Harmonic restraint of every phi and psi to the start angles (periodic angle difference)."""
     restraint = openmm.CustomTorsionForce(
         "0.5*k*d^2; d=min(abs(theta-theta0), 2*pi-abs(theta-theta0))"
     )
