@@ -29,6 +29,7 @@ import openmm.app as app
 import torch
 
 from openmm_timewarp.md import PROGRESS_FILE, RUN_FILE, TOPOLOGY_FILE, TRAJECTORY_FILE, RunSettings
+from openmm_timewarp.peptides import backbone_torsions
 
 Split = Literal["train", "validation", "test"]
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
@@ -62,6 +63,18 @@ class Trajectory:
                 f"{self.num_frames} its {PROGRESS_FILE} records; the file was damaged."
             )
         return (xyz / 10.0).astype(np.float32)  # DCD stores angstroms
+
+    def backbone_angles(self) -> tuple[np.ndarray, np.ndarray]:
+        """phi and psi of the committed frames, degrees: [F, number of phi], [F, number of psi]."""
+        phis, psis = backbone_torsions(self.topology())
+        xyz = self.load()
+        if len(xyz) == 0:
+            return np.empty((0, len(phis))), np.empty((0, len(psis)))
+        trajectory = mdtraj.Trajectory(xyz, mdtraj.Topology.from_openmm(self.topology()))
+        return tuple(
+            np.degrees(mdtraj.compute_dihedrals(trajectory, np.array(indices).reshape(-1, 4)))
+            for indices in (phis, psis)
+        )
 
     def summary(self) -> dict:
         return {

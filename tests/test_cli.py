@@ -94,8 +94,9 @@ def test_simulate_resumes_and_info_reports(
     assert main([*common, "--length-ns", "0.0002"]) == 0
     assert main([*common, "--length-ns", "0.0004"]) == 0
     capsys.readouterr()
-    assert main(["info", str(tmp_path), "--json"]) == 0
+    assert main(["info", str(tmp_path), "--json", "--phi"]) == 0
     summaries = json.loads(capsys.readouterr().out)
+    assert summaries[0]["phi_positive_fraction"] == [0.0]  # started in beta, 0.4 ps later
     assert [s["name"] for s in summaries] == ["00-beta", "01--70_-40"]
     assert [s["frames"] for s in summaries] == [8, 8]
     assert [s["seed"] for s in summaries] == [1, 2]
