@@ -1,0 +1,148 @@
+"""Tests of the side-by-side benchmark: HBond constraints, settings, the report and a short run."""
+
+import json
+
+import numpy as np
+import openmm
+import pytest
+import torch
+
+from openmm_timewarp import benchmark
+from openmm_timewarp.peptides import build_peptide, create_system
+
+torch.set_num_threads(1)
+
+#: A reference and budget small enough for seconds: 10 ps of MD at 50 fs per frame.
+FAST = dict(
+    budget_s=1.0,
+    reference_ns=0.01,
+    reference_frame_interval_ps=0.05,
+    reference_equilibration_ps=1.0,
+    tica_lag_ps=0.25,
+    md_frame_interval_ps=0.05,
+    num_starts=2,
+)
+
+
+@pytest.fixture(scope="module")
+def reference_dir(tmp_path_factory):
+    settings = benchmark.BenchmarkSettings(**FAST)
+    cache = tmp_path_factory.mktemp("cache")
+    return benchmark.generate_reference("A", "capped", cache, settings)
+
+
+def _check_schema(report: dict, samplers: tuple[str, ...]) -> None:
+    assert set(report) >= {
+        "date", "machine", "peptide", "model", "settings", "reference", "samplers", "ratios",
+        "discovery_speedups", "files",
+    }  # fmt: skip
+    assert report["peptide"] == {"sequence": "A", "termini": "capped", "atoms": 22}
+    assert isinstance(report["reference"]["frames"], int)
+    assert set(report["reference"]["states_to_discover"]) <= set(
+        report["reference"]["state_populations"]
+    )
+    assert list(report["samplers"]) == list(samplers)
+    for result in report["samplers"].values():
+        assert result["chains"] == 2
+        assert FAST["budget_s"] <= result["wall_s"] < 1.5 * FAST["budget_s"] + 0.5
+        assert result["frames"] > 2
+        assert set(result["ess"]) == {"tic0", "phi0", "psi0"}
+        for record in result["ess"].values():
+            assert record["ess_per_s"] == pytest.approx(record["ess"] / result["wall_s"])
+            assert record["ess_per_s_error"] >= 0
+            assert isinstance(record["reliable"], bool)
+        assert 0 <= result["jsd_ramachandran"] <= 1 and 0 <= result["jsd_tic"] <= 1
+        assert 0 <= result["phi_positive"]["population"] <= 1
+        assert len(result["discovery"]) == 2
+        for chain in result["discovery"]:
+            for seconds in chain["first_visit_s"].values():
+                assert seconds is None or 0 <= seconds <= result["wall_s"]
+
+
+def test_hbond_constraints_cover_every_bond_to_hydrogen():
+    modeller = build_peptide("A")
+    system = create_system(modeller.topology)
+    constrained = benchmark.with_hbond_constraints(system, modeller.topology)
+    hydrogens = sum(atom.element.symbol == "H" for atom in modeller.topology.atoms())
+    assert system.getNumConstraints() == 0
+    assert constrained.getNumConstraints() == hydrogens == 12
+    bonds = next(f for f in system.getForces() if isinstance(f, openmm.HarmonicBondForce))
+    lengths = {tuple(sorted(bonds.getBondParameters(i)[:2])): bonds.getBondParameters(i)[2]
+               for i in range(bonds.getNumBonds())}  # fmt: skip
+    for i in range(constrained.getNumConstraints()):
+        a, b, length = constrained.getConstraintParameters(i)
+        assert length == lengths[tuple(sorted((a, b)))]
+
+
+def test_bad_settings_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown samplers"):
+        benchmark.BenchmarkSettings(samplers=("langevin",))
+    with pytest.raises(ValueError, match="budget_s"):
+        benchmark.BenchmarkSettings(budget_s=0)
+    with pytest.raises(ValueError, match="needs a model"):
+        benchmark.run_benchmark("A", None, tmp_path)
+
+
+def test_short_md_benchmark_writes_the_report(tmp_path, reference_dir):
+    samplers = (benchmark.MD_DATA_PROTOCOL, benchmark.MD_PRACTICAL)
+    settings = benchmark.BenchmarkSettings(samplers=samplers, **FAST)
+    report = benchmark.run_benchmark(
+        "A", None, tmp_path, settings, reference_dir=reference_dir, show_progress=False
+    )
+    _check_schema(report, samplers)
+    assert report == json.loads((tmp_path / "report.json").read_text())
+    for name in report["files"].values():
+        assert (tmp_path / name).stat().st_size > 1000
+    summary = (tmp_path / "summary.md").read_text()
+    assert all(f"| {name} |" in summary for name in samplers)
+    # 2 fs covers four times the simulated time per step of 0.5 fs.
+    simulated = {
+        name: sum(c["simulated_ps"] for c in report["samplers"][name]["per_chain"])
+        for name in samplers
+    }
+    steps = {name: report["samplers"][name]["steps"] for name in samplers}
+    assert simulated[benchmark.MD_PRACTICAL] == pytest.approx(steps[benchmark.MD_PRACTICAL] * 0.002)
+    assert simulated[benchmark.MD_DATA_PROTOCOL] == pytest.approx(
+        steps[benchmark.MD_DATA_PROTOCOL] * 0.0005
+    )
+
+
+def test_a_reference_of_another_molecule_is_refused(reference_dir):
+    modeller = build_peptide("G")
+    with pytest.raises(ValueError, match="another molecule"):
+        benchmark.load_reference(reference_dir, modeller.topology, benchmark.BenchmarkSettings())
+
+
+def test_frames_are_thinned_to_stay_below_max_frames(reference_dir):
+    modeller = build_peptide("A")
+    system = create_system(modeller.topology)
+    settings = benchmark.BenchmarkSettings(max_frames=8, md_frame_interval_ps=0.0005)
+    start = np.asarray(modeller.positions.value_in_unit(openmm.unit.nanometer))
+    chain = benchmark.run_chain(
+        benchmark.MD_DATA_PROTOCOL, None, system, modeller.topology, start, 0.3, settings, seed=3
+    )
+    assert len(chain.positions) < 8
+    assert chain.stride > 1 and chain.stride & (chain.stride - 1) == 0  # doubled from 1
+    assert np.all(np.diff(chain.times_s) > 0)
+
+
+def test_short_timewarp_benchmark(tmp_path, reference_dir):
+    pytest.importorskip("openmm_timewarp._timewarpplugin", reason="the plugin is not built")
+    from openmm_timewarp.simple_proposals import GaussianRandomWalk, export_simple_proposal
+
+    model = export_simple_proposal(
+        GaussianRandomWalk(0.002), tmp_path / "walk.pt", num_atoms=22, tau_ps=0.001,
+        temperature_K=310.0, atom_types=("H", "C", "N", "O"),
+    )  # fmt: skip
+    settings = benchmark.BenchmarkSettings(**FAST)
+    report = benchmark.run_benchmark(
+        "A", model, tmp_path / "report", settings, reference_dir=reference_dir, show_progress=False
+    )
+    _check_schema(report, benchmark.SAMPLERS)
+    for name in (benchmark.TIMEWARP, benchmark.EXPLORATION):
+        result = report["samplers"][name]
+        assert 0 < result["acceptance"] <= 1
+        assert result["profile"]["energy_evaluation_s"] > 0
+        assert sum(c["proposals"] for c in result["per_chain"]) >= result["steps"]
+    ratio = report["ratios"][f"{benchmark.TIMEWARP}/{benchmark.MD_PRACTICAL}"]["tic0"]
+    assert ratio["ratio"] > 0 and ratio["error"] >= 0
