@@ -2,9 +2,9 @@
 
 Each atom carries a feature vector built from its type embedding and per-atom inputs. Atoms
 exchange information through a *kernel* self-attention: instead of queries and keys, the attention
-weights are RBF kernels of the pairwise distances of the conditioning coordinates, one head per length scale,
-normalised over each row. Weights that depend only on distances and types make the network
-permutation equivariant; translation invariance follows from distances and centred inputs.
+weights are RBF kernels of the pairwise distances of the conditioning coordinates, one head per
+length scale, normalised over each row. Weights that depend only on distances and types make the
+network permutation equivariant; translation invariance follows from distances and centred inputs.
 """
 
 from __future__ import annotations
