@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import mdtraj
+import netCDF4
 import numpy as np
 import openmm
 import openmm.unit as unit
@@ -190,19 +191,17 @@ def analyze_reference(
         temperatures = [s.temperature.value_in_unit(unit.kelvin) for s in thermodynamic_states]
         accepted, proposed = reporter.read_mixing_statistics()
         move = reporter.read_mcmc_moves()[0]
-        first = max(1, int(discard_fraction * last))
-        backbone = []
-        for iteration in tqdm(range(first, last + 1), desc="reading 310 K trajectory"):
-            replica = int(np.flatnonzero(replica_states[iteration] == 0)[0])
-            sampler_states = reporter.read_sampler_states(iteration, analysis_particles_only=True)
-            backbone.append(sampler_states[replica].positions.value_in_unit(unit.nanometer))
         timestamps = reporter.read_timestamp()
     finally:
         reporter.close()
-    if len(backbone) < 4 * num_blocks:
-        raise ValueError(f"only {len(backbone)} iterations after equilibration; run longer first")
-
-    xyz = np.asarray(backbone)
+    first = max(1, int(discard_fraction * last))
+    if last + 1 - first < 4 * num_blocks:
+        raise ValueError(f"only {last + 1 - first} iterations after equilibration; run longer")
+    # The backbone atoms' positions (nm) of every replica and iteration, read in one go.
+    with netCDF4.Dataset(storage) as dataset:
+        positions = np.asarray(dataset.variables["positions"][first : last + 1])
+    at_target = np.argmax(replica_states[first : last + 1] == 0, axis=1)
+    xyz = positions[np.arange(len(positions)), at_target]
     phi = np.degrees(mdtraj.compute_dihedrals(_five_atom_trajectory(xyz), [[0, 1, 2, 3]])[:, 0])
     result: dict = {
         "iterations": int(last),

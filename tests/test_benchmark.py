@@ -146,3 +146,39 @@ def test_short_timewarp_benchmark(tmp_path, reference_dir):
         assert sum(c["proposals"] for c in result["per_chain"]) >= result["steps"]
     ratio = report["ratios"][f"{benchmark.TIMEWARP}/{benchmark.MD_PRACTICAL}"]["tic0"]
     assert ratio["ratio"] > 0 and ratio["error"] >= 0
+
+
+def test_reference_backbone_atoms_give_phi():
+    from openmm_timewarp import reference
+
+    modeller = build_peptide("A", phi=60.0, psi=40.0)
+    xyz = np.asarray(modeller.positions.value_in_unit(openmm.unit.nanometer))
+    backbone = xyz[reference._backbone_atoms(modeller.topology)][None]
+    phi = reference._five_atom_trajectory(backbone)
+    assert np.degrees(reference.mdtraj.compute_dihedrals(phi, [[0, 1, 2, 3]])[0, 0]) == (
+        pytest.approx(60.0, abs=1.0)
+    )
+    assert reference.geometric_temperatures(310.0, 620.0, 3) == pytest.approx(
+        [310.0, 310.0 * 2**0.5, 620.0]
+    )
+    with pytest.raises(ValueError):
+        reference.geometric_temperatures(310.0, 300.0, 4)
+
+
+@pytest.mark.slow
+def test_parallel_tempering_reference_resumes_and_analyses(tmp_path):
+    pytest.importorskip("openmmtools")
+    from openmm_timewarp import reference
+
+    assert reference.run_reference(tmp_path, 20, steps_per_iteration=20, chunk=7) == 20
+    # A second call continues the stored run (its settings come from the storage).
+    assert reference.run_reference(tmp_path, 45, chunk=7) == 45
+    result = reference.analyze_reference(tmp_path)
+    assert result["iterations"] == 45
+    assert result["steps_per_iteration"] == 20
+    assert len(result["exchange_acceptance_neighbours"]) == reference.NUM_REPLICAS - 1
+    assert all(0 <= rate <= 1 for rate in result["exchange_acceptance_neighbours"])
+    for key in ("phi_positive", "left_handed"):
+        assert 0 <= result[key]["population"] <= 1
+        assert result[key]["error_blocks"] >= 0 and result[key]["ess"] >= 1
+    assert json.loads((tmp_path / reference.RESULT_NAME).read_text()) == result
