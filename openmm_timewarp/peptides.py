@@ -88,7 +88,8 @@ def build_peptide(
         sequence: one-letter codes, N- to C-terminus (``"A"`` is alanine dipeptide when capped).
         termini: ``"capped"`` (ACE-...-NME) or ``"zwitterionic"`` (two residues or more).
         phi, psi: backbone torsions in degrees, one for all residues or one per residue of
-            ``sequence``; the default is an extended chain (-120, 140).
+            ``sequence``; the default is an extended chain (-120, 140). A zwitterion has no phi
+            on its first residue and no psi on its last: those values are ignored.
         forcefield: used to pick protonation states; amber14-all + OBC2 by default.
 
     Returns:
@@ -155,7 +156,6 @@ def _glycines_to_caps(
     dropped = {(first, "N"), (last, "C"), (last, "O")}
     capped = app.Topology()
     chain = capped.addChain()
-    new_atoms: dict[app.topology.Atom, app.topology.Atom] = {}
     kept_positions = []
     coordinates = positions.value_in_unit(unit.nanometer)
     for residue in residues:
@@ -165,7 +165,7 @@ def _glycines_to_caps(
             if (residue, atom.name) in dropped:
                 continue
             atom_name = renamed.get((residue, atom.name), atom.name)
-            new_atoms[atom] = capped.addAtom(atom_name, atom.element, new_residue)
+            capped.addAtom(atom_name, atom.element, new_residue)
             kept_positions.append(coordinates[atom.index])
     capped.createStandardBonds()
     return capped, unit.Quantity(np.array(kept_positions), unit.nanometer)
