@@ -20,11 +20,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import mdtraj
 import numpy as np
-from deeptime.clustering import KMeans
-from deeptime.decomposition import TICA
+
+if TYPE_CHECKING:  # deeptime is imported where it is used: it takes seconds to import
+    from deeptime.decomposition import TICA
 
 #: Ramachandran basins of a dipeptide, in the order of their state labels.
 RAMACHANDRAN_STATES = ("beta", "alphaR", "alphaL", "C7ax")
@@ -162,6 +164,8 @@ def dihedral_features(trajectory: mdtraj.Trajectory) -> np.ndarray:
 
 def fit_tica(features: np.ndarray | Sequence[np.ndarray], lagtime: int, dim: int = 2) -> TICA:
     """TICA (deeptime, kinetic-map scaling) fitted on reference features; returns the estimator."""
+    from deeptime.decomposition import TICA
+
     chains = [features] if isinstance(features, np.ndarray) else list(features)
     shortest = min(len(chain) for chain in chains)
     if lagtime < 1 or lagtime >= shortest:
@@ -199,6 +203,8 @@ class KMeansStates:
 
 def kmeans_states(reference_tics: np.ndarray, num_states: int, seed: int = 0) -> KMeansStates:
     """Cluster reference TIC coordinates into ``num_states`` states with deeptime's k-means."""
+    from deeptime.clustering import KMeans
+
     if num_states < 2 or num_states > len(reference_tics):
         raise ValueError(f"num_states must be in [2, {len(reference_tics)}], got {num_states}")
     model = KMeans(num_states, fixed_seed=seed, init_strategy="kmeans++").fit(reference_tics)

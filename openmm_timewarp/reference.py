@@ -24,12 +24,12 @@ import argparse
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import mdtraj
-import netCDF4
 import numpy as np
 import openmm
 import openmm.unit as unit
@@ -176,6 +176,10 @@ def analyze_reference(
     and C7ax basins without the wrapped edge of beta), each with ``error_ess`` (binomial error with
     the effective sample size of the indicator series) and ``error_blocks`` (block averages).
     """
+    # Read while the run is still writing: HDF5's file lock would refuse the second open. HDF5
+    # reads this when it loads, so it is set before netCDF4 (and openmmtools) are imported.
+    os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
+    import netCDF4
     from openmmtools import multistate
 
     logging.getLogger("openmmtools").setLevel(logging.ERROR)
@@ -200,9 +204,17 @@ def analyze_reference(
     # The backbone atoms' positions (nm) of every replica and iteration, read in one go.
     with netCDF4.Dataset(storage) as dataset:
         positions = np.asarray(dataset.variables["positions"][first : last + 1])
-    at_target = np.argmax(replica_states[first : last + 1] == 0, axis=1)
-    xyz = positions[np.arange(len(positions)), at_target]
-    phi = np.degrees(mdtraj.compute_dihedrals(_five_atom_trajectory(xyz), [[0, 1, 2, 3]])[:, 0])
+    # phi of every replica, then re-ordered by thermodynamic state: [iterations, states].
+    num_iterations, num_replicas = positions.shape[:2]
+    flat = _five_atom_trajectory(positions.reshape(-1, 5, 3))
+    phi_by_replica = np.degrees(mdtraj.compute_dihedrals(flat, [[0, 1, 2, 3]])[:, 0])
+    phi_by_state = np.empty((num_iterations, num_replicas))
+    rows = np.arange(num_iterations)[:, None]
+    phi_by_state[rows, replica_states[first : last + 1]] = phi_by_replica.reshape(
+        num_iterations, -1
+    )
+    phi = phi_by_state[:, 0]
+    entries = int(np.count_nonzero(np.diff((phi > 0).astype(int)) == 1))
     result: dict = {
         "iterations": int(last),
         "iterations_analysed": len(phi),
@@ -211,6 +223,10 @@ def analyze_reference(
         "timestep_fs": float(move.timestep.value_in_unit(unit.femtoseconds)),
         "exchange_acceptance_neighbours": _neighbour_acceptance(accepted, proposed),
         "wall_seconds_per_iteration": _seconds_per_iteration(timestamps, last),
+        # Convergence diagnostics: how often the 310 K state entered phi > 0, and the population
+        # at each temperature of the ladder (it must rise with temperature).
+        "entries_into_phi_positive_at_310K": entries,
+        "phi_positive_by_temperature": (phi_by_state > 0).mean(axis=0).tolist(),
     }
     for name, indicator in (
         ("phi_positive", phi > 0),
