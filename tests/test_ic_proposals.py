@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import openmm
 import pytest
 import torch
 from openmm import app, unit
@@ -15,7 +16,7 @@ from openmm_timewarp.internal.proposals import (
     coordinate_bounds,
     proposal_metadata,
 )
-from openmm_timewarp.internal.zmatrix import build_zmatrix
+from openmm_timewarp.internal.zmatrix import InternalCoordinateTransform, build_zmatrix
 from openmm_timewarp.peptides import FORCEFIELD_NAME, build_peptide
 
 torch.set_num_threads(1)
@@ -222,3 +223,218 @@ def test_mixture_weight_must_be_a_probability(dipeptide):
     for weight in (0.0, 1.0, 1.5):
         with pytest.raises(ValueError, match="between 0 and 1"):
             ICMixtureProposal(models["conditional"], models["independent"], weight)
+
+
+# --- Metropolis-Hastings exactness through TimewarpIntegrator ------------------------------------
+# A chain of five carbons whose energy (harmonic bonds and angles, periodic torsions) uses exactly
+# the Z-matrix's coordinates, so the Boltzmann distribution factorises over them: each bond has the
+# density r^2 exp(-U(r)/kT), each angle sin(theta) exp(-U(theta)/kT), each torsion exp(-U(phi)/kT),
+# on the model's bounded support. Exact averages come from quadrature of these marginals.
+
+CHAIN_LENGTH = 5
+TEMPERATURE = 310.0
+KT = (unit.MOLAR_GAS_CONSTANT_R * TEMPERATURE * unit.kelvin).value_in_unit(unit.kilojoule_per_mole)
+BOND_LENGTH, BOND_STD = 0.15, 0.03
+ANGLE, ANGLE_STD = 1.9, 0.25
+TORSIONS = [(3, 2.5, 0.0), (1, 3.0, math.pi)]  # periodicity, k (kJ/mol), phase
+NUM_BONDS, NUM_ANGLES = CHAIN_LENGTH - 1, CHAIN_LENGTH - 2
+TOLERANCE = 4.0
+NUM_BATCHES = 20
+
+
+def chain_molecule() -> tuple[app.Topology, openmm.System]:
+    topology = app.Topology()
+    residue = topology.addResidue("MOL", topology.addChain())
+    atoms = [topology.addAtom(f"C{i}", app.element.carbon, residue) for i in range(CHAIN_LENGTH)]
+    system = openmm.System()
+    bonds, angles = openmm.HarmonicBondForce(), openmm.HarmonicAngleForce()
+    torsions = openmm.PeriodicTorsionForce()
+    for _ in range(CHAIN_LENGTH):
+        system.addParticle(12.0)
+    for i in range(NUM_BONDS):
+        topology.addBond(atoms[i], atoms[i + 1])
+        bonds.addBond(i, i + 1, BOND_LENGTH, KT / BOND_STD**2)
+    for i in range(NUM_ANGLES):
+        angles.addAngle(i, i + 1, i + 2, ANGLE, KT / ANGLE_STD**2)
+    for i, (periodicity, k, phase) in enumerate(TORSIONS):
+        torsions.addTorsion(i, i + 1, i + 2, i + 3, periodicity, phase, k)
+    for force in (bonds, angles, torsions):
+        system.addForce(force)
+    return topology, system
+
+
+def reduced_energy(index: int, value: np.ndarray) -> np.ndarray:
+    """U / kT of internal coordinate ``index`` (bonds, angles, torsions in Z-matrix order)."""
+    if index < NUM_BONDS:
+        return 0.5 * ((value - BOND_LENGTH) / BOND_STD) ** 2
+    if index < NUM_BONDS + NUM_ANGLES:
+        return 0.5 * ((value - ANGLE) / ANGLE_STD) ** 2
+    periodicity, k, phase = TORSIONS[index - NUM_BONDS - NUM_ANGLES]
+    return k * (1 + np.cos(periodicity * value - phase)) / KT
+
+
+def chain_bounds() -> tuple[torch.Tensor, torch.Tensor]:
+    lower = [BOND_LENGTH - 4.3 * BOND_STD] * NUM_BONDS + [ANGLE - 4 * ANGLE_STD] * NUM_ANGLES
+    upper = [BOND_LENGTH + 5 * BOND_STD] * NUM_BONDS + [ANGLE + 4 * ANGLE_STD] * NUM_ANGLES
+    lower += [-math.pi] * len(TORSIONS)
+    upper += [math.pi] * len(TORSIONS)
+    return torch.tensor(lower), torch.tensor(upper)
+
+
+def marginals() -> list[tuple[np.ndarray, np.ndarray]]:
+    """Grid and normalised Boltzmann density of every internal coordinate on the support."""
+    lower, upper = chain_bounds()
+    result = []
+    for index in range(len(lower)):
+        grid = np.linspace(float(lower[index]), float(upper[index]), 20_001)
+        log_weight = -reduced_energy(index, grid)
+        if index < NUM_BONDS:
+            log_weight += 2 * np.log(grid)
+        elif index < NUM_BONDS + NUM_ANGLES:
+            log_weight += np.log(np.sin(grid))
+        weight = np.exp(log_weight - log_weight.max())
+        result.append((grid, weight / np.trapezoid(weight, grid)))
+    return result
+
+
+def exact_internal_samples(count: int, seed: int) -> torch.Tensor:
+    generator = np.random.default_rng(seed)
+    columns = []
+    for grid, density in marginals():
+        cdf = np.concatenate([[0.0], np.cumsum(0.5 * (density[1:] + density[:-1]) * np.diff(grid))])
+        columns.append(np.interp(generator.random(count), cdf / cdf[-1], grid))
+    return torch.tensor(np.stack(columns, axis=1), dtype=torch.float32)
+
+
+def chain_observables(q: np.ndarray) -> dict[str, tuple[np.ndarray, float]]:
+    """Per-sample series and exact averages."""
+    grids = marginals()
+
+    def average(index, function):
+        grid, density = grids[index]
+        return float(np.trapezoid(function(grid) * density, grid))
+
+    first_torsion = NUM_BONDS + NUM_ANGLES
+    bonds, angles = q[:, :NUM_BONDS], q[:, NUM_BONDS:first_torsion]
+    energy = sum(reduced_energy(i, q[:, i]) for i in range(q.shape[1]))
+    return {
+        "<r>": (bonds.mean(1), average(0, lambda r: r)),
+        "<(r - r0)^2>/std^2": (
+            ((bonds - BOND_LENGTH) ** 2).mean(1) / BOND_STD**2,
+            average(0, lambda r: (r - BOND_LENGTH) ** 2) / BOND_STD**2,
+        ),
+        "<theta>": (angles.mean(1), average(NUM_BONDS, lambda t: t)),
+        "<cos 3 phi1>": (
+            np.cos(3 * q[:, first_torsion]),
+            average(first_torsion, lambda p: np.cos(3 * p)),
+        ),
+        "<cos phi2>": (np.cos(q[:, first_torsion + 1]), average(first_torsion + 1, np.cos)),
+        "<U>/kT": (
+            energy,
+            sum(average(i, lambda v, i=i: reduced_energy(i, v)) for i in range(len(grids))),
+        ),
+    }
+
+
+class JacobianDropped(torch.nn.Module):
+    """The wrapped IC proposal with log J(i') - log J(i) left out of logQRatio: a wrong ratio."""
+
+    def __init__(self, proposal: ICIndependentProposal) -> None:
+        super().__init__()
+        self.proposal = proposal
+        self.noise_dim: int = proposal.noise_dim
+
+    def forward(
+        self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        proposals, log_q_ratio = self.proposal(positions, atom_types, noise)
+        q, _, _ = self.proposal.internal(positions.unsqueeze(0), atom_types)
+        q_new, _, _ = self.proposal.internal(proposals, atom_types)
+        transform = self.proposal.transform
+        jacobian = transform.log_det_jacobian(q_new) - transform.log_det_jacobian(q)
+        return proposals, log_q_ratio - jacobian
+
+
+@pytest.fixture(scope="module")
+def chain_models() -> dict[str, torch.nn.Module]:
+    """An independent flow fitted to exact samples, and a random (broad) conditional flow."""
+    topology, _ = chain_molecule()
+    zmatrix = build_zmatrix(topology)
+    lower, upper = chain_bounds()
+    independent = ICIndependentProposal(zmatrix, lower, upper, num_couplings=2, hidden=64)
+    data = exact_internal_samples(20_000, seed=0)
+    optimiser = torch.optim.Adam(independent.parameters(), lr=5e-3)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(150):
+        batch = data[torch.randint(len(data), (512,), generator=generator)]
+        loss = -independent.log_density(batch).mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    conditional = randomise(ICConditionalProposal(zmatrix, lower, upper, **SMALL, seed=1), 1)
+    return {"independent": independent.eval(), "conditional": conditional.eval()}
+
+
+def run_chain(model, metadata_model, steps: int, seed: int, path) -> np.ndarray:
+    """Internal coordinates after every step of a TimewarpIntegrator chain: [steps, 3N - 6]."""
+    from openmm_timewarp import TimewarpIntegrator
+
+    topology, system = chain_molecule()
+    metadata = proposal_metadata(metadata_model, "carbon-chain", 1.0, TEMPERATURE, "harmonic")
+    export(model, path, metadata)
+    integrator = TimewarpIntegrator(
+        path, TEMPERATURE, topology=topology, chiral_centres=[], seed=seed
+    )
+    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("Reference"))
+    transform = InternalCoordinateTransform(build_zmatrix(topology))
+    start = exact_internal_samples(1, seed=seed).double()
+    frame = (torch.zeros(1, 3, dtype=torch.float64), torch.eye(3, dtype=torch.float64)[None])
+    context.setPositions(transform.to_cartesian(start, *frame)[0].numpy())
+    positions = []
+    for _ in range(steps):
+        integrator.step(1)
+        positions.append(context.getState(getPositions=True).getPositions(asNumpy=True)._value)
+    assert integrator.getNumProposed() == steps
+    assert integrator.getAcceptanceRate() > 0.1
+    q, _, _ = transform.to_internal(torch.tensor(np.array(positions)))
+    return q.numpy()
+
+
+def failed_comparisons(q: np.ndarray) -> list[str]:
+    """The averages off their exact values by more than TOLERANCE batch-means standard errors."""
+    failures = []
+    for name, (series, exact) in chain_observables(q).items():
+        usable = len(series) // NUM_BATCHES * NUM_BATCHES
+        batches = series[:usable].reshape(NUM_BATCHES, -1).mean(axis=1)
+        error = batches.std(ddof=1) / math.sqrt(NUM_BATCHES)
+        line = f"{name}: {series.mean():.5g} vs exact {exact:.5g} (standard error {error:.2g})"
+        print(line)
+        if not abs(series.mean() - exact) <= TOLERANCE * error:
+            failures.append(line)
+    return failures
+
+
+@pytest.mark.slow
+def test_independent_proposal_samples_boltzmann_exactly(chain_models, tmp_path):
+    model = chain_models["independent"]
+    q = run_chain(model, model, 3000, seed=11, path=tmp_path / "m.pt")
+    assert failed_comparisons(q) == []
+
+
+@pytest.mark.slow
+def test_chain_check_fails_without_the_jacobian(chain_models, tmp_path):
+    model = chain_models["independent"]
+    q = run_chain(JacobianDropped(model), model, 1500, seed=12, path=tmp_path / "m.pt")
+    assert failed_comparisons(q) != []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ratio_weight", [0.5, 0.002])
+def test_mixture_samples_exactly_only_with_its_own_weight(chain_models, ratio_weight, tmp_path):
+    mixture = ICMixtureProposal(chain_models["conditional"], chain_models["independent"], 0.5)
+    # Proposals are drawn with weight 0.5; logQRatio is computed with ratio_weight.
+    mixture.log_weight = math.log(ratio_weight)
+    mixture.log_complement = math.log1p(-ratio_weight)
+    q = run_chain(mixture, mixture, 3000, seed=13, path=tmp_path / "m.pt")
+    failures = failed_comparisons(q)
+    assert (failures == []) == (ratio_weight == 0.5)
