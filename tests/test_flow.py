@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import openmm
 import pytest
 import torch
+from openmm import unit
 
+from openmm_timewarp import contract
 from openmm_timewarp.flow import (
     PRESETS,
     FlowConfig,
@@ -352,7 +356,6 @@ def test_training_lowers_the_negative_log_likelihood():
 
 
 def test_exported_file_matches_eager_model(tmp_path):
-    contract = pytest.importorskip("openmm_timewarp.contract")
     model = make_model(torch.float32)
     metadata = contract.ModelMetadata(
         name="test-flow",
@@ -373,3 +376,112 @@ def test_exported_file_matches_eager_model(tmp_path):
     assert actual[0].dtype == torch.float32 and actual[1].dtype == torch.float32
     assert torch.allclose(actual[0], expected[0], atol=1e-6)
     assert torch.allclose(actual[1], expected[1], atol=1e-4)
+
+
+# ---- through the C++ integrator -----------------------------------------------------------------
+
+BOND_STD_NM = 0.05  # per coordinate, of each bond vector of the chain below
+
+
+def bonded_chain_system(kt: float, num_particles: int = 3) -> openmm.System:
+    """Particles joined by zero-length harmonic bonds: translation invariant, and each bond vector
+    is an independent Gaussian with variance ``BOND_STD_NM**2`` per coordinate."""
+    system = openmm.System()
+    bonds = openmm.HarmonicBondForce()
+    for index in range(num_particles):
+        system.addParticle(12.0)
+        if index:
+            bonds.addBond(index - 1, index, 0.0, kt / BOND_STD_NM**2)
+    system.addForce(bonds)
+    return system
+
+
+class FlippedLogQRatio(torch.nn.Module):
+    """The wrapped proposal with its logQRatio negated: a wrong MH ratio."""
+
+    def __init__(self, proposal: torch.nn.Module) -> None:
+        super().__init__()
+        self.proposal = proposal
+        self.noise_dim: int = proposal.noise_dim
+
+    def forward(
+        self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        proposals, log_q_ratio = self.proposal(positions, atom_types, noise)
+        return proposals, -log_q_ratio
+
+
+def export_chain_flow(path, num_particles: int = 3, flip_log_q_ratio: bool = False) -> str:
+    """A flow proposing moves of about the bonds' size, perturbed so that logQRatio is not 0."""
+    torch.manual_seed(3)
+    model = TimewarpProposal(
+        FlowConfig(num_atom_types=1, num_couplings=2, width=16, feedforward=32, head_dim=4)
+    )
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+        for layer in model.layers:  # small shifts and log-scales: a mildly asymmetric proposal
+            for coupling in (layer.position_coupling, layer.auxiliary_coupling):
+                coupling.conditioner.output_mlp[-1].weight.mul_(0.1)
+                coupling.conditioner.output_mlp[-1].bias.mul_(0.1)
+        model.base_log_scale[:, 0] = math.log(0.5 * BOND_STD_NM)
+    metadata = contract.ModelMetadata(
+        name="chain",
+        family="timewarp-flow",
+        tau_ps=1.0,
+        temperature_K=300.0,
+        forcefield="harmonic chain (test)",
+        atom_type_scheme="element",
+        atom_types=["X"],
+        num_atoms=num_particles,
+    )
+    return str(
+        contract.export(FlippedLogQRatio(model) if flip_log_q_ratio else model, path, metadata)
+    )
+
+
+def run_chain(model_path: str, steps: int, seed: int = 11) -> tuple:
+    integrator_module = pytest.importorskip("openmm_timewarp.integrator")
+    kt = (unit.MOLAR_GAS_CONSTANT_R * 300 * unit.kelvin).value_in_unit(unit.kilojoule_per_mole)
+    integrator = integrator_module.TimewarpIntegrator(
+        model_path, 300 * unit.kelvin, atom_types=[0, 0, 0], chiral_centres=[], seed=seed
+    )
+    context = openmm.Context(
+        bonded_chain_system(kt), integrator, openmm.Platform.getPlatformByName("Reference")
+    )
+    start = np.array([[0.0, 0.0, 0.0], [0.05, 0.0, 0.0], [0.05, 0.05, 0.0]])
+    context.setPositions(start)
+    samples = []
+    for _ in range(steps):
+        integrator.step(1)
+        samples.append(context.getState(getPositions=True).getPositions(asNumpy=True)._value)
+    return integrator, start, np.array(samples)
+
+
+def test_integrator_runs_the_exported_flow(tmp_path):
+    integrator, start, samples = run_chain(export_chain_flow(tmp_path / "chain.pt"), steps=200)
+    assert integrator.getNumProposed() == 200
+    assert 0.1 < integrator.getAcceptanceRate() < 1.0
+    assert integrator.getNumRejectedNonFinite() == 0
+    # The flow keeps the centre of geometry: only internal coordinates move.
+    assert np.allclose(samples.mean(axis=1), start.mean(axis=0), atol=1e-5)
+
+
+def bond_length_z_score(model_path: str, steps: int = 6000) -> tuple[float, float]:
+    """(<|r|^2> / (3 sigma^2) - 1) in batch-means standard errors, and that standard error."""
+    _, _, samples = run_chain(model_path, steps=steps)
+    bond_vectors = np.diff(samples[500:], axis=1)
+    squared_lengths = (bond_vectors**2).sum(-1).mean(-1) / (3 * BOND_STD_NM**2)
+    batches = squared_lengths[: len(squared_lengths) // 20 * 20].reshape(20, -1).mean(axis=1)
+    standard_error = batches.std(ddof=1) / math.sqrt(len(batches))
+    return (squared_lengths.mean() - 1.0) / standard_error, standard_error
+
+
+@pytest.mark.slow
+def test_integrator_with_the_flow_samples_the_bond_distribution(tmp_path):
+    """<|r|^2> of each bond vector is exactly 3 sigma^2: the chain must agree within 4 standard
+    errors, and the same flow with its logQRatio negated must not."""
+    z_score, standard_error = bond_length_z_score(export_chain_flow(tmp_path / "chain.pt"))
+    assert abs(z_score) < 4 and standard_error < 0.05
+    flipped_path = export_chain_flow(tmp_path / "flipped.pt", flip_log_q_ratio=True)
+    assert abs(bond_length_z_score(flipped_path)[0]) > 4
