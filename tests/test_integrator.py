@@ -309,7 +309,12 @@ def test_same_seed_same_trajectory_whatever_the_chunking(walk_model):
 
 def test_checkpoint_restores_an_identical_continuation(walk_model):
     integrator, context = make_context(walk_model, seed=7)
-    integrator.step(37)  # mid-batch: the cache holds unused proposals
+    integrator.step(37)
+    for _ in range(100):  # checkpoint mid-batch, while the cache holds unused proposals
+        if integrator.getNumCachedProposals() > 0:
+            break
+        integrator.step(1)
+    assert integrator.getNumCachedProposals() > 0
     checkpoint = context.createCheckpoint()
     saved_counters = counters(integrator)
     integrator.step(150)

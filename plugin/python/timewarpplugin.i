@@ -62,6 +62,7 @@ public:
     long long getNumModelCalls() const;
     double getAcceptanceRate() const;
     void resetStatistics();
+    int getNumCachedProposals() const;
     int getProposalBatchSize() const;
 
     %extend {

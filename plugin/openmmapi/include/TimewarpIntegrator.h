@@ -116,6 +116,10 @@ public:
     void resetStatistics() {
         chain.resetStatistics();
     }
+    /** Proposals cached for the current state (they serve the next steps while rejected). */
+    int getNumCachedProposals() const {
+        return chain.hasProposal() ? chain.batch->size - chain.nextProposal : 0;
+    }
     /** The number of proposals the next model call will draw. */
     int getProposalBatchSize() const {
         return chain.adaptiveBatchSize(maxProposalBatch);
@@ -143,7 +147,6 @@ private:
     double explorationThreshold;
     int randomNumberSeed;
     TimewarpChainState chain;
-    bool stepping;
     OpenMM::Kernel kernel;
 };
 

@@ -13,7 +13,7 @@ using namespace std;
 
 namespace {
 
-const int CHECKPOINT_VERSION = 1;
+const int CHECKPOINT_VERSION = 2;
 
 template <class T>
 void writeValue(ostream& stream, const T& value) {
@@ -41,12 +41,10 @@ vector<double> readVector(istream& stream) {
 } // namespace
 
 void TimewarpChainState::seed(int seed) {
-    if (seed == 0)
-        generator.seed(random_device()());
-    else
-        generator.seed((unsigned long long) (unsigned int) seed);
-    normal.reset();
-    uniform.reset();
+    unsigned long long base = seed == 0 ? random_device()() : (unsigned long long) (unsigned int) seed;
+    seed_seq chainSeed{base, 1ULL}, velocitySeed{base, 2ULL};
+    chainRandom.engine.seed(chainSeed);
+    velocityRandom.engine.seed(velocitySeed);
 }
 
 int TimewarpChainState::adaptiveBatchSize(int maxBatch) const {
@@ -72,6 +70,7 @@ void TimewarpChainState::write(ostream& stream) const {
                             numRejectedChirality, numModelCalls, adaptationProposed,
                             adaptationAccepted})
         writeValue(stream, count);
+    writeVector(stream, positions);
     writeValue(stream, energyValid);
     writeValue(stream, energy);
     writeValue(stream, hasProposal());
@@ -82,7 +81,7 @@ void TimewarpChainState::write(ostream& stream) const {
         writeVector(stream, batch->logQRatios);
     }
     stringstream random;
-    random << generator << ' ' << normal << ' ' << uniform;
+    random << chainRandom.engine << ' ' << velocityRandom.engine;
     string text = random.str();
     writeValue<long long>(stream, text.size());
     stream.write(text.data(), text.size());
@@ -98,6 +97,7 @@ void TimewarpChainState::read(istream& stream, int numAtoms) {
                              &state.numModelCalls, &state.adaptationProposed,
                              &state.adaptationAccepted})
         *count = readValue<long long>(stream);
+    state.positions = readVector(stream);
     state.energyValid = readValue<bool>(stream);
     state.energy = readValue<double>(stream);
     if (readValue<bool>(stream)) {
@@ -106,7 +106,8 @@ void TimewarpChainState::read(istream& stream, int numAtoms) {
         state.nextProposal = readValue<int>(stream);
         proposals->positions = readVector(stream);
         proposals->logQRatios = readVector(stream);
-        if ((long long) proposals->positions.size() != 3LL * numAtoms * proposals->size ||
+        if ((long long) state.positions.size() != 3LL * numAtoms ||
+            (long long) proposals->positions.size() != 3LL * numAtoms * proposals->size ||
             (int) proposals->logQRatios.size() != proposals->size)
             throw OpenMMException("TimewarpIntegrator: the checkpoint's proposal cache does not "
                                   "match this System");
@@ -115,7 +116,7 @@ void TimewarpChainState::read(istream& stream, int numAtoms) {
     string text(readValue<long long>(stream), ' ');
     stream.read(&text[0], text.size());
     stringstream random(text);
-    random >> state.generator >> state.normal >> state.uniform;
+    random >> state.chainRandom.engine >> state.velocityRandom.engine;
     if (!stream || random.fail())
         throw OpenMMException("TimewarpIntegrator: the checkpoint is truncated or corrupt");
     *this = state;

@@ -15,7 +15,7 @@ TimewarpIntegrator::TimewarpIntegrator(const string& modelPath, double temperatu
                                        const vector<int>& chiralCentres)
     : modelPath(modelPath), temperature(temperature), atomTypes(atomTypes),
       chiralCentres(chiralCentres), maxProposalBatch(64), explorationMode(false),
-      explorationThreshold(300.0), randomNumberSeed(0), stepping(false) {
+      explorationThreshold(300.0), randomNumberSeed(0) {
     if (!(temperature > 0.0) || !isfinite(temperature))
         throw OpenMMException("TimewarpIntegrator: the temperature must be positive (in K), got " +
                               to_string(temperature));
@@ -108,14 +108,8 @@ vector<string> TimewarpIntegrator::getKernelNames() {
 }
 
 void TimewarpIntegrator::stateChanged(State::DataType changed) {
-    // The kernel moves particles itself while it steps; only outside changes invalidate caches.
-    if (stepping)
-        return;
-    if (changed == State::Positions) {
-        chain.discardProposals();
-        chain.energyValid = false;
-    }
-    else if (changed == State::Parameters || changed == State::Energy)
+    // Changed positions are caught by the kernel, which compares them with the chain's own.
+    if (changed == State::Parameters || changed == State::Energy)
         chain.energyValid = false;
 }
 
@@ -131,7 +125,6 @@ void TimewarpIntegrator::step(int steps) {
     context->getVelocities(velocities);
     double time = context->getTime();
     long long stepCount = context->getStepCount();
-    stepping = true;
     try {
         kernel.getAs<IntegrateTimewarpStepKernel>().execute(*context, *this, chain, steps);
     }
@@ -141,10 +134,8 @@ void TimewarpIntegrator::step(int steps) {
         context->setVelocities(velocities);
         context->setTime(time);
         context->setStepCount(stepCount);
-        stepping = false;
         throw;
     }
-    stepping = false;
 }
 
 double TimewarpIntegrator::computeKineticEnergy() {

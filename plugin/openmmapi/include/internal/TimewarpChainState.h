@@ -2,6 +2,7 @@
 #define OPENMM_TIMEWARP_CHAIN_STATE_H_
 
 #include "windowsExportTimewarp.h"
+#include <cmath>
 #include <iosfwd>
 #include <memory>
 #include <random>
@@ -17,6 +18,21 @@ struct ProposalBatch {
 };
 
 /**
+ * Standard-normal numbers by the Box-Muller transform of 64-bit Mersenne Twister output, in pairs,
+ * so the engine is the whole state (no spare number to carry).
+ */
+struct OPENMM_EXPORT_TIMEWARP NormalGenerator {
+    std::mt19937_64 engine;
+    /** A uniform number in (0, 1]. */
+    double uniform() {
+        return ((engine() >> 11) + 1) * 0x1.0p-53;
+    }
+    /** Fill values[0, count) with independent standard-normal numbers. */
+    template <class T>
+    void fill(T* values, long long count);
+};
+
+/**
  * Everything a TimewarpIntegrator's chain carries from one step to the next: statistics, the
  * batch-size adaptation, the cached energy of the current state, the proposal cache and the
  * random number generator.  It is a value: copying it is how a step that throws is undone, and
@@ -27,16 +43,20 @@ struct OPENMM_EXPORT_TIMEWARP TimewarpChainState {
     long long numRejectedNonFinite = 0, numRejectedChirality = 0, numModelCalls = 0;
     // Acceptance history that sets the batch size; not cleared by resetStatistics().
     long long adaptationProposed = 0, adaptationAccepted = 0;
+    // The positions (nm, flattened) that the cached energy and proposals belong to: a step that
+    // finds other positions in the Context (set from outside, or by loading a checkpoint of
+    // another state) discards both.
+    std::vector<double> positions;
     bool energyValid = false;
     double energy = 0.0;
     // Immutable once drawn, so copying the state shares rather than copies the proposals.
     std::shared_ptr<const ProposalBatch> batch;
     int nextProposal = 0;
-    std::mt19937_64 generator;
-    std::normal_distribution<double> normal;
-    std::uniform_real_distribution<double> uniform;
+    // Seeds of proposal noise, and acceptance tests.  Velocities have their own generator, so the chain
+    // does not depend on how steps are grouped into step() calls.
+    NormalGenerator chainRandom, velocityRandom;
 
-    /** Seed the generator; seed 0 picks a nondeterministic seed. */
+    /** Seed both generators; seed 0 picks a nondeterministic seed. */
     void seed(int seed);
     bool hasProposal() const {
         return batch && nextProposal < batch->size;
@@ -51,6 +71,18 @@ struct OPENMM_EXPORT_TIMEWARP TimewarpChainState {
     void write(std::ostream& stream) const;
     void read(std::istream& stream, int numAtoms);
 };
+
+template <class T>
+void NormalGenerator::fill(T* values, long long count) {
+    const double twoPi = 6.283185307179586;
+    for (long long i = 0; i < count; i += 2) {
+        double radius = std::sqrt(-2.0 * std::log(uniform()));
+        double angle = twoPi * uniform();
+        values[i] = (T) (radius * std::cos(angle));
+        if (i + 1 < count)
+            values[i + 1] = (T) (radius * std::sin(angle));
+    }
+}
 
 } // namespace TimewarpPlugin
 

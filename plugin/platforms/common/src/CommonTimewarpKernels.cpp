@@ -2,6 +2,7 @@
 #include "openmm/OpenMMException.h"
 #include "openmm/Platform.h"
 #include "openmm/reference/SimTKOpenMMRealType.h"
+#include <ATen/CPUGeneratorImpl.h>
 #include <cmath>
 #include <torch/cuda.h>
 #include <sstream>
@@ -14,6 +15,16 @@ namespace {
 
 double signedVolume(const Vec3& a, const Vec3& b, const Vec3& c, const Vec3& d) {
     return (b - a).dot((c - a).cross(d - a));
+}
+
+bool samePositions(const vector<Vec3>& positions, const vector<double>& flat) {
+    if (flat.size() != 3 * positions.size())
+        return false;
+    for (size_t i = 0; i < positions.size(); i++)
+        for (int k = 0; k < 3; k++)
+            if (positions[i][k] != flat[3 * i + k])
+                return false;
+    return true;
 }
 
 string shapeOf(const torch::Tensor& tensor) {
@@ -68,10 +79,11 @@ void CommonIntegrateTimewarpStepKernel::drawProposals(const TimewarpIntegrator& 
     for (int i = 0; i < numAtoms; i++)
         for (int k = 0; k < 3; k++)
             currentData[i][k] = (float) positions[i][k];
-    torch::Tensor noise = torch::empty({batchSize, numAtoms, noiseDim}, torch::kFloat32);
-    float* noiseData = noise.data_ptr<float>();
-    for (int64_t i = 0; i < noise.numel(); i++)
-        noiseData[i] = (float) chain.normal(chain.generator);
+    // torch's vectorised sampler, seeded from the chain's engine: fast, and the engine stays the
+    // whole random state of the chain.
+    at::Generator noiseGenerator = at::make_generator<at::CPUGeneratorImpl>(chain.chainRandom.engine());
+    torch::Tensor noise =
+        torch::randn({batchSize, numAtoms, noiseDim}, noiseGenerator, torch::kFloat32);
 
     torch::jit::IValue output;
     try {
@@ -138,6 +150,10 @@ void CommonIntegrateTimewarpStepKernel::execute(ContextImpl& context,
     double threshold = integrator.getExplorationThreshold();
     vector<Vec3> current, trial(numAtoms), velocities(numAtoms);
     context.getPositions(current);
+    if (!samePositions(current, chain.positions)) {
+        chain.discardProposals();
+        chain.energyValid = false;
+    }
     if (!chain.energyValid) {
         chain.energy = context.calcForcesAndEnergy(false, true, groups);
         chain.energyValid = true;
@@ -174,7 +190,7 @@ void CommonIntegrateTimewarpStepKernel::execute(ContextImpl& context,
                 accepted = deltaEnergy < threshold;
             else {
                 double logAcceptance = -deltaEnergy / kT + logQRatio;
-                accepted = logAcceptance >= 0.0 || chain.uniform(chain.generator) < exp(logAcceptance);
+                accepted = logAcceptance >= 0.0 || chain.chainRandom.uniform() < exp(logAcceptance);
             }
         }
         if (accepted) {
@@ -185,13 +201,16 @@ void CommonIntegrateTimewarpStepKernel::execute(ContextImpl& context,
             chain.adaptationAccepted++;
             chain.discardProposals();
         }
-        for (int i = 0; i < numAtoms; i++)
-            for (int k = 0; k < 3; k++)
-                velocities[i][k] = velocityScales[i] * chain.normal(chain.generator);
         chain.numSteps++;
     }
     if (!contextHoldsCurrent)
         context.setPositions(current);
+    context.getPositions(current);  // as the platform stores them
+    chain.positions.assign(&current[0][0], &current[0][0] + 3 * numAtoms);
+    // Each iteration ends with fresh Maxwell-Boltzmann velocities; only the last draw is seen.
+    chain.velocityRandom.fill(&velocities[0][0], 3LL * numAtoms);
+    for (int i = 0; i < numAtoms; i++)
+        velocities[i] *= velocityScales[i];
     context.setVelocities(velocities);
     context.setTime(context.getTime() + steps * integrator.getStepSize());
     context.setStepCount(context.getStepCount() + steps);
