@@ -197,6 +197,35 @@ def test_step_counts_time_and_velocities(walk_model):
     assert counters(integrator) == (0, 0, 0, 0, 0, 0)
 
 
+def test_velocities_follow_maxwell_boltzmann(walk_model):
+    integrator, context = make_context(walk_model)
+    kinetic = []
+    for _ in range(400):
+        integrator.step(1)
+        kinetic.append(context.getState(getEnergy=True).getKineticEnergy())
+    kinetic = np.array([energy.value_in_unit(unit.kilojoule_per_mole) for energy in kinetic])
+    kt = (unit.MOLAR_GAS_CONSTANT_R * 300 * unit.kelvin).value_in_unit(unit.kilojoule_per_mole)
+    # Independent draws: the mean of 12 squared normals x kT / 2 has standard deviation sqrt(6) kT.
+    error = np.sqrt(6) * kt / np.sqrt(len(kinetic))
+    assert abs(kinetic.mean() - 6 * kt) < 4 * error
+
+
+@pytest.mark.skipif(
+    "CPU"
+    not in [
+        openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())
+    ],
+    reason="no CPU platform",
+)
+def test_runs_on_the_cpu_platform(walk_model):
+    integrator = TimewarpIntegrator(walk_model, 300, atom_types=[0] * 4, seed=5)
+    context = openmm.Context(free_particles(), integrator, openmm.Platform.getPlatformByName("CPU"))
+    context.setPositions(TETRAHEDRON)
+    integrator.step(100)
+    assert 0 < integrator.getNumAccepted() < 100
+    assert context.getState().getTime().value_in_unit(unit.picosecond) == pytest.approx(200.0)
+
+
 def test_accessors_and_metadata(walk_model):
     integrator, _ = make_context(walk_model, max_proposal_batch=7)
     assert integrator.getTemperature() == 300 * unit.kelvin

@@ -77,8 +77,10 @@ def double_well_system() -> openmm.System:
     return system
 
 
-def run_chain(system: openmm.System, model_path, start: np.ndarray, seed: int) -> np.ndarray:
-    """Positions every THIN steps of a STEPS-long chain after BURN_IN: [samples, atoms, 3]."""
+def run_chain(
+    system: openmm.System, model_path, start: np.ndarray, seed: int, steps: int = STEPS
+) -> np.ndarray:
+    """Positions every THIN steps of a chain of `steps` after BURN_IN: [samples, atoms, 3]."""
     integrator = TimewarpIntegrator(
         model_path, TEMPERATURE, atom_types=[0] * len(start), chiral_centres=[], seed=seed
     )
@@ -86,10 +88,10 @@ def run_chain(system: openmm.System, model_path, start: np.ndarray, seed: int) -
     context.setPositions(start)
     integrator.step(BURN_IN)
     samples = []
-    for _ in range(STEPS // THIN):
+    for _ in range(steps // THIN):
         integrator.step(THIN)
         samples.append(context.getState(getPositions=True).getPositions(asNumpy=True)._value)
-    assert integrator.getNumProposed() == BURN_IN + STEPS
+    assert integrator.getNumProposed() == BURN_IN + steps
     assert 0.05 < integrator.getAcceptanceRate() < 0.95
     return np.array(samples)
 
@@ -188,3 +190,21 @@ def test_double_well_check_fails_with_flipped_log_q_ratio(tmp_path):
     path = export_simple_proposal(proposal, tmp_path / "m.pt")
     samples = run_chain(double_well_system(), path, np.array([[-0.1, 0.0, 0.0]]), seed=12)
     assert compare(double_well_observables(samples)) != []
+
+
+@pytest.mark.slow
+def test_long_chains_are_exact(tmp_path):
+    """Ten times longer chains of every proposal above: tolerances three times tighter."""
+    cases = [
+        (harmonic_system, proposal, HARMONIC_CENTRES, harmonic_observables, 2)
+        for proposal in HARMONIC_PROPOSALS.values()
+    ] + [
+        (double_well_system, proposal, np.array([[-0.1, 0.0, 0.0]]), double_well_observables, None)
+        for proposal in DOUBLE_WELL_PROPOSALS.values()
+    ]
+    failures = []
+    for index, (make_system, proposal, start, observables, num_atoms) in enumerate(cases):
+        path = export_simple_proposal(proposal(), tmp_path / f"{index}.pt", num_atoms=num_atoms)
+        samples = run_chain(make_system(), path, start, seed=100 + index, steps=10 * STEPS)
+        failures += compare(observables(samples))
+    assert failures == []
