@@ -426,10 +426,9 @@ def analyse_chains(
     slowest = min(dihedral_keys, key=lambda k: ess[k]["ess"])
 
     discovery = []
-    for chain, trajectory in zip(chains, trajectories, strict=True):
-        first = metrics.discovery_times(
-            _state_labels(trajectory, reference), chain.times_s, reference.states
-        )
+    labels = [_state_labels(trajectory, reference) for trajectory in trajectories]
+    for chain, chain_labels in zip(chains, labels, strict=True):
+        first = metrics.discovery_times(chain_labels, chain.times_s, reference.states)
         discovery.append(
             {
                 "first_visit_s": {reference.state_names[s]: t for s, t in first.items()},
@@ -453,6 +452,7 @@ def analyse_chains(
         "median_time_to_all_states_s": (
             float(np.median(found)) if all(t is not None for t in found) else None
         ),
+        "state_populations": _state_populations(labels, reference.state_names),
         "phi_positive": _population_record([(a[0] > 0).any(axis=1) for a in angles]),
         "left_handed": _population_record([lh.any(axis=1) for lh in left_handed]),
         "jsd_ramachandran": metrics.jensen_shannon_divergence(
@@ -668,9 +668,15 @@ def _model_summary(model: str | os.PathLike | None) -> dict | None:
     }
 
 
+def _state_populations(labels: Sequence[np.ndarray], names: Sequence[str]) -> dict:
+    """Population of each state with its error (from the ESS of the state's indicator)."""
+    return {
+        name: _population_record([chain == s for chain in labels]) for s, name in enumerate(names)
+    }
+
+
 def _reference_summary(reference: Reference) -> dict:
-    labels = np.concatenate([_state_labels(t, reference) for t in reference.trajectories])
-    populations = np.bincount(labels, minlength=len(reference.state_names)) / len(labels)
+    labels = [_state_labels(t, reference) for t in reference.trajectories]
     halves = (
         [t[: len(t) // 2] for t in reference.trajectories],
         [t[len(t) // 2 :] for t in reference.trajectories],
@@ -684,7 +690,7 @@ def _reference_summary(reference: Reference) -> dict:
         * reference.frame_interval_ps
         / 1e3,
         "tica_lag_frames": int(reference.tica.lagtime),
-        "state_populations": dict(zip(reference.state_names, populations.tolist(), strict=True)),
+        "state_populations": _state_populations(labels, reference.state_names),
         "states_to_discover": [reference.state_names[s] for s in reference.states],
         # Finite-sample floor of the divergences: first half of the reference against the second.
         "jsd_ramachandran_halves": metrics.jensen_shannon_divergence(
@@ -775,19 +781,23 @@ def _plot(report: dict, data: dict, reference: Reference, output_dir: Path) -> d
     figure.tight_layout()
     files["tic0_free_energy"] = _save(figure, output_dir / "tic0_free_energy.png")
 
-    # Autocorrelation of TIC0 against wall-clock lag: the fair time axis.
-    figure, axis = plt.subplots(figsize=(5.5, 3.8))
+    # Autocorrelation against wall-clock lag (the fair time axis) of TIC0 and of the cosine of
+    # the dihedral that is slowest for the first sampler.
+    slowest = report["samplers"][names[0]]["slowest_dihedral"]
+    kind, residue = slowest[:3], int(slowest[3:])
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
     for name in names:
         tics, times = data[name]["tics"], data[name]["times"]
         spacing = data[name]["wall_s"] / sum(len(t) for t in tics)
-        rho = metrics.autocorrelation_function(
-            [t[:, 0] for t in tics], max_lag=min(map(len, times)) // 2
-        )
-        axis.plot(np.arange(len(rho)) * spacing, rho, label=name)
-    axis.set(xscale="log", xlabel="lag (wall-clock s)", ylabel="autocorrelation of TIC0")
-    axis.axhline(0, color="grey", lw=0.5)
-    axis.legend(fontsize=7)
-    figure.tight_layout()
+        max_lag = min(map(len, times)) // 2
+        dihedral = [np.cos(a[0 if kind == "phi" else 1][:, residue]) for a in data[name]["angles"]]
+        for axis, series in zip(axes, ([t[:, 0] for t in tics], dihedral), strict=True):
+            rho = metrics.autocorrelation_function(series, max_lag=max_lag)
+            axis.plot(np.arange(1, len(rho)) * spacing, rho[1:], label=name)
+    for axis, what in zip(axes, ("TIC0", f"cos {slowest}"), strict=True):
+        axis.set(xscale="log", xlabel="lag (wall-clock s)", ylabel=f"autocorrelation of {what}")
+        axis.axhline(0, color="grey", lw=0.5)
+        axis.legend(fontsize=7)
     files["autocorrelation"] = _save(figure, output_dir / "autocorrelation.png")
 
     # Discovery curves (first chain of each sampler).
@@ -877,8 +887,65 @@ def markdown_summary(report: dict) -> str:
                 f"{p['estimated_energy_s']:.1f} s ({p['energy_evaluation_s'] * 1e6:.0f} us each), "
                 f"other {p['estimated_other_s']:.1f} s of {p['wall_s']:.1f} s"
             )
+    lines += ["", "Targets (issue 6):", *_target_lines(report)]
     lines += ["", "Plots: " + ", ".join(f"![{k}]({v})" for k, v in report["files"].items()), ""]
     return "\n".join(lines)
+
+
+def _target_lines(report: dict) -> list[str]:
+    """Each target of the benchmark, met or missed and by what factor."""
+    samplers, lines = report["samplers"], []
+    ratios = report["ratios"].get(f"{TIMEWARP}/{MD_PRACTICAL}")
+    if ratios:
+        slowest = samplers[MD_PRACTICAL]["slowest_dihedral"]
+        for key in ("tic0", slowest):
+            if key in ratios:
+                value = ratios[key]["ratio"]
+                verdict = "met" if value >= 10 else f"missed by a factor {10 / value:.3g}"
+                lines.append(
+                    f"- Timewarp ESS/s >= 10x {MD_PRACTICAL} on {key}: "
+                    f"{_format(value, ratios[key]['error'])}x, {verdict}"
+                )
+    speedup = report["discovery_speedups"].get(f"{EXPLORATION}/{MD_PRACTICAL}")
+    if speedup and speedup["speedup"] is not None:
+        value = speedup["speedup"]
+        bound = ">= " if speedup.get("lower_bound") else ""
+        verdict = (
+            "met"
+            if value >= 100
+            else (
+                "not shown (MD never found every state: longer budget needed)"
+                if speedup.get("lower_bound")
+                else f"missed by a factor {100 / value:.3g}"
+            )
+        )
+        lines.append(
+            f"- exploration finds every state >= 100x sooner: {bound}{value:.3g}x, {verdict}"
+        )
+    if TIMEWARP in samplers:
+        reference = report["reference"]["state_populations"]
+        mh = samplers[TIMEWARP]["state_populations"]
+        z = {
+            name: (mh[name]["population"] - ref["population"])
+            / max(math.hypot(mh[name]["error"], ref["error"]), 1e-12)
+            for name, ref in reference.items()
+        }
+        worst = max(z, key=lambda name: abs(z[name]))
+        verdict = "agree" if abs(z[worst]) <= 2 else "differ"
+        lines.append(
+            f"- MH state populations vs the reference: largest deviation {z[worst]:+.2g} sigma "
+            f"({worst}: {_format(mh[worst]['population'], mh[worst]['error'])} vs "
+            f"{_format(reference[worst]['population'], reference[worst]['error'])}), {verdict} "
+            "within 2 sigma"
+        )
+        floor = report["reference"]["jsd_ramachandran_halves"]
+        value = samplers[TIMEWARP]["jsd_ramachandran"]
+        verdict = "within" if value <= floor else "above"
+        lines.append(
+            f"- MH Ramachandran agrees with the reference: JSD {value:.3f}, {verdict} the "
+            f"reference's own half-to-half JSD {floor:.3f}"
+        )
+    return lines or ["- no Timewarp sampler in this run"]
 
 
 # -------------------------------------------------------------------------------------------- CLI
