@@ -13,7 +13,7 @@ Context.setPositions + Context.getState(getEnergy=True), at alternating position
 chain, minus the same calls on a copy of the System without forces, so Python's overhead is not
 counted as energy time.
 
-Usage: python bench/integrator_overhead.py [--steps 1000] [--repeats 15]
+Usage: python bench/integrator_overhead.py [--steps 1000] [--repeats 30]
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def best_time_per_call(function, calls: int, repeats: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=1000, help="integrator steps per block")
-    parser.add_argument("--repeats", type=int, default=15, help="interleaved blocks")
+    parser.add_argument("--repeats", type=int, default=30, help="interleaved blocks")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
