@@ -183,7 +183,8 @@ def _info(args: argparse.Namespace) -> int:
             f"{summary['start']}, {summary['frames']}/{summary['target_frames']} frames, "
             f"{summary['length_ns']:.3f} ns{phi_text}"
         )
-    print(f"{len(trajectories)} trajectories, {total_ns:.3f} ns in all")
+    noun = "trajectory" if len(trajectories) == 1 else "trajectories"
+    print(f"{len(trajectories)} {noun}, {total_ns:.3f} ns in all")
     return 0
 
 
