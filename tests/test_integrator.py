@@ -8,6 +8,7 @@ from openmm import app, unit
 
 from openmm_timewarp import TimewarpIntegrator
 from openmm_timewarp.contract import ModelMetadata
+from openmm_timewarp.peptides import build_peptide, create_system
 from openmm_timewarp.simple_proposals import GaussianRandomWalk, export_simple_proposal
 
 TETRAHEDRON = np.array([[0.0, 0.0, 0.0], [0.1, 0.0, 0.0], [0.0, 0.1, 0.0], [0.0, 0.0, 0.1]])
@@ -423,6 +424,24 @@ def test_topology_gives_atom_types(tmp_path):
     assert list(integrator.getChiralCentres()) == []
     with pytest.raises(ValueError, match="topology"):
         TimewarpIntegrator(path, 300)
+
+
+def test_alanine_dipeptide_guards_its_chiral_centre(tmp_path):
+    peptide = build_peptide("A")
+    system = create_system(peptide.topology)
+    elements = sorted({atom.element.symbol for atom in peptide.topology.atoms()})
+    runs = {}
+    for name, model in (("mirror", Mirror()), ("walk", GaussianRandomWalk(0.001))):
+        path = export_simple_proposal(model, tmp_path / f"{name}.pt", atom_types=elements)
+        integrator = TimewarpIntegrator(path, 310, topology=peptide.topology, seed=4)
+        assert len(integrator.getChiralCentres()) == 4  # (CA, N, C, CB) of the alanine
+        context = openmm.Context(system, integrator, REFERENCE)
+        context.setPositions(peptide.positions)
+        integrator.step(20)
+        runs[name] = integrator
+    assert runs["mirror"].getNumRejectedChirality() == 20
+    assert runs["walk"].getNumRejectedChirality() == 0
+    assert runs["walk"].getNumAccepted() > 0
 
 
 def test_a_step_that_throws_changes_nothing(tmp_path):
