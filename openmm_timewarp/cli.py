@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from openmm_timewarp.benchmark import add_benchmark_parser
 from openmm_timewarp.peptides import TERMINI
 
 Register = Callable[[argparse._SubParsersAction], None]
@@ -189,7 +190,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 #: Subcommand registrations, in the order ``--help`` lists them.
-SUBCOMMANDS: list[Register] = [_add_build, _add_simulate, _add_info]
+SUBCOMMANDS: list[Register] = [_add_build, _add_simulate, _add_info, add_benchmark_parser]
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -33,9 +33,17 @@ def reference_dir(tmp_path_factory):
 
 def _check_schema(report: dict, samplers: tuple[str, ...]) -> None:
     assert set(report) >= {
-        "date", "machine", "peptide", "model", "settings", "reference", "samplers", "ratios",
-        "discovery_speedups", "files",
-    }  # fmt: skip
+        "date",
+        "machine",
+        "peptide",
+        "model",
+        "settings",
+        "reference",
+        "samplers",
+        "ratios",
+        "discovery_speedups",
+        "files",
+    }
     assert report["peptide"] == {"sequence": "A", "termini": "capped", "atoms": 22}
     assert isinstance(report["reference"]["frames"], int)
     assert set(report["reference"]["states_to_discover"]) <= set(
@@ -67,8 +75,10 @@ def test_hbond_constraints_cover_every_bond_to_hydrogen():
     assert system.getNumConstraints() == 0
     assert constrained.getNumConstraints() == hydrogens == 12
     bonds = next(f for f in system.getForces() if isinstance(f, openmm.HarmonicBondForce))
-    lengths = {tuple(sorted(bonds.getBondParameters(i)[:2])): bonds.getBondParameters(i)[2]
-               for i in range(bonds.getNumBonds())}  # fmt: skip
+    lengths = {
+        tuple(sorted(bonds.getBondParameters(i)[:2])): bonds.getBondParameters(i)[2]
+        for i in range(bonds.getNumBonds())
+    }
     for i in range(constrained.getNumConstraints()):
         a, b, length = constrained.getConstraintParameters(i)
         assert length == lengths[tuple(sorted((a, b)))]
@@ -131,9 +141,13 @@ def test_short_timewarp_benchmark(tmp_path, reference_dir):
     from openmm_timewarp.simple_proposals import GaussianRandomWalk, export_simple_proposal
 
     model = export_simple_proposal(
-        GaussianRandomWalk(0.002), tmp_path / "walk.pt", num_atoms=22, tau_ps=0.001,
-        temperature_K=310.0, atom_types=("H", "C", "N", "O"),
-    )  # fmt: skip
+        GaussianRandomWalk(0.002),
+        tmp_path / "walk.pt",
+        num_atoms=22,
+        tau_ps=0.001,
+        temperature_K=310.0,
+        atom_types=("H", "C", "N", "O"),
+    )
     settings = benchmark.BenchmarkSettings(**FAST)
     report = benchmark.run_benchmark(
         "A", model, tmp_path / "report", settings, reference_dir=reference_dir, show_progress=False
@@ -182,3 +196,28 @@ def test_parallel_tempering_reference_resumes_and_analyses(tmp_path):
         assert 0 <= result[key]["population"] <= 1
         assert result[key]["error_blocks"] >= 0 and result[key]["ess"] >= 1
     assert json.loads((tmp_path / reference.RESULT_NAME).read_text()) == result
+
+
+def test_command_line(tmp_path, reference_dir, capsys):
+    from openmm_timewarp import cli
+
+    arguments = [
+        "benchmark",
+        "A",
+        "--samplers",
+        "md-2fs-hbonds",
+        "--reference",
+        str(reference_dir),
+        "--tica-lag-ps",
+        "0.25",
+        "--md-frame-interval-ps",
+        "0.05",
+        "--no-progress",
+    ]
+    status = cli.main([*arguments, "--budget", "0.5", "-o", str(tmp_path)])
+    assert status == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert list(report["samplers"]) == ["md-2fs-hbonds"]
+    assert "| md-2fs-hbonds |" in capsys.readouterr().out
+    assert cli.main([*arguments, "--budget", "0", "-o", str(tmp_path / "bad")]) == 2
+    assert "budget_s must be positive" in capsys.readouterr().err
