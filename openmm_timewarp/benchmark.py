@@ -236,7 +236,7 @@ def run_chain(
         if progress is not None and elapsed - reported > 0.5:
             progress.update(min(elapsed, budget_s) - reported)
             reported = min(elapsed, budget_s)
-        if elapsed >= budget_s:
+        if elapsed >= budget_s and len(frames) >= 2:  # the analysis needs two frames per chain
             break
     wall_s = time.perf_counter() - begin
     if progress is not None:
@@ -270,12 +270,13 @@ def generate_reference(
     The folder name holds everything that determines the run, so a cached reference is reused
     exactly when the same one is asked for.
     """
-    interval_steps = round(settings.reference_frame_interval_ps * 1000.0 / 0.5)
+    timestep_fs, _ = MD_PROTOCOLS[MD_DATA_PROTOCOL]
+    interval_steps = round(settings.reference_frame_interval_ps * 1000.0 / timestep_fs)
     run_settings = RunSettings(
         sequence=sequence,
         termini=termini,
         temperature_K=settings.temperature_K,
-        timestep_fs=0.5,
+        timestep_fs=timestep_fs,
         friction_per_ps=MD_FRICTION_PER_PS,
         frame_interval_steps=interval_steps,
         num_frames=max(

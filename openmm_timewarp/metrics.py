@@ -8,7 +8,9 @@ Conventions:
   ``tau_int = (1 + rho) / (1 - rho)``). The sum is cut with Sokal's automatic window (the smallest
   ``M`` with ``M >= c tau_int(M)``) and its error is Sokal's ``tau_int sqrt(2 (2M + 1) / N)``.
   Several chains are pooled into one autocovariance around their common mean, so chains stuck in
-  different states count as correlated, as they should.
+  different states count as correlated, as they should. (deeptime's ``statistical_inefficiency``
+  cuts the sum at the first zero of the autocorrelation and gives no error; the tests check that
+  both agree.)
 - Dihedrals are circular: the ESS of an angle is the smaller ESS of its sine and cosine, which
   catches a slow transition whichever of the two resolves it.
 - The slow coordinate of a general peptide is TIC0 of a TICA (deeptime) fitted on the sine and
