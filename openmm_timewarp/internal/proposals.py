@@ -27,11 +27,12 @@ proposed for correctly. Anything but a permutation of the vocabulary is refused.
 import math
 
 import torch
+from openmm import app
 from torch import nn
 
 from openmm_timewarp.contract import ModelMetadata
 from openmm_timewarp.internal.flows import SplineFlow, feature_dim, unit_features
-from openmm_timewarp.internal.zmatrix import InternalCoordinateTransform, ZMatrix
+from openmm_timewarp.internal.zmatrix import InternalCoordinateTransform, ZMatrix, build_zmatrix
 
 NOISE_DIM = 3
 
@@ -339,6 +340,26 @@ class ICMixtureProposal(nn.Module):
         )
         proposals = conditional.cartesian(q_new, origin, rotation, atom_types, positions.dtype)
         return proposals, log_ratio.to(positions.dtype)
+
+
+def proposal_for_frames(
+    family: str,
+    topology: app.Topology,
+    frames: torch.Tensor,
+    margin: float = 1.0,
+    num_couplings: int = 4,
+    hidden: int = 256,
+    num_bins: int = 8,
+    seed: int = 0,
+) -> "ICConditionalProposal | ICIndependentProposal":
+    """A fresh ``"ic-conditional"`` or ``"ic-independent"`` model for ``topology``, its support
+    set from ``frames[F, N, 3]`` (nm, Topology atom order; use the training frames)."""
+    classes = {"ic-conditional": ICConditionalProposal, "ic-independent": ICIndependentProposal}
+    if family not in classes:
+        raise ValueError(f"family must be one of {sorted(classes)}, got {family!r}")
+    zmatrix = build_zmatrix(topology)
+    lower, upper = coordinate_bounds(zmatrix, frames, margin)
+    return classes[family](zmatrix, lower, upper, num_couplings, hidden, num_bins, seed)
 
 
 _FAMILIES = {

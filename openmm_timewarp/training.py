@@ -1,0 +1,287 @@
+"""Maximum-likelihood training of proposal models on molecular-dynamics frames or pairs.
+
+Family-generic: any ``torch.nn.Module`` with
+
+    training_nll(x_cond: Tensor[B, N, 3], x_next: Tensor[B, N, 3], atom_types: Tensor[N])
+        -> Tensor[B]
+
+trains here: a conditional model on pairs ``(x(t), x(t + tau))``, an independent one on frames
+(pass the frames as both ``x_cond`` and ``x_next``; the model ignores ``x_cond``). Split the data by
+time beforehand (``openmm_timewarp.datasets.load_pairs`` / ``load_frames`` do, with a gap), so the
+validation NLL that early stopping watches measures generalisation.
+
+:func:`train` runs Adam with a linear warm-up and gradient-norm clipping, evaluates the validation
+NLL every ``validate_every`` steps, keeps the best model, stops after ``patience`` evaluations
+without improvement, writes ``log.csv`` (one row per evaluation) and a checkpoint every
+``checkpoint_every`` steps. Run it again with the same output folder and it resumes from the last
+checkpoint exactly: the same seed gives the same parameters whether or not it was interrupted.
+"""
+
+import csv
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+CHECKPOINT_FILE = "checkpoint.pt"
+BEST_MODEL_FILE = "best_model.pt"
+LOG_FILE = "log.csv"
+LOG_COLUMNS = ("step", "train_nll", "validation_nll", "learning_rate", "grad_norm", "seconds")
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """Optimisation settings; stored in every checkpoint and checked on resume."""
+
+    max_steps: int = 5_000
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    warmup_steps: int = 100
+    max_grad_norm: float = 10.0
+    validate_every: int = 100
+    patience: int = 5
+    checkpoint_every: int = 500
+    max_validation_pairs: int = 8_192
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "batch_size", "validate_every", "checkpoint_every", "patience"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if not self.learning_rate > 0 or not self.max_grad_norm > 0 or self.warmup_steps < 0:
+            raise ValueError("learning_rate and max_grad_norm must be positive, warmup_steps >= 0")
+        if self.checkpoint_every % self.validate_every:
+            # Checkpoints fall on evaluations, so a resumed run logs the same rows.
+            raise ValueError("checkpoint_every must be a multiple of validate_every")
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    steps: int  # optimisation steps done in all (including before a resume)
+    best_step: int
+    best_validation_nll: float
+    stopped_early: bool
+    seconds: float  # wall time of the optimisation, summed over resumed runs
+    log_path: Path
+    best_model_path: Path
+
+
+def load_training_data(
+    data_dir: str | os.PathLike, tau_ps: float | None
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """Train and validation data from ``timewarp simulate`` output, split by time with a gap.
+
+    With ``tau_ps`` the pairs ``(x(t), x(t + tau))``; with ``None`` the frames, as
+    ``(frames, frames)`` for an independent model.
+    """
+    from openmm_timewarp.datasets import load_frames, load_pairs
+
+    if tau_ps is None:
+        train_frames = load_frames(data_dir, "train")
+        # A gap of 100 ps keeps validation frames from being near-copies of the last train frames.
+        validation_frames = load_frames(data_dir, "validation", gap_ps=100.0)
+        return (train_frames, train_frames), (validation_frames, validation_frames)
+    return load_pairs(data_dir, tau_ps, "train"), load_pairs(data_dir, tau_ps, "validation")
+
+
+def _check_pairs(name: str, pairs: tuple[torch.Tensor, torch.Tensor]) -> None:
+    x_cond, x_next = pairs
+    if x_cond.shape != x_next.shape or x_cond.ndim != 3 or x_cond.shape[-1] != 3:
+        raise ValueError(
+            f"{name} must be two tensors of the same shape [B, N, 3], got "
+            f"{tuple(x_cond.shape)} and {tuple(x_next.shape)}"
+        )
+    if len(x_cond) == 0:
+        raise ValueError(f"{name} is empty: generate more data or use a smaller tau")
+
+
+def validation_nll(
+    model: torch.nn.Module,
+    pairs: tuple[torch.Tensor, torch.Tensor],
+    atom_types: torch.Tensor,
+    chunk: int = 2_048,
+) -> float:
+    """Mean NLL of ``pairs`` under ``model`` (no gradients)."""
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    with torch.no_grad():
+        for start in range(0, len(pairs[0]), chunk):
+            nll = model.training_nll(
+                pairs[0][start : start + chunk], pairs[1][start : start + chunk], atom_types
+            )
+            total += float(nll.double().sum())
+    model.train(was_training)
+    return total / len(pairs[0])
+
+
+def _validation_subset(
+    pairs: tuple[torch.Tensor, torch.Tensor], size: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    if len(pairs[0]) <= size:
+        return pairs
+    generator = torch.Generator().manual_seed(seed + 1)
+    index = torch.randperm(len(pairs[0]), generator=generator)[:size]
+    return pairs[0][index], pairs[1][index]
+
+
+def _learning_rate(settings: TrainingSettings, step: int) -> float:
+    if settings.warmup_steps == 0:
+        return settings.learning_rate
+    return settings.learning_rate * min(1.0, (step + 1) / settings.warmup_steps)
+
+
+def _read_log(path: Path, up_to_step: int) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with path.open(newline="") as handle:
+        return [row for row in csv.DictReader(handle) if int(row["step"]) <= up_to_step]
+
+
+def _write_log(path: Path, rows: list[dict[str, str]]) -> None:
+    temporary = path.with_suffix(".tmp")
+    with temporary.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(temporary, path)
+
+
+def train(
+    model: torch.nn.Module,
+    train_pairs: tuple[torch.Tensor, torch.Tensor],
+    validation_pairs: tuple[torch.Tensor, torch.Tensor],
+    atom_types: torch.Tensor,
+    output_dir: str | os.PathLike,
+    settings: TrainingSettings | None = None,
+    progress: bool = True,
+) -> TrainingResult:
+    """Fit ``model`` by maximum likelihood; leaves it holding the best validation parameters.
+
+    Args:
+        model: has ``training_nll(x_cond, x_next, atom_types) -> Tensor[B]``.
+        train_pairs, validation_pairs: ``(x_cond, x_next)``, float32 ``[B, N, 3]`` nm, split by
+            time beforehand; for an independent model pass ``(frames, frames)``.
+        atom_types: the model's type code of every atom, ``[N]`` int64.
+        output_dir: gets ``checkpoint.pt``, ``best_model.pt`` (a state dict) and ``log.csv``; an
+            existing checkpoint there is resumed (it must come from the same settings).
+        settings: optimisation settings (defaults: :class:`TrainingSettings`).
+        progress: show a tqdm progress bar.
+    """
+    settings = settings or TrainingSettings()
+    _check_pairs("train_pairs", train_pairs)
+    _check_pairs("validation_pairs", validation_pairs)
+    if not callable(getattr(model, "training_nll", None)):
+        raise ValueError("the model needs a method training_nll(x_cond, x_next, atom_types)")
+    output = Path(output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = output / CHECKPOINT_FILE
+    best_path = output / BEST_MODEL_FILE
+    log_path = output / LOG_FILE
+    validation = _validation_subset(validation_pairs, settings.max_validation_pairs, settings.seed)
+
+    torch.manual_seed(settings.seed)
+    optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+    generator = torch.Generator().manual_seed(settings.seed)
+    step, best_step, stale, elapsed = 0, 0, 0, 0.0
+    best_nll = math.inf
+    best_state = {k: v.clone() for k, v in model.state_dict().items()}
+    if checkpoint_path.exists():
+        checkpoint = torch.load(checkpoint_path, weights_only=False)
+        if checkpoint["settings"] != asdict(settings):
+            raise ValueError(
+                f"{checkpoint_path} was written with other settings {checkpoint['settings']}; "
+                "use a new output folder or the same settings"
+            )
+        model.load_state_dict(checkpoint["model"])
+        optimiser.load_state_dict(checkpoint["optimiser"])
+        generator.set_state(checkpoint["generator"])
+        step, best_step, stale = checkpoint["step"], checkpoint["best_step"], checkpoint["stale"]
+        best_nll, elapsed = checkpoint["best_nll"], checkpoint["seconds"]
+        best_state = checkpoint["best_model"]
+    log_rows = _read_log(log_path, step)
+    _write_log(log_path, log_rows)
+
+    def save_checkpoint() -> None:
+        state = {
+            "settings": asdict(settings),
+            "model": model.state_dict(),
+            "optimiser": optimiser.state_dict(),
+            "generator": generator.get_state(),
+            "step": step,
+            "best_step": best_step,
+            "stale": stale,
+            "best_nll": best_nll,
+            "seconds": elapsed,
+            "best_model": best_state,
+        }
+        torch.save(state, checkpoint_path.with_suffix(".tmp"))
+        os.replace(checkpoint_path.with_suffix(".tmp"), checkpoint_path)
+        _write_log(log_path, log_rows)
+
+    stopped_early = stale >= settings.patience
+    num_pairs = len(train_pairs[0])
+    model.train()
+    bar = tqdm(total=settings.max_steps, initial=step, disable=not progress, desc="training")
+    losses: list[float] = []
+    grad_norm = 0.0
+    started = time.perf_counter() - elapsed
+    while step < settings.max_steps and not stopped_early:
+        for group in optimiser.param_groups:
+            group["lr"] = _learning_rate(settings, step)
+        index = torch.randint(num_pairs, (settings.batch_size,), generator=generator)
+        loss = model.training_nll(train_pairs[0][index], train_pairs[1][index], atom_types).mean()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"non-finite training NLL at step {step}: a training configuration lies outside "
+                "the model's support (widen its coordinate bounds) or the learning rate is too high"
+            )
+        optimiser.zero_grad()
+        loss.backward()
+        grad_norm = float(
+            torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
+        )
+        optimiser.step()
+        losses.append(float(loss.detach()))
+        step += 1
+        bar.update(1)
+        if step % settings.validate_every == 0 or step == settings.max_steps:
+            nll = validation_nll(model, validation, atom_types)
+            if nll < best_nll:
+                best_nll, best_step, stale = nll, step, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                stale += 1
+            elapsed = time.perf_counter() - started
+            log_rows.append(
+                {
+                    "step": str(step),
+                    "train_nll": f"{sum(losses) / len(losses):.6g}",
+                    "validation_nll": f"{nll:.6g}",
+                    "learning_rate": f"{_learning_rate(settings, step - 1):.6g}",
+                    "grad_norm": f"{grad_norm:.6g}",
+                    "seconds": f"{elapsed:.2f}",
+                }
+            )
+            losses = []
+            bar.set_postfix(train=log_rows[-1]["train_nll"], validation=f"{nll:.4g}")
+            stopped_early = stale >= settings.patience
+        if step % settings.checkpoint_every == 0 or stopped_early or step == settings.max_steps:
+            elapsed = time.perf_counter() - started
+            save_checkpoint()
+    bar.close()
+    model.load_state_dict(best_state)
+    torch.save(best_state, best_path)
+    return TrainingResult(
+        steps=step,
+        best_step=best_step,
+        best_validation_nll=best_nll,
+        stopped_early=stopped_early,
+        seconds=elapsed,
+        log_path=log_path,
+        best_model_path=best_path,
+    )
