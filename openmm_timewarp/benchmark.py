@@ -870,8 +870,17 @@ def markdown_summary(report: dict) -> str:
         "",
         f"Reference first half vs second half, JSD Ramachandran: "
         f"{report['reference']['jsd_ramachandran_halves']:.3f} (finite-sample floor).",
-        "",
     ]
+    if EXPLORATION in samplers:
+        lines.append(
+            f"{EXPLORATION} is not a Boltzmann sampler: its ESS, populations and divergences are "
+            "shown for completeness, its use is discovery."
+        )
+    lines.append("")
+    for name in (TIMEWARP, EXPLORATION):
+        if name in samplers:
+            per_start = ", ".join(f"{a:.3g}" for a in samplers[name]["acceptance_per_chain"])
+            lines.append(f"- acceptance per start, {name}: {per_start}")
     for pair, values in report["ratios"].items():
         formatted = ", ".join(f"{k} {_format(v['ratio'], v['error'])}" for k, v in values.items())
         lines.append(f"- ESS/s ratio {pair}: {formatted}")
