@@ -44,8 +44,15 @@ class KernelSelfAttention(nn.Module):
         """``features [B, N, W]``, ``weights [B or 1, H, N, N]`` -> ``[B, N, W]``."""
         batch, num_atoms, _ = features.shape
         values = self.value(features).view(batch, num_atoms, self.num_heads, self.head_dim)
-        mixed = torch.matmul(weights, values.transpose(1, 2))
-        return self.output(mixed.transpose(1, 2).reshape(batch, num_atoms, -1))
+        if weights.shape[0] == 1:
+            # One conditioning state for the whole batch (sampling): one product per head over
+            # all batch members, rather than copying the weights for each of them.
+            per_head = values.permute(2, 1, 0, 3).reshape(self.num_heads, num_atoms, -1)
+            mixed = torch.matmul(weights[0], per_head)
+            mixed = mixed.view(self.num_heads, num_atoms, batch, self.head_dim).permute(2, 1, 0, 3)
+        else:
+            mixed = torch.matmul(weights, values.transpose(1, 2)).transpose(1, 2)
+        return self.output(mixed.reshape(batch, num_atoms, -1))
 
 
 class EncoderLayer(nn.Module):
