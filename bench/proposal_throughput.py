@@ -22,10 +22,14 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+from openmm import unit
 from tqdm import tqdm
 
 from openmm_timewarp.flow import PRESETS, TimewarpProposal, count_parameters, preset
+from openmm_timewarp.internal.proposals import ICMixtureProposal, proposal_for_frames
+from openmm_timewarp.peptides import build_peptide
 
 
 @dataclass(frozen=True)
@@ -76,8 +80,38 @@ def timewarp_flow_family(preset_name: str) -> ProposalFamily:
     )
 
 
+# IC proposals need a real molecule: capped peptides with the molecules' atom counts.
+IC_SEQUENCES = {"alanine-dipeptide": "A", "tetrapeptide": "AAAT"}
+
+
+def internal_coordinate_family(kind: str) -> ProposalFamily:
+    """An IC proposal at the default size (4 spline couplings, 2 x 256), untrained weights."""
+
+    def build(molecule: Molecule) -> BenchmarkCase:
+        modeller = build_peptide(IC_SEQUENCES[molecule.name])
+        positions = torch.tensor(
+            np.array(modeller.positions.value_in_unit(unit.nanometer)), dtype=torch.float32
+        )
+
+        def component(family: str) -> torch.nn.Module:
+            return proposal_for_frames(family, modeller.topology, positions.unsqueeze(0))
+
+        if kind == "mixture":
+            conditional, independent = component("ic-conditional"), component("ic-independent")
+            module = ICMixtureProposal(conditional, independent, 0.5)
+        else:
+            module = component(f"ic-{kind}")
+        return BenchmarkCase(module.eval(), positions, torch.arange(len(positions)))
+
+    return ProposalFamily(f"ic-{kind}", f"internal-coordinate proposal, {kind}", build)
+
+
 FAMILIES: dict[str, ProposalFamily] = {
-    family.name: family for family in (timewarp_flow_family("cpu-small"),)
+    family.name: family
+    for family in (
+        timewarp_flow_family("cpu-small"),
+        *(internal_coordinate_family(kind) for kind in ("conditional", "independent", "mixture")),
+    )
 }
 
 
