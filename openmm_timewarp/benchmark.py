@@ -560,6 +560,7 @@ def run_benchmark(
     reference_dir: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike = "data/benchmark",
     show_progress: bool = True,
+    parallel_tempering_dir: str | os.PathLike | None = None,
 ) -> dict:
     """Run every sampler on the peptide for the same wall-clock budget and write the report.
 
@@ -571,6 +572,9 @@ def run_benchmark(
         reference_dir: a ``timewarp simulate`` folder to compare against; when None, the reference
             MD is generated (data protocol, ``settings.reference_ns``) under ``cache_dir`` once and
             reused afterwards.
+        parallel_tempering_dir: for a dipeptide, the output of :mod:`openmm_timewarp.reference`;
+            its 310 K state is then a second, equilibrium reference for the Ramachandran
+            histogram, the basin populations and the phi > 0 population.
 
     Returns:
         The report (also written as ``report.json``).
@@ -582,6 +586,11 @@ def run_benchmark(
         raise ValueError("a Timewarp sampler needs a model (a path or a bundled name)")
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    tempering = None
+    if parallel_tempering_dir is not None:
+        from openmm_timewarp.reference import read_run
+
+        tempering = read_run(parallel_tempering_dir)
     modeller = build_peptide(sequence, termini)
     topology = modeller.topology
     system = create_system(topology)
@@ -639,6 +648,10 @@ def run_benchmark(
         "ratios": _ratios(samplers),
         "discovery_speedups": _discovery_speedups(samplers, settings),
     }
+    if tempering is not None:
+        report["parallel_tempering"] = _compare_with_tempering(
+            tempering, str(parallel_tempering_dir), samplers, plot_data
+        )
     report["files"] = _plot(report, plot_data, reference, output_dir)
     text = json.dumps(report, indent=2) + "\n"
     (output_dir / "report.json").write_text(text)
@@ -698,6 +711,60 @@ def _reference_summary(reference: Reference) -> dict:
             _ramachandran_histogram(halves[0]), _ramachandran_histogram(halves[1])
         ),
     }
+
+
+def _compare_with_tempering(run, source: str, samplers: dict, plot_data: dict) -> dict:
+    """The 310 K state of a parallel-tempering run against every sampler (dipeptides only).
+
+    Adds ``vs_parallel_tempering`` to each sampler's record: the Ramachandran JSD and, for every
+    basin and for phi > 0, the deviation in units of the combined error.
+    """
+    phi, psi = run.phi_by_state[:, 0], run.psi_by_state[:, 0]
+    if any(angles[0].shape[1] != 1 for data in plot_data.values() for angles in data["angles"]):
+        raise ValueError("the parallel-tempering reference applies to a dipeptide only")
+    labels = metrics.ramachandran_states(phi, psi)
+    histogram = metrics.histogram_2d(
+        phi, psi, RAMACHANDRAN_BINS, [[-math.pi, math.pi], [-math.pi, math.pi]]
+    )
+    half = len(phi) // 2
+    halves = [
+        metrics.histogram_2d(
+            phi[part], psi[part], RAMACHANDRAN_BINS, [[-math.pi, math.pi], [-math.pi, math.pi]]
+        )
+        for part in (slice(None, half), slice(half, None))
+    ]
+    summary = {
+        "source": source,
+        "iterations": run.iterations,
+        "frames_at_target_temperature": len(phi),
+        "state_populations": _state_populations([labels], metrics.RAMACHANDRAN_STATES),
+        "phi_positive": _population_record([phi > 0]),
+        "jsd_ramachandran_halves": metrics.jensen_shannon_divergence(*halves),
+    }
+
+    def deviation(record: dict, target: dict) -> float:
+        spread = math.hypot(record["error"], target["error"])
+        return (record["population"] - target["population"]) / max(spread, 1e-12)
+
+    for name, result in samplers.items():
+        trajectories_angles = plot_data[name]["angles"]
+        sampler_histogram = metrics.histogram_2d(
+            np.concatenate([a[0][:, 0] for a in trajectories_angles]),
+            np.concatenate([a[1][:, 0] for a in trajectories_angles]),
+            RAMACHANDRAN_BINS,
+            [[-math.pi, math.pi], [-math.pi, math.pi]],
+        )
+        result["vs_parallel_tempering"] = {
+            "jsd_ramachandran": metrics.jensen_shannon_divergence(sampler_histogram, histogram),
+            "state_population_deviation_sigma": {
+                state: deviation(result["state_populations"][state], target)
+                for state, target in summary["state_populations"].items()
+            },
+            "phi_positive_deviation_sigma": deviation(
+                result["phi_positive"], summary["phi_positive"]
+            ),
+        }
+    return summary
 
 
 def _ratios(samplers: dict) -> dict:
@@ -948,6 +1015,8 @@ def _target_lines(report: dict) -> list[str]:
             f"{_format(reference[worst]['population'], reference[worst]['error'])}), {verdict} "
             "within 2 sigma"
         )
+        if "parallel_tempering" in report:
+            lines += _tempering_lines(report)
         floor = report["reference"]["jsd_ramachandran_halves"]
         value = samplers[TIMEWARP]["jsd_ramachandran"]
         verdict = "within" if value <= floor else "above"
@@ -956,6 +1025,27 @@ def _target_lines(report: dict) -> list[str]:
             f"reference's own half-to-half JSD {floor:.3f}"
         )
     return lines or ["- no Timewarp sampler in this run"]
+
+
+def _tempering_lines(report: dict) -> list[str]:
+    """MH against the parallel-tempering reference: basin and phi > 0 populations, Ramachandran."""
+    tempering, mh = report["parallel_tempering"], report["samplers"][TIMEWARP]
+    comparison = mh["vs_parallel_tempering"]
+    deviations = comparison["state_population_deviation_sigma"]
+    worst = max(deviations, key=lambda state: abs(deviations[state]))
+    target, measured = tempering["phi_positive"], mh["phi_positive"]
+    return [
+        f"- MH phi > 0 population vs parallel tempering: "
+        f"{_format(measured['population'], measured['error'])} vs "
+        f"{_format(target['population'], target['error'])} "
+        f"({comparison['phi_positive_deviation_sigma']:+.2g} sigma), "
+        f"{'agree' if abs(comparison['phi_positive_deviation_sigma']) <= 2 else 'differ'} "
+        "within 2 sigma",
+        f"- MH basin populations vs parallel tempering: largest deviation "
+        f"{deviations[worst]:+.2g} sigma ({worst}); Ramachandran JSD "
+        f"{comparison['jsd_ramachandran']:.3f} (tempering half to half "
+        f"{tempering['jsd_ramachandran_halves']:.3f})",
+    ]
 
 
 # -------------------------------------------------------------------------------------------- CLI
@@ -995,6 +1085,12 @@ def add_benchmark_parser(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=defaults.reference_ns,
         help="length of the generated reference MD (when --reference is not given)",
+    )
+    parser.add_argument(
+        "--parallel-tempering",
+        type=Path,
+        help="output folder of `python -m openmm_timewarp.reference run` (dipeptides): a second, "
+        "equilibrium reference for basin and phi > 0 populations",
     )
     parser.add_argument(
         "--cache", type=Path, default=Path("data/benchmark"), help="reference cache"
@@ -1043,6 +1139,7 @@ def _benchmark_command(args: argparse.Namespace) -> int:
         settings,
         termini=args.termini,
         reference_dir=args.reference,
+        parallel_tempering_dir=args.parallel_tempering,
         cache_dir=args.cache,
         show_progress=not args.no_progress,
     )

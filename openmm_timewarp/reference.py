@@ -27,6 +27,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import mdtraj
@@ -166,6 +167,73 @@ def _block_error(values: np.ndarray, num_blocks: int) -> float:
     return float(means.std(ddof=1) / math.sqrt(num_blocks))
 
 
+@dataclass
+class ReplicaRun:
+    """What a stored run holds, after equilibration: dihedrals by temperature and run statistics."""
+
+    phi_by_state: np.ndarray  # [iterations, temperatures], radians; column 0 is 310 K
+    psi_by_state: np.ndarray
+    iterations: int
+    temperatures_K: list[float]
+    steps_per_iteration: int
+    timestep_fs: float
+    exchange_acceptance_neighbours: list[float]
+    wall_seconds_per_iteration: float | None
+
+
+def read_run(output_dir: str | Path, discard_fraction: float = 0.1) -> ReplicaRun:
+    """Read a stored run (also while it is still running), dropping the first iterations."""
+    # Read while the run is still writing: HDF5's file lock would refuse the second open. HDF5
+    # reads this when it loads, so it is set before netCDF4 (and openmmtools) are imported.
+    os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
+    import netCDF4
+    from openmmtools import multistate
+
+    if not 0 <= discard_fraction < 1:
+        raise ValueError(f"discard_fraction must be in [0, 1), got {discard_fraction}")
+    logging.getLogger("openmmtools").setLevel(logging.ERROR)
+    storage = Path(output_dir) / STORAGE_NAME
+    if not storage.exists():
+        raise FileNotFoundError(f"no parallel-tempering storage at {storage}; run `run` first")
+    reporter = multistate.MultiStateReporter(str(storage), open_mode="r")
+    try:
+        last = reporter.read_last_iteration(last_checkpoint=False)
+        replica_states = reporter.read_replica_thermodynamic_states()
+        thermodynamic_states, _ = reporter.read_thermodynamic_states()
+        accepted, proposed = reporter.read_mixing_statistics()
+        move = reporter.read_mcmc_moves()[0]
+        timestamps = reporter.read_timestamp()
+    finally:
+        reporter.close()
+    first = max(1, int(discard_fraction * last))
+    if last < first:
+        raise ValueError(f"the run at {storage} has no iterations after equilibration yet")
+    # The backbone atoms' positions (nm) of every replica and iteration, read in one go.
+    with netCDF4.Dataset(storage) as dataset:
+        positions = np.asarray(dataset.variables["positions"][first : last + 1])
+    # Dihedrals of every replica, then re-ordered by thermodynamic state: [iterations, states].
+    num_iterations, num_replicas = positions.shape[:2]
+    flat = _five_atom_trajectory(positions.reshape(-1, 5, 3))
+    dihedrals = mdtraj.compute_dihedrals(flat, [[0, 1, 2, 3], [1, 2, 3, 4]])
+    rows = np.arange(num_iterations)[:, None]
+    states = replica_states[first : last + 1]
+    by_state = []
+    for column in range(2):
+        ordered = np.empty((num_iterations, num_replicas))
+        ordered[rows, states] = dihedrals[:, column].reshape(num_iterations, num_replicas)
+        by_state.append(ordered)
+    return ReplicaRun(
+        phi_by_state=by_state[0],
+        psi_by_state=by_state[1],
+        iterations=int(last),
+        temperatures_K=[s.temperature.value_in_unit(unit.kelvin) for s in thermodynamic_states],
+        steps_per_iteration=int(move.n_steps),
+        timestep_fs=float(move.timestep.value_in_unit(unit.femtoseconds)),
+        exchange_acceptance_neighbours=_neighbour_acceptance(accepted, proposed),
+        wall_seconds_per_iteration=_seconds_per_iteration(timestamps, last),
+    )
+
+
 def analyze_reference(
     output_dir: str | Path, discard_fraction: float = 0.1, num_blocks: int = 10
 ) -> dict:
@@ -176,56 +244,24 @@ def analyze_reference(
     and C7ax basins without the wrapped edge of beta), each with ``error_ess`` (binomial error with
     the effective sample size of the indicator series) and ``error_blocks`` (block averages).
     """
-    # Read while the run is still writing: HDF5's file lock would refuse the second open. HDF5
-    # reads this when it loads, so it is set before netCDF4 (and openmmtools) are imported.
-    os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
-    import netCDF4
-    from openmmtools import multistate
-
-    logging.getLogger("openmmtools").setLevel(logging.ERROR)
-    output_dir = Path(output_dir)
-    storage = output_dir / STORAGE_NAME
-    if not storage.exists():
-        raise FileNotFoundError(f"no parallel-tempering storage at {storage}; run `run` first")
-    reporter = multistate.MultiStateReporter(str(storage), open_mode="r")
-    try:
-        last = reporter.read_last_iteration(last_checkpoint=False)
-        replica_states = reporter.read_replica_thermodynamic_states()
-        thermodynamic_states, _ = reporter.read_thermodynamic_states()
-        temperatures = [s.temperature.value_in_unit(unit.kelvin) for s in thermodynamic_states]
-        accepted, proposed = reporter.read_mixing_statistics()
-        move = reporter.read_mcmc_moves()[0]
-        timestamps = reporter.read_timestamp()
-    finally:
-        reporter.close()
-    first = max(1, int(discard_fraction * last))
-    if last + 1 - first < 4 * num_blocks:
-        raise ValueError(f"only {last + 1 - first} iterations after equilibration; run longer")
-    # The backbone atoms' positions (nm) of every replica and iteration, read in one go.
-    with netCDF4.Dataset(storage) as dataset:
-        positions = np.asarray(dataset.variables["positions"][first : last + 1])
-    # phi of every replica, then re-ordered by thermodynamic state: [iterations, states].
-    num_iterations, num_replicas = positions.shape[:2]
-    flat = _five_atom_trajectory(positions.reshape(-1, 5, 3))
-    phi_by_replica = np.degrees(mdtraj.compute_dihedrals(flat, [[0, 1, 2, 3]])[:, 0])
-    phi_by_state = np.empty((num_iterations, num_replicas))
-    rows = np.arange(num_iterations)[:, None]
-    phi_by_state[rows, replica_states[first : last + 1]] = phi_by_replica.reshape(
-        num_iterations, -1
-    )
+    run = read_run(output_dir, discard_fraction)
+    phi_by_state = np.degrees(run.phi_by_state)
     phi = phi_by_state[:, 0]
-    entries = int(np.count_nonzero(np.diff((phi > 0).astype(int)) == 1))
+    if len(phi) < 4 * num_blocks:
+        raise ValueError(f"only {len(phi)} iterations after equilibration; run longer")
     result: dict = {
-        "iterations": int(last),
+        "iterations": run.iterations,
         "iterations_analysed": len(phi),
-        "temperatures_K": temperatures,
-        "steps_per_iteration": int(move.n_steps),
-        "timestep_fs": float(move.timestep.value_in_unit(unit.femtoseconds)),
-        "exchange_acceptance_neighbours": _neighbour_acceptance(accepted, proposed),
-        "wall_seconds_per_iteration": _seconds_per_iteration(timestamps, last),
+        "temperatures_K": run.temperatures_K,
+        "steps_per_iteration": run.steps_per_iteration,
+        "timestep_fs": run.timestep_fs,
+        "exchange_acceptance_neighbours": run.exchange_acceptance_neighbours,
+        "wall_seconds_per_iteration": run.wall_seconds_per_iteration,
         # Convergence diagnostics: how often the 310 K state entered phi > 0, and the population
         # at each temperature of the ladder (it must rise with temperature).
-        "entries_into_phi_positive_at_310K": entries,
+        "entries_into_phi_positive_at_310K": int(
+            np.count_nonzero(np.diff(phi > 0) & (phi[1:] > 0))
+        ),
         "phi_positive_by_temperature": (phi_by_state > 0).mean(axis=0).tolist(),
     }
     for name, indicator in (
@@ -242,7 +278,7 @@ def analyze_reference(
             "ess": autocorrelation.ess,
             "tau_int_iterations": autocorrelation.tau_int,
         }
-    (output_dir / RESULT_NAME).write_text(json.dumps(result, indent=2) + "\n")
+    (Path(output_dir) / RESULT_NAME).write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 

@@ -180,7 +180,7 @@ def test_reference_backbone_atoms_give_phi():
 
 
 @pytest.mark.slow
-def test_parallel_tempering_reference_resumes_and_analyses(tmp_path):
+def test_parallel_tempering_reference_resumes_and_analyses(tmp_path, reference_dir):
     pytest.importorskip("openmmtools")
     from openmm_timewarp import reference
 
@@ -196,6 +196,26 @@ def test_parallel_tempering_reference_resumes_and_analyses(tmp_path):
         assert 0 <= result[key]["population"] <= 1
         assert result[key]["error_blocks"] >= 0 and result[key]["ess"] >= 1
     assert json.loads((tmp_path / reference.RESULT_NAME).read_text()) == result
+
+    # The benchmark compares its samplers with the 310 K state of the run.
+    settings = benchmark.BenchmarkSettings(samplers=(benchmark.MD_PRACTICAL,), **FAST)
+    report = benchmark.run_benchmark(
+        "A",
+        None,
+        tmp_path / "report",
+        settings,
+        reference_dir=reference_dir,
+        show_progress=False,
+        parallel_tempering_dir=tmp_path,
+    )
+    tempering = report["parallel_tempering"]
+    assert tempering["frames_at_target_temperature"] == 45 + 1 - 4  # iterations 4..45
+    assert set(tempering["state_populations"]) == set(benchmark.metrics.RAMACHANDRAN_STATES)
+    comparison = report["samplers"][benchmark.MD_PRACTICAL]["vs_parallel_tempering"]
+    assert 0 <= comparison["jsd_ramachandran"] <= 1
+    assert set(comparison["state_population_deviation_sigma"]) == set(
+        tempering["state_populations"]
+    )
 
 
 def test_command_line(tmp_path, reference_dir, capsys):
