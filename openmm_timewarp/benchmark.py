@@ -1008,12 +1008,11 @@ def _target_lines(report: dict) -> list[str]:
             for name, ref in reference.items()
         }
         worst = max(z, key=lambda name: abs(z[name]))
-        verdict = "agree" if abs(z[worst]) <= 2 else "differ"
+        verdict = _agreement(z[worst])
         lines.append(
             f"- MH state populations vs the reference: largest deviation {z[worst]:+.2g} sigma "
             f"({worst}: {_format(mh[worst]['population'], mh[worst]['error'])} vs "
-            f"{_format(reference[worst]['population'], reference[worst]['error'])}), {verdict} "
-            "within 2 sigma"
+            f"{_format(reference[worst]['population'], reference[worst]['error'])}), {verdict}"
         )
         if "parallel_tempering" in report:
             lines += _tempering_lines(report)
@@ -1025,6 +1024,10 @@ def _target_lines(report: dict) -> list[str]:
             f"reference's own half-to-half JSD {floor:.3f}"
         )
     return lines or ["- no Timewarp sampler in this run"]
+
+
+def _agreement(deviation_sigma: float) -> str:
+    return "agree within 2 sigma" if abs(deviation_sigma) <= 2 else "differ by more than 2 sigma"
 
 
 def _tempering_lines(report: dict) -> list[str]:
@@ -1039,8 +1042,7 @@ def _tempering_lines(report: dict) -> list[str]:
         f"{_format(measured['population'], measured['error'])} vs "
         f"{_format(target['population'], target['error'])} "
         f"({comparison['phi_positive_deviation_sigma']:+.2g} sigma), "
-        f"{'agree' if abs(comparison['phi_positive_deviation_sigma']) <= 2 else 'differ'} "
-        "within 2 sigma",
+        f"{_agreement(comparison['phi_positive_deviation_sigma'])}",
         f"- MH basin populations vs parallel tempering: largest deviation "
         f"{deviations[worst]:+.2g} sigma ({worst}); Ramachandran JSD "
         f"{comparison['jsd_ramachandran']:.3f} (tempering half to half "
