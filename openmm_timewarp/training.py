@@ -15,6 +15,21 @@ NLL every ``validate_every`` steps, keeps the best model, stops after ``patience
 without improvement, writes ``log.csv`` (one row per evaluation) and a checkpoint every
 ``checkpoint_every`` steps. Run it again with the same output folder and it resumes from the last
 checkpoint exactly: the same seed gives the same parameters whether or not it was interrupted.
+
+Example (internal-coordinate proposals on the alanine-dipeptide data)::
+
+    from openmm_timewarp.datasets import load_topology
+    from openmm_timewarp.internal.proposals import proposal_for_frames
+    from openmm_timewarp.training import TrainingSettings, load_training_data, train
+
+    topology = load_topology("data/alanine-dipeptide")
+    train_pairs, validation_pairs = load_training_data("data/alanine-dipeptide", tau_ps=20.0)
+    model = proposal_for_frames("ic-conditional", topology, train_pairs[1])
+    atom_types = torch.arange(topology.getNumAtoms())  # the data are in the model's atom order
+    result = train(model, train_pairs, validation_pairs, atom_types, "runs/ic-conditional")
+
+(``tau_ps=None`` and ``"ic-independent"`` for an independent model.) Export the result with
+``contract.export(model, path, internal.proposals.proposal_metadata(model, ...))``.
 """
 
 import csv
