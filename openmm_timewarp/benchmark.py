@@ -86,6 +86,10 @@ class BenchmarkSettings:
     min_state_population: float = 0.001
     num_kmeans_states: int = 6
     seed: int = 1
+    #: Threads of torch's (and so the plugin's libtorch's) intra-op pool. One, like the single-
+    #: threaded Reference platform, keeps the comparison on equal hardware; more threads than free
+    #: cores make model calls many times slower on a busy machine.
+    torch_threads: int = 1
 
     def __post_init__(self) -> None:
         unknown = set(self.samplers) - set(SAMPLERS)
@@ -95,7 +99,8 @@ class BenchmarkSettings:
         for name in positive + ("reference_frame_interval_ps", "temperature_K"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("num_starts", "timewarp_frame_interval", "max_proposal_batch", "seed"):
+        integers = ("num_starts", "timewarp_frame_interval", "max_proposal_batch", "seed")
+        for name in integers + ("torch_threads",):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_frames < 4:
@@ -589,6 +594,9 @@ def run_benchmark(
         raise ValueError(f"unknown termini {termini!r}; use one of {TERMINI}")
     if model is None and ({TIMEWARP, EXPLORATION} & set(settings.samplers)):
         raise ValueError("a Timewarp sampler needs a model (a path or a bundled name)")
+    import torch
+
+    torch.set_num_threads(settings.torch_threads)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     tempering = None
@@ -640,7 +648,7 @@ def run_benchmark(
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": {
             "host": host.node(),
-            "processor": host.processor() or host.machine(),
+            "processor": _processor_name(),
             "cpu_count": os.cpu_count(),
             "openmm": openmm.__version__,
             "platform": settings.platform,
@@ -663,6 +671,17 @@ def run_benchmark(
     report = json.loads(text)  # what the file holds: plain JSON types
     (output_dir / "summary.md").write_text(markdown_summary(report))
     return report
+
+
+def _processor_name() -> str:
+    """The CPU's model name (Linux), else what the platform module knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return host.processor() or host.machine()
 
 
 def _starts(reference: Reference, count: int) -> list[np.ndarray]:
@@ -1121,6 +1140,12 @@ def add_benchmark_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--max-proposal-batch", type=int, default=defaults.max_proposal_batch)
     parser.add_argument("--temperature", type=float, default=defaults.temperature_K, help="kelvin")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=defaults.torch_threads,
+        help="threads for the proposal model (default 1, like the Reference platform)",
+    )
     parser.add_argument("--platform", default=defaults.platform)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -1141,6 +1166,7 @@ def _benchmark_command(args: argparse.Namespace) -> int:
         reference_ns=args.reference_ns,
         tica_lag_ps=args.tica_lag_ps,
         seed=args.seed,
+        torch_threads=args.torch_threads,
     )
     run_benchmark(
         args.sequence,
