@@ -16,6 +16,7 @@ from openmm_timewarp.internal.proposals import (
     coordinate_bounds,
     proposal_metadata,
 )
+from openmm_timewarp.internal.splines import rational_quadratic
 from openmm_timewarp.internal.zmatrix import InternalCoordinateTransform, build_zmatrix
 from openmm_timewarp.peptides import FORCEFIELD_NAME, build_peptide
 
@@ -438,3 +439,35 @@ def test_mixture_samples_exactly_only_with_its_own_weight(chain_models, ratio_we
     q = run_chain(mixture, mixture, 3000, seed=13, path=tmp_path / "m.pt")
     failures = failed_comparisons(q)
     assert (failures == []) == (ratio_weight == 0.5)
+
+
+def test_splines_invert_and_report_their_log_derivative():
+    generator = torch.Generator().manual_seed(10)
+    num_bins = 6
+    x = torch.rand(500, 4, generator=generator, dtype=torch.float64)
+    raw = 2.0 * torch.randn(500, 4, 3 * num_bins + 1, generator=generator, dtype=torch.float64)
+    circular = torch.tensor([False, True, False, True])
+    x.requires_grad_(True)
+    y, log_derivative = rational_quadratic(x, raw, circular, inverse=False)
+    (derivative,) = torch.autograd.grad(y.sum(), x)
+    assert torch.allclose(derivative.log(), log_derivative, atol=1e-9)
+    back, log_inverse = rational_quadratic(y.detach(), raw, circular, inverse=True)
+    assert torch.allclose(back, x.detach(), atol=1e-9)
+    assert torch.allclose(log_inverse, -log_derivative.detach(), atol=1e-8)
+    # Zero parameters are the identity; interval inputs outside [0, 1] have zero density.
+    identity, log_one = rational_quadratic(x.detach(), torch.zeros_like(raw), circular, False)
+    assert torch.allclose(identity, x.detach()) and log_one.abs().max() < 1e-12
+    outside = torch.tensor([[-0.1, 0.5, 1.2, 0.5]], dtype=torch.float64)
+    _, log_outside = rational_quadratic(outside, raw[:1], circular, inverse=True)
+    assert torch.isinf(log_outside[0, [0, 2]]).all()
+    assert torch.isfinite(log_outside[0, [1, 3]]).all()
+
+
+def test_circular_splines_are_smooth_across_the_seam():
+    generator = torch.Generator().manual_seed(11)
+    raw = 2.0 * torch.randn(8, 1, 3 * 5 + 1, generator=generator, dtype=torch.float64)
+    ends = torch.tensor([1e-12, 1.0 - 1e-12], dtype=torch.float64).repeat(8, 1)
+    y, log_derivative = rational_quadratic(ends, raw.expand(8, 2, -1), torch.tensor(True), False)
+    assert torch.allclose(log_derivative[:, 0], log_derivative[:, 1], atol=1e-8)
+    seam_gap = torch.remainder(y[:, 0] - y[:, 1], 1.0)
+    assert torch.all((seam_gap < 1e-8) | (seam_gap > 1 - 1e-8))

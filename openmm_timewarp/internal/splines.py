@@ -19,18 +19,26 @@ def num_spline_parameters(num_bins: int) -> int:
     return 3 * num_bins + 1
 
 
-def _knots(raw: torch.Tensor, min_bin_size: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Bin sizes and knot positions (0 ... 1) from unnormalised sizes ``[..., K]``."""
+def _interior_knots(raw: torch.Tensor, min_bin_size: float) -> torch.Tensor:
+    """The ``K - 1`` inner knots from unnormalised bin sizes ``[..., K]``; the ends are 0 and 1."""
     num_bins = raw.shape[-1]
     sizes = min_bin_size + (1.0 - min_bin_size * num_bins) * torch.softmax(raw, dim=-1)
-    knots = F.pad(torch.cumsum(sizes, dim=-1), (1, 0))
-    # Pin the last knot to 1 exactly so rounding never leaves a gap at the end of the interval.
-    knots = torch.cat([knots[..., :-1], torch.ones_like(knots[..., -1:])], dim=-1)
-    return knots[..., 1:] - knots[..., :-1], knots
+    return torch.cumsum(sizes[..., :-1], dim=-1)
 
 
 def _select(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return torch.gather(values, -1, index.unsqueeze(-1)).squeeze(-1)
+
+
+def _bin_edges(interior: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left and right knot of bin ``index``; the outer knots are exactly 0 and 1, so the bins
+    tile [0, 1] without a rounding gap."""
+    last = interior.shape[-1]
+    left = _select(interior, (index - 1).clamp_min(0))
+    right = _select(interior, index.clamp_max(last - 1))
+    left = torch.where(index == 0, torch.zeros_like(left), left)
+    right = torch.where(index == last, torch.ones_like(right), right)
+    return left, right
 
 
 def rational_quadratic(
@@ -43,33 +51,34 @@ def rational_quadratic(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Apply the spline (or its inverse) elementwise; returns ``(y, log |dy/dx|)``.
 
-    ``x[...]`` in [0, 1]; ``raw[..., 3K + 1]`` unconstrained parameters; ``circular[...]`` (bool,
-    broadcastable to ``x``) marks coordinates on the circle. Zero parameters give the identity.
+    ``x[...]`` in [0, 1]; ``raw[..., 3K + 1]`` unconstrained parameters (``K >= 2``);
+    ``circular[...]`` (bool, broadcastable to ``x``) marks coordinates on the circle. Zero
+    parameters give the identity. Only the parameters of the bin each input falls in are
+    transformed beyond the knot positions, which keeps the cost per coordinate low.
     """
     num_bins = (raw.shape[-1] - 1) // 3
-    widths, x_knots = _knots(raw[..., :num_bins], min_bin_size)
-    heights, y_knots = _knots(raw[..., num_bins : 2 * num_bins], min_bin_size)
-    # The offset makes zero raw parameters give derivative 1.
-    identity_offset = math.log(math.expm1(1.0 - min_derivative))
-    derivatives = min_derivative + F.softplus(raw[..., 2 * num_bins :] + identity_offset)
+    x_interior = _interior_knots(raw[..., :num_bins], min_bin_size)
+    y_interior = _interior_knots(raw[..., num_bins : 2 * num_bins], min_bin_size)
     circular = circular.expand_as(x)
-    # Circular: the last derivative equals the first; the spare parameter is the rotation.
-    last_derivative = torch.where(circular, derivatives[..., 0], derivatives[..., num_bins])
-    derivatives = torch.cat([derivatives[..., :num_bins], last_derivative.unsqueeze(-1)], dim=-1)
+    # Circular: the spare parameter is the rotation.
     shift = torch.where(circular, raw[..., -1], torch.zeros_like(x))
 
     if inverse:
         x = torch.where(circular, torch.remainder(x - shift, 1.0), x)
     inside = (x >= 0.0) & (x <= 1.0)
     x = x.clamp(0.0, 1.0)
-    knots = y_knots if inverse else x_knots
-    index = (x.unsqueeze(-1) >= knots[..., 1:num_bins]).sum(-1)
-    x_k = _select(x_knots, index)
-    y_k = _select(y_knots, index)
-    w_k = _select(widths, index)
-    h_k = _select(heights, index)
-    d_k = _select(derivatives, index)
-    d_k1 = _select(derivatives, index + 1)
+    index = (x.unsqueeze(-1) >= (y_interior if inverse else x_interior)).sum(-1)
+    x_k, x_k1 = _bin_edges(x_interior, index)
+    y_k, y_k1 = _bin_edges(y_interior, index)
+    w_k = x_k1 - x_k
+    h_k = y_k1 - y_k
+    # Knot derivatives; on the circle the last knot is the first, so they share a derivative.
+    raw_derivatives = raw[..., 2 * num_bins :]
+    next_index = torch.where(circular & (index == num_bins - 1), torch.zeros_like(index), index + 1)
+    # The offset makes zero raw parameters give derivative 1.
+    identity_offset = math.log(math.expm1(1.0 - min_derivative))
+    d_k = min_derivative + F.softplus(_select(raw_derivatives, index) + identity_offset)
+    d_k1 = min_derivative + F.softplus(_select(raw_derivatives, next_index) + identity_offset)
     slope = h_k / w_k
     curvature = d_k1 + d_k - 2.0 * slope
 
