@@ -11,9 +11,14 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+from openmm import app
+
 from openmm_timewarp.benchmark import add_benchmark_parser
+from openmm_timewarp.contract import ModelMetadata
 from openmm_timewarp.peptides import TERMINI
 
 Register = Callable[[argparse._SubParsersAction], None]
@@ -189,8 +194,432 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+TRAIN_FAMILIES = ("ic-independent", "ic-conditional", "timewarp-flow", "ic-mixture")
+TRAIN_RECORD_FILE = "train.json"
+TRAIN_DATA_FILE = "data.pt"
+TRAIN_TOPOLOGY_FILE = "topology.pdb"
+MODEL_FILE = "model.pt"
+#: Nominal time per step of an independence proposal (Timewarp's tau), stored in its metadata.
+INDEPENDENT_NOMINAL_TAU_PS = 500.0
+_SETTING_HELP = {
+    "max_steps": "optimisation steps in all",
+    "batch_size": "pairs per step",
+    "learning_rate": "Adam's learning rate after the warm-up",
+    "warmup_steps": "steps of linear learning-rate warm-up",
+    "max_grad_norm": "gradient-norm clipping",
+    "validate_every": "steps between validation NLL evaluations (one log.csv row each)",
+    "patience": "evaluations without improvement before stopping early",
+    "checkpoint_every": "steps between checkpoints (a multiple of --validate-every)",
+    "max_validation_pairs": "validation pairs evaluated (a fixed random subset)",
+    "seed": "seed of the model's initialisation and the batches",
+}
+
+
+def _add_train(subparsers: argparse._SubParsersAction) -> None:
+    from dataclasses import fields
+
+    from openmm_timewarp.flow import PRESETS
+    from openmm_timewarp.training import TrainingSettings
+
+    parser = subparsers.add_parser(
+        "train",
+        help="fit a proposal model by maximum likelihood and export it as a model file",
+        description="Fit a proposal model to a `timewarp simulate` data folder by maximum "
+        "likelihood (Adam with warm-up, gradient clipping, early stopping on the validation NLL; "
+        "the data are split by time, docs/data.md) and export the best model to OUTPUT/model.pt "
+        "with its metadata. OUTPUT keeps a snapshot of the data, checkpoints and log.csv: running "
+        "the same command again resumes exactly. --family ic-mixture combines two trained "
+        "folders instead (--conditional, --independent, --weight).",
+    )
+    parser.add_argument(
+        "data", type=Path, nargs="?", help="data folder written by `timewarp simulate`"
+    )
+    parser.add_argument("-o", "--output", type=Path, required=True, help="training folder")
+    parser.add_argument("--family", choices=TRAIN_FAMILIES, required=True)
+    parser.add_argument(
+        "--tau-ps",
+        type=float,
+        help="lag of the training pairs (x(t), x(t + tau)), required for ic-conditional and "
+        "timewarp-flow; for ic-independent (trained on frames) the nominal time per step stored "
+        f"in the model (default {INDEPENDENT_NOMINAL_TAU_PS:g})",
+    )
+    parser.add_argument("--name", help="model name (default: the data folder's name)")
+    parser.add_argument(
+        "--model-file", type=Path, help=f"where to export the model (default OUTPUT/{MODEL_FILE})"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    flow = parser.add_argument_group("timewarp-flow")
+    flow.add_argument("--preset", choices=PRESETS, help="flow size (default cpu-small)")
+    internal = parser.add_argument_group("ic-independent and ic-conditional (spline flows)")
+    internal.add_argument("--num-couplings", type=int, default=4, help="coupling layers")
+    internal.add_argument("--hidden", type=int, default=256, help="conditioner width")
+    internal.add_argument("--num-bins", type=int, default=8, help="spline bins")
+    mixture = parser.add_argument_group("ic-mixture (from two folders trained here)")
+    mixture.add_argument("--conditional", type=Path, help="training folder of an ic-conditional")
+    mixture.add_argument("--independent", type=Path, help="training folder of an ic-independent")
+    mixture.add_argument("--weight", type=float, help="probability of the conditional component")
+    optimisation = parser.add_argument_group("optimisation")
+    for setting in fields(TrainingSettings):
+        optimisation.add_argument(
+            f"--{setting.name.replace('_', '-')}",
+            type=type(setting.default),
+            default=setting.default,
+            help=f"{_SETTING_HELP[setting.name]} (default {setting.default})",
+        )
+    parser.set_defaults(handler=_train)
+
+
+def _write_json(path: Path, record: dict) -> None:
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    temporary.replace(path)
+
+
+def _read_json(path: Path, what: str) -> dict:
+    if not path.is_file():
+        raise ValueError(f"{path.parent} is not {what}: it has no {path.name}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is damaged ({error}); use a new output folder") from None
+
+
+class RotationAugmented(torch.nn.Module):
+    """Training view of a Timewarp flow: each pair turned by a uniform random rotation.
+
+    The flow is not rotation equivariant, so it learns orientations from the data. The rotation
+    and the flow's own auxiliary draw of training call k come from torch's generator seeded with
+    (seed, k), and k is a buffer of the state dict, so a run resumed from a checkpoint draws the
+    same numbers as one that was not interrupted; validation draws from a fixed seed.
+    """
+
+    def __init__(self, flow: torch.nn.Module, seed: int) -> None:
+        super().__init__()
+        self.flow = flow
+        self.seed = seed
+        self.register_buffer("calls", torch.zeros((), dtype=torch.int64))
+
+    def training_nll(
+        self, x_cond: torch.Tensor, x_next: torch.Tensor, atom_types: torch.Tensor
+    ) -> torch.Tensor:
+        with torch.random.fork_rng(devices=[]):
+            if not self.training:
+                torch.manual_seed(self.seed)
+                return self.flow.training_nll(x_cond, x_next, atom_types)
+            torch.manual_seed(self.seed * 1_000_003 + int(self.calls))
+            self.calls += 1
+            rotation = random_rotations(x_cond.shape[0])
+            return self.flow.training_nll(x_cond @ rotation, x_next @ rotation, atom_types)
+
+
+def random_rotations(count: int) -> torch.Tensor:
+    """``count`` uniform random rotation matrices ``[count, 3, 3]`` from torch's generator."""
+    w, x, y, z = torch.nn.functional.normalize(torch.randn(count, 4), dim=1).unbind(1)
+    return torch.stack(
+        [
+            torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], 1),
+            torch.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], 1),
+            torch.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], 1),
+        ],
+        1,
+    )
+
+
+def _check_train_options(args: argparse.Namespace) -> None:
+    """Refuse options that do not belong to the chosen family, naming what to do instead."""
+    mixture_options = [args.conditional, args.independent, args.weight]
+    if args.family == "ic-mixture":
+        if args.data is not None:
+            raise ValueError("ic-mixture combines two trained folders: give no DATA folder")
+        if any(option is None for option in mixture_options):
+            raise ValueError(
+                "ic-mixture needs --conditional FOLDER, --independent FOLDER and --weight"
+            )
+        return
+    if args.data is None:
+        raise ValueError(f"{args.family} trains on a data folder: give DATA (`timewarp simulate`)")
+    if any(option is not None for option in mixture_options):
+        raise ValueError("--conditional, --independent and --weight are for --family ic-mixture")
+    if args.family != "timewarp-flow" and args.preset is not None:
+        raise ValueError("--preset sizes a timewarp-flow; the IC families take --hidden etc.")
+    if args.family in ("ic-conditional", "timewarp-flow") and args.tau_ps is None:
+        raise ValueError(f"{args.family} learns x(t + tau) from x(t): give --tau-ps")
+    if args.tau_ps is not None and not args.tau_ps > 0:
+        raise ValueError(f"--tau-ps must be positive, got {args.tau_ps}")
+
+
+def _training_recipe(args: argparse.Namespace) -> dict:
+    """What determines the trained model; a resumed run must be given the same."""
+    from dataclasses import asdict
+
+    from openmm_timewarp.training import TrainingSettings
+
+    settings = TrainingSettings(
+        **{name: getattr(args, name) for name in TrainingSettings.__dataclass_fields__}
+    )
+    if args.family == "timewarp-flow":
+        architecture = {"preset": args.preset or "cpu-small"}
+    else:
+        architecture = {
+            "num_couplings": args.num_couplings,
+            "hidden": args.hidden,
+            "num_bins": args.num_bins,
+        }
+    independent = args.family == "ic-independent"
+    return {
+        "family": args.family,
+        "data": str(args.data.resolve()),
+        "tau_ps": (args.tau_ps or INDEPENDENT_NOMINAL_TAU_PS) if independent else args.tau_ps,
+        "pairs_tau_ps": None if independent else args.tau_ps,
+        "architecture": architecture,
+        "settings": asdict(settings),
+    }
+
+
+def _snapshot_training_data(data: Path, recipe: dict, output: Path) -> dict:
+    """Copy the split data and the topology into the training folder; return the data facts.
+
+    Training reads this snapshot, so a resumed run sees the same data while `timewarp simulate`
+    keeps adding frames to the data folder.
+    """
+    import shutil
+
+    from openmm_timewarp.datasets import list_trajectories
+    from openmm_timewarp.md import TOPOLOGY_FILE
+    from openmm_timewarp.peptides import FORCEFIELD_NAME
+    from openmm_timewarp.training import load_training_data
+
+    trajectories = list_trajectories(data)
+    temperatures = {t.settings.temperature_K for t in trajectories}
+    if len(temperatures) != 1:
+        raise ValueError(f"{data} mixes temperatures {sorted(temperatures)}; keep one per folder")
+    train_pairs, validation_pairs = load_training_data(data, recipe["pairs_tau_ps"])
+    temporary = output / f"{TRAIN_DATA_FILE}.tmp"
+    torch.save({"train": train_pairs, "validation": validation_pairs}, temporary)
+    temporary.replace(output / TRAIN_DATA_FILE)
+    shutil.copyfile(trajectories[0].directory / TOPOLOGY_FILE, output / TRAIN_TOPOLOGY_FILE)
+    return {
+        "temperature_K": temperatures.pop(),
+        "forcefield": FORCEFIELD_NAME,
+        "data_ns": sum(t.num_frames * t.frame_interval_ps for t in trajectories) / 1000.0,
+        "frames": {t.directory.name: t.num_frames for t in trajectories},
+        "train_pairs": len(train_pairs[0]),
+        "validation_pairs": len(validation_pairs[0]),
+    }
+
+
+def _flow_metadata(topology: app.Topology, record: dict) -> ModelMetadata:
+    """Metadata of a Timewarp flow trained here (element vocabulary of the data's molecule)."""
+    recipe, facts = record["recipe"], record["facts"]
+    return ModelMetadata(
+        name=record["name"],
+        family="timewarp-flow",
+        tau_ps=recipe["tau_ps"],
+        temperature_K=facts["temperature_K"],
+        forcefield=facts["forcefield"],
+        atom_type_scheme="element",
+        atom_types=sorted({atom.element.symbol for atom in topology.atoms()}),
+        num_atoms=topology.getNumAtoms(),
+    )
+
+
+@dataclass
+class TrainingFolder:
+    """What a `timewarp train` folder holds, with its model built (untrained parameters)."""
+
+    path: Path
+    record: dict  # train.json: recipe, facts, name, summary, cpu_seconds
+    topology: app.Topology
+    data: dict[str, tuple[torch.Tensor, torch.Tensor]]  # "train" and "validation" pairs
+    model: torch.nn.Module  # has training_nll; a flow comes wrapped in RotationAugmented
+    atom_types: torch.Tensor
+
+    @classmethod
+    def open(cls, path: Path) -> TrainingFolder:
+        return cls.with_record(
+            path, _read_json(path / TRAIN_RECORD_FILE, "a `timewarp train` folder")
+        )
+
+    @classmethod
+    def with_record(cls, path: Path, record: dict) -> TrainingFolder:
+        """The folder's data and topology with the model that ``record`` describes."""
+        from openmm_timewarp.contract import atom_types_for_topology
+        from openmm_timewarp.flow import TimewarpProposal, preset
+        from openmm_timewarp.internal.proposals import proposal_for_frames
+
+        recipe = record["recipe"]
+        topology = app.PDBFile(str(path / TRAIN_TOPOLOGY_FILE)).topology
+        data = torch.load(path / TRAIN_DATA_FILE)
+        seed = recipe["settings"]["seed"]
+        torch.manual_seed(seed)  # the layers' initial weights come from torch's generator
+        if recipe["family"] == "timewarp-flow":
+            metadata = _flow_metadata(topology, record)
+            atom_types = torch.from_numpy(atom_types_for_topology(topology, metadata))
+            config = preset(recipe["architecture"]["preset"], len(metadata.atom_types))
+            model = RotationAugmented(TimewarpProposal(config), seed)
+        else:
+            model = proposal_for_frames(
+                recipe["family"], topology, data["train"][1], seed=seed, **recipe["architecture"]
+            )
+            atom_types = torch.arange(topology.getNumAtoms())
+        return cls(path, record, topology, data, model, atom_types)
+
+    def load_best(self) -> None:
+        """Load the best parameters of a finished training into the model."""
+        from openmm_timewarp.training import BEST_MODEL_FILE
+
+        if not (self.path / BEST_MODEL_FILE).is_file() or not self.record["summary"]:
+            raise ValueError(f"{self.path} has not finished training: rerun its `timewarp train`")
+        self.model.load_state_dict(torch.load(self.path / BEST_MODEL_FILE))
+
+    def save_record(self) -> None:
+        _write_json(self.path / TRAIN_RECORD_FILE, self.record)
+
+    def export(self, path: Path) -> None:
+        """Export the model (best parameters loaded) with the training summary as metadata."""
+        from dataclasses import replace
+
+        from openmm_timewarp.contract import export
+        from openmm_timewarp.internal.proposals import proposal_metadata
+
+        recipe, facts = self.record["recipe"], self.record["facts"]
+        training = {
+            **{key: facts[key] for key in ("data_ns", "frames", "train_pairs", "validation_pairs")},
+            **self.record["summary"],
+            "data": recipe["data"],
+            "pairs_tau_ps": recipe["pairs_tau_ps"],
+            "architecture": recipe["architecture"],
+            "settings": recipe["settings"],
+        }
+        model = self.model
+        if recipe["family"] == "timewarp-flow":
+            metadata = replace(_flow_metadata(self.topology, self.record), training=training)
+            model = model.flow
+        else:
+            metadata = proposal_metadata(
+                model,
+                self.record["name"],
+                recipe["tau_ps"],
+                facts["temperature_K"],
+                facts["forcefield"],
+                training,
+            )
+        export(model, path, metadata, example_positions=self.data["validation"][1][0])
+
+
+def _make_folder(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"cannot create {path}: {error.strerror}") from None
+
+
+def _train(args: argparse.Namespace) -> int:
+    import time
+
+    from openmm_timewarp.training import TrainingSettings, train
+
+    _check_train_options(args)
+    if args.family == "ic-mixture":
+        return _export_mixture(args)
+    recipe = _training_recipe(args)
+    record_path = args.output / TRAIN_RECORD_FILE
+    if record_path.exists():
+        record = _read_json(record_path, "a `timewarp train` folder")
+        if record["recipe"] != recipe:
+            changed = sorted(key for key in recipe if record["recipe"].get(key) != recipe[key])
+            raise ValueError(
+                f"{args.output} holds a training with other {', '.join(changed)}: rerun with "
+                f"the options it was started with ({record_path}) or use a new output folder"
+            )
+        if args.name:
+            record["name"] = args.name
+    else:
+        _make_folder(args.output)
+        facts = _snapshot_training_data(args.data, recipe, args.output)
+        name = args.name or args.data.resolve().name
+        record = {"recipe": recipe, "facts": facts, "name": name, "summary": {}, "cpu_seconds": 0.0}
+    # Written once the model could be built, so that a refused option leaves no record behind.
+    folder = TrainingFolder.with_record(args.output, record)
+    folder.save_record()
+    started = time.process_time()
+    try:
+        result = train(
+            folder.model,
+            folder.data["train"],
+            folder.data["validation"],
+            folder.atom_types,
+            args.output,
+            TrainingSettings(**recipe["settings"]),
+            progress=not args.no_progress,
+        )
+    finally:
+        # The CPU time of every run of this command, interrupted ones included.
+        folder.record["cpu_seconds"] += time.process_time() - started
+        folder.save_record()
+    folder.record["summary"] = {
+        "steps": result.steps,
+        "best_step": result.best_step,
+        "best_validation_nll": result.best_validation_nll,
+        "stopped_early": result.stopped_early,
+        "wall_seconds": round(result.seconds, 1),
+        "cpu_seconds": round(folder.record["cpu_seconds"], 1),
+    }
+    folder.save_record()
+    model_path = args.model_file or args.output / MODEL_FILE
+    folder.export(model_path)
+    print(
+        f"{args.family}: best validation NLL {result.best_validation_nll:.4f} at step "
+        f"{result.best_step} of {result.steps}{' (stopped early)' if result.stopped_early else ''}"
+        f", {folder.record['cpu_seconds']:.0f} s CPU in all; model written to {model_path}"
+    )
+    return 0
+
+
+def _export_mixture(args: argparse.Namespace) -> int:
+    from openmm_timewarp.contract import export
+    from openmm_timewarp.internal.proposals import ICMixtureProposal, proposal_metadata
+
+    conditional = TrainingFolder.open(args.conditional)
+    independent = TrainingFolder.open(args.independent)
+    for folder, family in ((conditional, "ic-conditional"), (independent, "ic-independent")):
+        if folder.record["recipe"]["family"] != family:
+            raise ValueError(
+                f"{folder.path} holds an {folder.record['recipe']['family']}, not an {family}"
+            )
+        folder.load_best()
+    facts = conditional.record["facts"]
+    if independent.record["facts"]["temperature_K"] != facts["temperature_K"]:
+        raise ValueError("the two components were trained at different temperatures")
+    mixture = ICMixtureProposal(conditional.model, independent.model, args.weight)
+    training = {"weight": args.weight}
+    for folder in (conditional, independent):
+        summary = {**folder.record["summary"], "folder": str(folder.path.resolve())}
+        training[folder.record["recipe"]["family"]] = summary
+    metadata = proposal_metadata(
+        mixture,
+        args.name or conditional.record["name"],
+        conditional.record["recipe"]["tau_ps"],
+        facts["temperature_K"],
+        facts["forcefield"],
+        training,
+    )
+    _make_folder(args.output)
+    model_path = args.model_file or args.output / MODEL_FILE
+    example = conditional.data["validation"][1][0]
+    export(mixture, model_path, metadata, example_positions=example)
+    print(f"ic-mixture (weight {args.weight}) written to {model_path}")
+    return 0
+
+
 #: Subcommand registrations, in the order ``--help`` lists them.
-SUBCOMMANDS: list[Register] = [_add_build, _add_simulate, _add_info, add_benchmark_parser]
+SUBCOMMANDS: list[Register] = [
+    _add_build,
+    _add_simulate,
+    _add_info,
+    _add_train,
+    add_benchmark_parser,
+]
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,230 @@
+"""`timewarp train`: training on a data folder, export, resume, mixture and bad options."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import mdtraj
+import numpy as np
+import pytest
+import torch
+from openmm import app, unit
+
+from openmm_timewarp.cli import main, random_rotations
+from openmm_timewarp.contract import atom_types_for_topology, check_contract, load_model
+from openmm_timewarp.flow import TimewarpProposal
+from openmm_timewarp.internal.proposals import ICIndependentProposal
+from openmm_timewarp.md import PROGRESS_FILE, RUN_FILE, TOPOLOGY_FILE, TRAJECTORY_FILE, RunSettings
+from openmm_timewarp.peptides import FORCEFIELD_NAME, build_peptide
+
+NUM_FRAMES = 1_200  # 1 ps apart: the independent family's 100 ps validation gap leaves 20 frames
+FAST = ["--batch-size", "16", "--validate-every", "2", "--checkpoint-every", "2", "--no-progress"]
+SMALL_IC = ["--num-couplings", "2", "--hidden", "16", "--num-bins", "4", *FAST]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A `timewarp simulate` folder of two trajectories: alanine dipeptide jittered by an AR(1)
+    process of 0.005 nm, as DCD with topology.pdb, run.json and progress.json."""
+    root = tmp_path_factory.mktemp("data")
+    modeller = build_peptide("A")
+    x0 = np.array(modeller.positions.value_in_unit(unit.nanometer), dtype=np.float32)
+    rng = np.random.default_rng(0)
+    for index in range(2):
+        folder = root / f"{index:02d}-synthetic"
+        folder.mkdir()
+        jitter = np.zeros_like(x0)
+        frames = np.empty((NUM_FRAMES, *x0.shape), np.float32)
+        for frame in range(NUM_FRAMES):
+            jitter = 0.9 * jitter + 0.005 * np.sqrt(1 - 0.81) * rng.standard_normal(x0.shape)
+            frames[frame] = x0 + jitter
+        with mdtraj.formats.DCDTrajectoryFile(str(folder / TRAJECTORY_FILE), "w") as handle:
+            handle.write(frames * 10.0)  # angstroms
+        with open(folder / TOPOLOGY_FILE, "w") as handle:
+            app.PDBFile.writeFile(modeller.topology, modeller.positions, handle)
+        settings = RunSettings("A", num_frames=NUM_FRAMES, seed=index + 1)
+        (folder / RUN_FILE).write_text(json.dumps(settings.to_json()))
+        (folder / PROGRESS_FILE).write_text(json.dumps({"frames": NUM_FRAMES}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Training folders of a tiny ic-conditional and ic-independent, 4 steps each."""
+    root = tmp_path_factory.mktemp("runs")
+    folders = {}
+    for family, extra in (("ic-conditional", ["--tau-ps", "5"]), ("ic-independent", [])):
+        folders[family] = root / family
+        arguments = [data_dir, "-o", folders[family], "--family", family, *extra]
+        assert train(*arguments, "--max-steps", "4", "--name", "tiny", *SMALL_IC) == 0
+    return folders
+
+
+def train(*arguments: str | Path) -> int:
+    return main(["train", *map(str, arguments)])
+
+
+def data_structure(data_dir: Path) -> tuple[app.Topology, torch.Tensor]:
+    pdb = app.PDBFile(str(data_dir / "00-synthetic" / TOPOLOGY_FILE))
+    positions = np.array(pdb.positions.value_in_unit(unit.nanometer), dtype=np.float32)
+    return pdb.topology, torch.from_numpy(positions)
+
+
+def check_model_file(path: Path, data_dir: Path):
+    """Load a model file, check it against the contract on the data's molecule; its metadata."""
+    module, metadata = load_model(path)
+    topology, positions = data_structure(data_dir)
+    types = torch.from_numpy(atom_types_for_topology(topology, metadata))
+    check_contract(module, positions, types)
+    noise = torch.randn(4, len(types), module.noise_dim, generator=torch.Generator())
+    with torch.no_grad():
+        proposals, log_q_ratio = module(positions, types, noise)
+    assert torch.isfinite(proposals).all() and torch.isfinite(log_q_ratio).all()
+    assert metadata.temperature_K == 310.0 and metadata.forcefield == FORCEFIELD_NAME
+    return metadata
+
+
+def log_rows(folder: Path) -> list[dict[str, str]]:
+    with (folder / "log.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_trained_models_are_exported_with_a_summary(trained, data_dir):
+    conditional = check_model_file(trained["ic-conditional"] / "model.pt", data_dir)
+    assert conditional.family == "ic-conditional" and conditional.name == "tiny"
+    assert conditional.tau_ps == 5.0
+    summary = conditional.training
+    assert summary["steps"] == 4 and summary["data_ns"] == pytest.approx(2 * NUM_FRAMES / 1000)
+    assert summary["best_validation_nll"] == pytest.approx(
+        min(float(row["validation_nll"]) for row in log_rows(trained["ic-conditional"])),
+        rel=1e-5,  # log.csv keeps 6 significant digits
+    )
+    assert summary["cpu_seconds"] > 0 and summary["settings"]["batch_size"] == 16
+    independent = check_model_file(trained["ic-independent"] / "model.pt", data_dir)
+    assert independent.family == "ic-independent" and independent.tau_ps == 500.0
+
+
+@pytest.mark.parametrize(
+    "family, model_class, extra",
+    [
+        ("ic-independent", ICIndependentProposal, SMALL_IC),
+        ("timewarp-flow", TimewarpProposal, ["--tau-ps", "2", *FAST, "--batch-size", "4"]),
+    ],
+)
+def test_rerun_resumes_exactly(data_dir, tmp_path, monkeypatch, family, model_class, extra):
+    options = ["--family", family, "--max-steps", "6", *extra]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert train(data_dir, "-o", straight, *options) == 0
+
+    training_nll = model_class.training_nll
+    calls = []
+
+    def interrupted_at_step_four(self, x_cond, x_next, atom_types):
+        if self.training:
+            calls.append(1)
+            if len(calls) == 4:  # after the checkpoint of step 2
+                raise KeyboardInterrupt("simulated interruption")
+        return training_nll(self, x_cond, x_next, atom_types)
+
+    monkeypatch.setattr(model_class, "training_nll", interrupted_at_step_four)
+    with pytest.raises(KeyboardInterrupt):
+        train(data_dir, "-o", resumed, *options)
+    assert [row["step"] for row in log_rows(resumed)] == ["2"]
+    monkeypatch.setattr(model_class, "training_nll", training_nll)
+    assert train(data_dir, "-o", resumed, *options) == 0
+
+    curves = [
+        [{key: value for key, value in row.items() if key != "seconds"} for row in log_rows(run)]
+        for run in (straight, resumed)
+    ]
+    assert curves[0] == curves[1] and len(curves[0]) == 3
+    best = [torch.load(folder / "best_model.pt") for folder in (straight, resumed)]
+    assert best[0].keys() == best[1].keys()
+    assert all(torch.equal(best[0][key], best[1][key]) for key in best[0])
+
+
+def test_mixture_of_two_trained_folders(trained, data_dir, tmp_path):
+    output = tmp_path / "mixture"
+    arguments = ["--conditional", trained["ic-conditional"], "--independent"]
+    assert (
+        train(
+            "-o",
+            output,
+            "--family",
+            "ic-mixture",
+            *arguments,
+            trained["ic-independent"],
+            "--weight",
+            "0.3",
+        )
+        == 0
+    )
+    metadata = check_model_file(output / "model.pt", data_dir)
+    assert metadata.family == "ic-mixture" and metadata.tau_ps == 5.0
+    assert metadata.training["weight"] == 0.3
+    assert metadata.training["ic-independent"]["steps"] == 4
+
+
+def test_timewarp_flow_trains_and_exports(data_dir, tmp_path):
+    output = tmp_path / "flow"
+    options = ["--family", "timewarp-flow", "--tau-ps", "2", "--max-steps", "2", *FAST]
+    assert train(data_dir, "-o", output, *options, "--batch-size", "4") == 0
+    metadata = check_model_file(output / "model.pt", data_dir)
+    assert metadata.family == "timewarp-flow" and metadata.atom_type_scheme == "element"
+    assert metadata.atom_types == ["C", "H", "N", "O"] and metadata.num_atoms == 22
+    assert metadata.training["architecture"] == {"preset": "cpu-small"}
+
+
+def test_random_rotations_are_proper_rotations():
+    torch.manual_seed(0)
+    rotations = random_rotations(1000)
+    identity = torch.eye(3).expand(1000, 3, 3)
+    assert torch.allclose(rotations @ rotations.transpose(1, 2), identity, atol=1e-5)
+    assert torch.allclose(torch.linalg.det(rotations), torch.ones(1000), atol=1e-5)
+    # Uniform rotations turn a fixed vector to a uniform direction: mean 0, each 1/sqrt(3000) s.e.
+    directions = rotations @ torch.tensor([0.0, 0.0, 1.0])
+    assert directions.mean(0).abs().max() < 4 / 3000**0.5
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--family", "ic-conditional"], "give --tau-ps"),
+        (["--family", "ic-independent", "--preset", "cpu-small"], "--preset sizes a timewarp-flow"),
+        (["--family", "ic-independent", "--weight", "0.5"], "for --family ic-mixture"),
+        (["--family", "ic-conditional", "--tau-ps", "-1"], "must be positive"),
+        (["--family", "ic-independent", "--batch-size", "0"], "batch_size must be a positive"),
+        (["--family", "ic-conditional", "--tau-ps", "5000"], "Use a smaller tau or more data"),
+    ],
+)
+def test_bad_options_are_refused(data_dir, tmp_path, capsys, arguments, message):
+    assert train(data_dir, "-o", tmp_path / "run", *arguments, "--no-progress") == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_folders_are_refused(trained, data_dir, tmp_path, capsys):
+    assert train("-o", tmp_path / "run", "--family", "ic-independent") == 2
+    assert "give DATA" in capsys.readouterr().err
+    assert train(tmp_path / "missing", "-o", tmp_path / "run", "--family", "ic-independent") == 2
+    assert "is not a folder" in capsys.readouterr().err
+    changed = ["--family", "ic-independent", "--max-steps", "4", *SMALL_IC, "--hidden", "32"]
+    assert train(data_dir, "-o", trained["ic-independent"], *changed) == 2
+    assert "other architecture" in capsys.readouterr().err
+    swapped = [
+        "--conditional",
+        trained["ic-independent"],
+        "--independent",
+        trained["ic-conditional"],
+    ]
+    assert train("-o", tmp_path / "mix", "--family", "ic-mixture", *swapped, "--weight", "0.5") == 2
+    assert "not an ic-conditional" in capsys.readouterr().err
+    mixture = [
+        "--conditional",
+        trained["ic-conditional"],
+        "--independent",
+        trained["ic-independent"],
+    ]
+    assert train("-o", tmp_path / "mix", "--family", "ic-mixture", *mixture, "--weight", "1") == 2
+    assert "strictly between 0 and 1" in capsys.readouterr().err
