@@ -497,3 +497,42 @@ def test_integrator_with_the_flow_samples_the_bond_distribution(tmp_path):
     assert abs(z_score) < 4 and standard_error < 0.05
     flipped_path = export_chain_flow(tmp_path / "flipped.pt", flip_log_q_ratio=True)
     assert abs(bond_length_z_score(flipped_path)[0]) > 4
+
+
+@pytest.mark.slow
+def test_alanine_dipeptide_flow_runs_in_the_integrator(tmp_path):
+    """A cpu-small flow on alanine dipeptide, atom types from the Topology: proposals of 0.5 pm
+    per coordinate (the untrained flow is a random walk) are accepted about half the time."""
+    peptides = pytest.importorskip("openmm_timewarp.peptides")
+    integrator_module = pytest.importorskip("openmm_timewarp.integrator")
+    modeller = peptides.build_peptide("A")
+    vocabulary = ["C", "H", "N", "O"]
+    torch.manual_seed(0)
+    model = TimewarpProposal(preset("cpu-small", len(vocabulary)))
+    with torch.no_grad():
+        model.base_log_scale[:, 0] = math.log(0.0005)
+    metadata = contract.ModelMetadata(
+        name="alanine-dipeptide-untrained",
+        family="timewarp-flow",
+        tau_ps=500.0,
+        temperature_K=310.0,
+        forcefield="amber14-all + OBC2 (GBSAOBCForce)",
+        atom_type_scheme="element",
+        atom_types=vocabulary,
+        num_atoms=22,
+    )
+    path = contract.export(model, tmp_path / "flow.pt", metadata)
+    integrator = integrator_module.TimewarpIntegrator(
+        str(path), 310 * unit.kelvin, topology=modeller.topology, seed=3
+    )
+    context = openmm.Context(
+        peptides.create_system(modeller.topology),
+        integrator,
+        openmm.Platform.getPlatformByName("Reference"),
+    )
+    context.setPositions(modeller.positions)
+    openmm.LocalEnergyMinimizer.minimize(context)
+    integrator.step(200)
+    assert 0.2 < integrator.getAcceptanceRate() < 0.9
+    assert integrator.getNumRejectedNonFinite() == 0
+    assert integrator.getNumRejectedChirality() == 0
