@@ -85,7 +85,7 @@ IC_SEQUENCES = {"alanine-dipeptide": "A", "tetrapeptide": "AAAT"}
 
 
 def internal_coordinate_family(kind: str) -> ProposalFamily:
-    """An IC proposal at the default size (4 spline couplings, 2 x 256), untrained weights."""
+    """An IC proposal at the default size (4 spline couplings, 2 x 128), untrained weights."""
 
     def build(molecule: Molecule) -> BenchmarkCase:
         modeller = build_peptide(IC_SEQUENCES[molecule.name])

@@ -83,7 +83,7 @@ class SplineFlow(nn.Module):
         circular: torch.Tensor,
         context_dim: int = 0,
         num_couplings: int = 4,
-        hidden: int = 256,
+        hidden: int = 128,
         num_bins: int = 8,
         seed: int = 0,
     ) -> None:

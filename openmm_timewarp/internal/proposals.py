@@ -161,7 +161,7 @@ class ICIndependentProposal(ICProposalBase):
         lower: torch.Tensor,
         upper: torch.Tensor,
         num_couplings: int = 4,
-        hidden: int = 256,
+        hidden: int = 128,
         num_bins: int = 8,
         seed: int = 0,
     ) -> None:
@@ -210,7 +210,7 @@ class ICConditionalProposal(ICProposalBase):
         lower: torch.Tensor,
         upper: torch.Tensor,
         num_couplings: int = 4,
-        hidden: int = 256,
+        hidden: int = 128,
         num_bins: int = 8,
         seed: int = 0,
     ) -> None:
@@ -348,7 +348,7 @@ def proposal_for_frames(
     frames: torch.Tensor,
     margin: float = 1.0,
     num_couplings: int = 4,
-    hidden: int = 256,
+    hidden: int = 128,
     num_bins: int = 8,
     seed: int = 0,
 ) -> "ICConditionalProposal | ICIndependentProposal":
