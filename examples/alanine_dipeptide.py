@@ -8,6 +8,9 @@ exact Boltzmann distribution. At the end it prints the acceptance rate, the spee
 of states with phi > 0 (the rare left-handed region), and writes a Ramachandran plot.
 
     python examples/alanine_dipeptide.py --steps 10000 --output runs/alanine-dipeptide
+
+alanine-dipeptide.pdb next to this script was written by ``timewarp build A -o
+examples/alanine-dipeptide.pdb`` (an extended chain, hydrogens added at pH 7).
 """
 
 from __future__ import annotations
