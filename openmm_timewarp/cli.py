@@ -335,6 +335,8 @@ def _check_train_options(args: argparse.Namespace) -> None:
             raise ValueError(
                 "ic-mixture needs --conditional FOLDER, --independent FOLDER and --weight"
             )
+        if args.tau_ps is not None or args.preset is not None:
+            raise ValueError("an ic-mixture takes tau from its conditional: no --tau-ps, --preset")
         return
     if args.data is None:
         raise ValueError(f"{args.family} trains on a data folder: give DATA (`timewarp simulate`)")

@@ -228,3 +228,8 @@ def test_bad_folders_are_refused(trained, data_dir, tmp_path, capsys):
     ]
     assert train("-o", tmp_path / "mix", "--family", "ic-mixture", *mixture, "--weight", "1") == 2
     assert "strictly between 0 and 1" in capsys.readouterr().err
+    assert train("-o", tmp_path / "mix", "--family", "ic-mixture", "--tau-ps", "5") == 2
+    assert "needs --conditional FOLDER" in capsys.readouterr().err
+    with_tau = [*mixture, "--weight", "0.5", "--tau-ps", "5"]
+    assert train("-o", tmp_path / "mix", "--family", "ic-mixture", *with_tau) == 2
+    assert "takes tau from its conditional" in capsys.readouterr().err
