@@ -89,6 +89,8 @@ def test_bad_settings_are_refused(tmp_path):
         benchmark.BenchmarkSettings(samplers=("langevin",))
     with pytest.raises(ValueError, match="budget_s"):
         benchmark.BenchmarkSettings(budget_s=0)
+    with pytest.raises(ValueError, match="torch_threads"):
+        benchmark.BenchmarkSettings(torch_threads=0)
     with pytest.raises(ValueError, match="needs a model"):
         benchmark.run_benchmark("A", None, tmp_path)
 
