@@ -15,7 +15,7 @@ $(PYTHON):
 $(VENV)/.installed: $(PYTHON) $(PLUGIN_SOURCES)
 	$(PYTHON) -m pip install torch==2.13.0
 	$(PYTHON) -m pip install $(BUILD_TOOLS) openmm==8.6.1
-	$(PYTHON) -m pip install --no-build-isolation -e ".[test]"
+	$(PYTHON) -m pip install --no-build-isolation -e ".[test,reference]"
 	touch $@
 
 lint: $(VENV)/.installed
