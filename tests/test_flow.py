@@ -14,6 +14,7 @@ import openmm
 import pytest
 import torch
 from openmm import unit
+from proposal_wrappers import SignFlipped
 
 from openmm_timewarp import contract
 from openmm_timewarp.flow import (
@@ -408,21 +409,6 @@ def bonded_chain_system(kt: float, num_particles: int = 3) -> openmm.System:
     return system
 
 
-class FlippedLogQRatio(torch.nn.Module):
-    """The wrapped proposal with its logQRatio negated: a wrong MH ratio."""
-
-    def __init__(self, proposal: torch.nn.Module) -> None:
-        super().__init__()
-        self.proposal = proposal
-        self.noise_dim: int = proposal.noise_dim
-
-    def forward(
-        self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        proposals, log_q_ratio = self.proposal(positions, atom_types, noise)
-        return proposals, -log_q_ratio
-
-
 def export_chain_flow(path, num_particles: int = 3, flip_log_q_ratio: bool = False) -> str:
     """A flow proposing moves of about the bonds' size, perturbed so that logQRatio is not 0."""
     torch.manual_seed(3)
@@ -447,9 +433,7 @@ def export_chain_flow(path, num_particles: int = 3, flip_log_q_ratio: bool = Fal
         atom_types=["X"],
         num_atoms=num_particles,
     )
-    return str(
-        contract.export(FlippedLogQRatio(model) if flip_log_q_ratio else model, path, metadata)
-    )
+    return str(contract.export(SignFlipped(model) if flip_log_q_ratio else model, path, metadata))
 
 
 def run_chain(model_path: str, steps: int, seed: int = 11) -> tuple:

@@ -10,8 +10,8 @@ import math
 import numpy as np
 import openmm
 import pytest
-import torch
 from openmm import unit
+from proposal_wrappers import SignFlipped
 
 from openmm_timewarp import TimewarpIntegrator
 from openmm_timewarp.simple_proposals import (
@@ -39,21 +39,6 @@ WELL_A = 3.0 * KT / 0.1**4  # a barrier of 3 kT between wells at x = -0.1 and 0.
 WELL_B = 0.1
 WELL_TILT = 10.0
 WELL_K_YZ = KT / 0.05**2
-
-
-class SignFlipped(torch.nn.Module):
-    """The wrapped proposal with logQRatio negated: a wrong MH ratio."""
-
-    def __init__(self, proposal: torch.nn.Module) -> None:
-        super().__init__()
-        self.proposal = proposal
-        self.noise_dim: int = proposal.noise_dim
-
-    def forward(
-        self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        proposals, log_q_ratio = self.proposal(positions, atom_types, noise)
-        return proposals, -log_q_ratio
 
 
 def harmonic_system() -> openmm.System:
