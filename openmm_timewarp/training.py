@@ -30,16 +30,31 @@ Example (internal-coordinate proposals on the alanine-dipeptide data)::
 
 (``tau_ps=None`` and ``"ic-independent"`` for an independent model.) Export the result with
 ``contract.export(model, path, internal.proposals.proposal_metadata(model, ...))``.
+
+Several molecules (a transferable model): :func:`train_peptides` takes one :class:`PeptideData`
+per molecule. Each batch comes from one molecule (so no padding is needed), drawn with probability
+proportional to its number of training pairs; the validation NLL is the mean over the validation
+pairs of all molecules. :func:`train` is the one-molecule case.
+
+Several processes: launched by ``torchrun --nproc_per_node=N`` (``WORLD_SIZE`` > 1 in the
+environment), training runs as ``torch.nn.parallel.DistributedDataParallel`` on ``cuda:LOCAL_RANK``
+(NCCL) or on the CPU (gloo). Each process draws ``batch_size / N`` pairs from its own random stream,
+so that one step averages the gradient over ``batch_size`` pairs as in one process; process 0 alone
+validates, logs and writes checkpoints, and every process ends holding the best parameters.
 """
 
+import contextlib
 import csv
 import math
 import os
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
+import torch.distributed as dist
 from tqdm import tqdm
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -85,6 +100,69 @@ class TrainingResult:
     best_model_path: Path
 
 
+@dataclass(frozen=True)
+class PeptideData:
+    """Training and validation pairs of one molecule, ``(x_cond, x_next)`` each, and its types."""
+
+    train: tuple[torch.Tensor, torch.Tensor]
+    validation: tuple[torch.Tensor, torch.Tensor]
+    atom_types: torch.Tensor  # [N] int64, the model's type code of every atom
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class ProcessGroup:
+    """This process's place in a ``torchrun`` launch."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+
+
+@contextlib.contextmanager
+def distributed_process_group() -> Iterator[ProcessGroup | None]:
+    """Join the process group of a ``torchrun`` launch (``WORLD_SIZE`` > 1); else yield None.
+
+    Initialises it (NCCL on ``cuda:LOCAL_RANK`` when CUDA is available, gloo on the CPU
+    otherwise) and destroys it on exit, unless it was already initialised by the caller.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        yield None
+        return
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available()
+    device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    if dist.is_initialized():
+        yield ProcessGroup(dist.get_rank(), dist.get_world_size(), device)
+        return
+    if use_cuda:
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if use_cuda else "gloo")
+    try:
+        yield ProcessGroup(dist.get_rank(), dist.get_world_size(), device)
+    finally:
+        dist.destroy_process_group()
+
+
+def is_main_process() -> bool:
+    """True outside a ``torchrun`` launch and on its process 0."""
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+class _TrainingNLL(torch.nn.Module):
+    """``training_nll`` as ``forward``: DistributedDataParallel synchronises through forward."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, x_cond: torch.Tensor, x_next: torch.Tensor, atom_types: torch.Tensor
+    ) -> torch.Tensor:
+        return self.model.training_nll(x_cond, x_next, atom_types)
+
+
 def load_training_data(
     data_dir: str | os.PathLike, tau_ps: float | None
 ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
@@ -114,6 +192,35 @@ def _check_pairs(name: str, pairs: tuple[torch.Tensor, torch.Tensor]) -> None:
         raise ValueError(f"{name} is empty: generate more data or use a smaller tau")
 
 
+def _device_of(model: torch.nn.Module) -> torch.device:
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def _nll_sum(
+    model: torch.nn.Module,
+    pairs: tuple[torch.Tensor, torch.Tensor],
+    atom_types: torch.Tensor,
+    chunk: int,
+) -> float:
+    """Summed NLL of ``pairs`` on the model's device (no gradients)."""
+    device = _device_of(model)
+    atom_types = atom_types.to(device)
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    with torch.no_grad():
+        for start in range(0, len(pairs[0]), chunk):
+            nll = model.training_nll(
+                pairs[0][start : start + chunk].to(device),
+                pairs[1][start : start + chunk].to(device),
+                atom_types,
+            )
+            total += float(nll.double().sum())
+    model.train(was_training)
+    return total
+
+
 def validation_nll(
     model: torch.nn.Module,
     pairs: tuple[torch.Tensor, torch.Tensor],
@@ -121,17 +228,15 @@ def validation_nll(
     chunk: int = 2_048,
 ) -> float:
     """Mean NLL of ``pairs`` under ``model`` (no gradients)."""
-    was_training = model.training
-    model.eval()
-    total = 0.0
-    with torch.no_grad():
-        for start in range(0, len(pairs[0]), chunk):
-            nll = model.training_nll(
-                pairs[0][start : start + chunk], pairs[1][start : start + chunk], atom_types
-            )
-            total += float(nll.double().sum())
-    model.train(was_training)
-    return total / len(pairs[0])
+    return _nll_sum(model, pairs, atom_types, chunk) / len(pairs[0])
+
+
+def _peptides_validation_nll(
+    model: torch.nn.Module, peptides: Sequence[PeptideData], chunk: int = 2_048
+) -> float:
+    """Mean NLL over the validation pairs of all molecules."""
+    total = sum(_nll_sum(model, p.validation, p.atom_types, chunk) for p in peptides)
+    return total / sum(len(p.validation[0]) for p in peptides)
 
 
 def _validation_subset(
@@ -187,26 +292,84 @@ def train(
         settings: optimisation settings (defaults: :class:`TrainingSettings`).
         progress: show a tqdm progress bar.
     """
+    peptide = PeptideData(train_pairs, validation_pairs, atom_types)
+    return train_peptides(model, [peptide], output_dir, settings, progress)
+
+
+def _step_generator(seed: int, rank: int, step: int) -> torch.Generator:
+    """The random stream of one process at one step of a distributed run.
+
+    Seeded from (seed, rank, step) rather than carried along, so that a resumed run draws what
+    the uninterrupted one would have without gathering every process's generator state.
+    """
+    entropy = np.random.SeedSequence([seed, rank, step]).generate_state(2, np.uint64)
+    return torch.Generator().manual_seed(int(entropy[0] >> np.uint64(1)))
+
+
+def train_peptides(
+    model: torch.nn.Module,
+    peptides: Sequence[PeptideData],
+    output_dir: str | os.PathLike,
+    settings: TrainingSettings | None = None,
+    progress: bool = True,
+) -> TrainingResult:
+    """Fit ``model`` to one or more molecules (see :func:`train` for the arguments).
+
+    Each step draws one molecule, with probability proportional to its number of training pairs,
+    and a batch of its pairs; with one molecule the draws are those of earlier versions, so
+    their checkpoints resume bit for bit. Under ``torchrun`` every process draws its own molecule
+    and ``batch_size / WORLD_SIZE`` pairs, and the gradients are averaged by
+    DistributedDataParallel.
+    """
     settings = settings or TrainingSettings()
-    _check_pairs("train_pairs", train_pairs)
-    _check_pairs("validation_pairs", validation_pairs)
+    if not peptides:
+        raise ValueError("give the data of at least one molecule")
+    for peptide in peptides:
+        label = f" of {peptide.name}" if peptide.name else ""
+        _check_pairs(f"train pairs{label}", peptide.train)
+        _check_pairs(f"validation pairs{label}", peptide.validation)
     if not callable(getattr(model, "training_nll", None)):
         raise ValueError("the model needs a method training_nll(x_cond, x_next, atom_types)")
-    output = Path(output_dir)
+    with distributed_process_group() as group:
+        return _train_peptides(model, peptides, Path(output_dir), settings, progress, group)
+
+
+def _train_peptides(
+    model: torch.nn.Module,
+    peptides: Sequence[PeptideData],
+    output: Path,
+    settings: TrainingSettings,
+    progress: bool,
+    group: ProcessGroup | None,
+) -> TrainingResult:
+    rank, world_size = (group.rank, group.world_size) if group else (0, 1)
+    device = group.device if group else torch.device("cpu")
+    if settings.batch_size % world_size:
+        raise ValueError(
+            f"batch_size {settings.batch_size} is not divisible by the {world_size} processes: "
+            "choose a batch size that is a multiple of --nproc_per_node"
+        )
+    local_batch_size = settings.batch_size // world_size
+    main = rank == 0
     output.mkdir(parents=True, exist_ok=True)
     checkpoint_path = output / CHECKPOINT_FILE
     best_path = output / BEST_MODEL_FILE
     log_path = output / LOG_FILE
-    validation = _validation_subset(validation_pairs, settings.max_validation_pairs, settings.seed)
+    size = math.ceil(settings.max_validation_pairs / len(peptides))
+    validation = [
+        PeptideData(p.train, _validation_subset(p.validation, size, settings.seed), p.atom_types)
+        for p in peptides
+    ]
 
     torch.manual_seed(settings.seed)
+    model.to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
     generator = torch.Generator().manual_seed(settings.seed)
     step, best_step, stale, elapsed = 0, 0, 0, 0.0
     best_nll = math.inf
     best_state = {k: v.clone() for k, v in model.state_dict().items()}
     if checkpoint_path.exists():
-        checkpoint = torch.load(checkpoint_path, weights_only=False)
+        checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=False)
         if checkpoint["settings"] != asdict(settings):
             raise ValueError(
                 f"{checkpoint_path} was written with other settings {checkpoint['settings']}; "
@@ -219,7 +382,8 @@ def train(
         best_nll, elapsed = checkpoint["best_nll"], checkpoint["seconds"]
         best_state = checkpoint["best_model"]
     log_rows = _read_log(log_path, step)
-    _write_log(log_path, log_rows)
+    if main:
+        _write_log(log_path, log_rows)
 
     def save_checkpoint() -> None:
         state = {
@@ -239,18 +403,36 @@ def train(
         _write_log(log_path, log_rows)
 
     stopped_early = stale >= settings.patience
-    num_pairs = len(train_pairs[0])
+    pair_counts = torch.tensor([len(p.train[0]) for p in peptides], dtype=torch.float64)
+    atom_types = [p.atom_types.to(device) for p in peptides]
     model.train()
-    bar = tqdm(total=settings.max_steps, initial=step, disable=not progress, desc="training")
+    loss_of = _TrainingNLL(model)
+    if group is not None:
+        device_ids = [device.index] if device.type == "cuda" else None
+        loss_of = torch.nn.parallel.DistributedDataParallel(loss_of, device_ids=device_ids)
+    bar = tqdm(
+        total=settings.max_steps, initial=step, disable=not (progress and main), desc="training"
+    )
     losses: list[float] = []
     grad_norm = 0.0
     started = time.perf_counter() - elapsed
     while step < settings.max_steps and not stopped_early:
-        for group in optimiser.param_groups:
-            group["lr"] = _learning_rate(settings, step)
-        index = torch.randint(num_pairs, (settings.batch_size,), generator=generator)
-        loss = model.training_nll(train_pairs[0][index], train_pairs[1][index], atom_types).mean()
-        if not torch.isfinite(loss):
+        for param_group in optimiser.param_groups:
+            param_group["lr"] = _learning_rate(settings, step)
+        draws = generator if group is None else _step_generator(settings.seed, rank, step)
+        which = 0
+        if len(peptides) > 1:
+            which = int(torch.multinomial(pair_counts, 1, generator=draws))
+        x_cond, x_next = peptides[which].train
+        index = torch.randint(len(x_cond), (local_batch_size,), generator=draws)
+        loss = loss_of(x_cond[index].to(device), x_next[index].to(device), atom_types[which])
+        loss = loss.mean()
+        mean_loss = loss.detach()
+        if group is not None:
+            mean_loss = mean_loss.clone()
+            dist.all_reduce(mean_loss)
+            mean_loss /= world_size
+        if not torch.isfinite(mean_loss):
             raise FloatingPointError(
                 f"non-finite training NLL at step {step}: a training configuration lies outside "
                 "the model's support (widen its coordinate bounds) or the learning rate is too high"
@@ -261,36 +443,44 @@ def train(
             torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
         )
         optimiser.step()
-        losses.append(float(loss.detach()))
+        losses.append(float(mean_loss))
         step += 1
         bar.update(1)
         if step % settings.validate_every == 0 or step == settings.max_steps:
-            nll = validation_nll(model, validation, atom_types)
-            if nll < best_nll:
-                best_nll, best_step, stale = nll, step, 0
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
-                stale += 1
-            elapsed = time.perf_counter() - started
-            log_rows.append(
-                {
-                    "step": str(step),
-                    "train_nll": f"{sum(losses) / len(losses):.6g}",
-                    "validation_nll": f"{nll:.6g}",
-                    "learning_rate": f"{_learning_rate(settings, step - 1):.6g}",
-                    "grad_norm": f"{grad_norm:.6g}",
-                    "seconds": f"{elapsed:.2f}",
-                }
-            )
+            if main:
+                nll = _peptides_validation_nll(model, validation)
+                if nll < best_nll:
+                    best_nll, best_step, stale = nll, step, 0
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                else:
+                    stale += 1
+                elapsed = time.perf_counter() - started
+                log_rows.append(
+                    {
+                        "step": str(step),
+                        "train_nll": f"{sum(losses) / len(losses):.6g}",
+                        "validation_nll": f"{nll:.6g}",
+                        "learning_rate": f"{_learning_rate(settings, step - 1):.6g}",
+                        "grad_norm": f"{grad_norm:.6g}",
+                        "seconds": f"{elapsed:.2f}",
+                    }
+                )
+                bar.set_postfix(train=log_rows[-1]["train_nll"], validation=f"{nll:.4g}")
             losses = []
-            bar.set_postfix(train=log_rows[-1]["train_nll"], validation=f"{nll:.4g}")
-            stopped_early = stale >= settings.patience
+            stopped_early = _from_main(stale >= settings.patience, group)
         if step % settings.checkpoint_every == 0 or stopped_early or step == settings.max_steps:
             elapsed = time.perf_counter() - started
-            save_checkpoint()
+            if main:
+                save_checkpoint()
     bar.close()
+    if group is not None:
+        cpu_state = {k: v.cpu() for k, v in best_state.items()} if main else None
+        best_state, best_step, best_nll, elapsed = _from_main(
+            (cpu_state, best_step, best_nll, elapsed), group
+        )
     model.load_state_dict(best_state)
-    torch.save(best_state, best_path)
+    if main:
+        torch.save(best_state, best_path)
     return TrainingResult(
         steps=step,
         best_step=best_step,
@@ -300,3 +490,12 @@ def train(
         log_path=log_path,
         best_model_path=best_path,
     )
+
+
+def _from_main(value, group: ProcessGroup | None):
+    """``value`` as process 0 has it, in every process (itself outside a distributed run)."""
+    if group is None:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

@@ -1,0 +1,52 @@
+"""The dipeptide training / held-out split: complete, disjoint, reproducible and committed."""
+
+import pytest
+
+from openmm_timewarp.dipeptides import (
+    SPLIT_FILE,
+    all_dipeptides,
+    dipeptide_split,
+    load_split,
+    main,
+    write_split,
+)
+from openmm_timewarp.peptides import ONE_TO_THREE
+
+
+def test_all_dipeptides_are_the_400_pairs_of_the_20_residues():
+    sequences = all_dipeptides()
+    assert len(sequences) == len(set(sequences)) == 400
+    assert {letter for sequence in sequences for letter in sequence} == set(ONE_TO_THREE)
+    assert all(len(sequence) == 2 for sequence in sequences)
+
+
+def test_split_is_disjoint_complete_and_at_most_half_for_training():
+    split = dipeptide_split()
+    training, held_out = set(split.training), set(split.held_out)
+    assert len(training) == len(split.training) <= 200
+    assert not training & held_out
+    assert training | held_out == set(all_dipeptides())
+    assert list(split.held_out) == sorted(split.held_out)
+
+
+def test_split_is_reproducible_and_depends_on_the_seed():
+    assert dipeptide_split() == dipeptide_split()
+    assert dipeptide_split(seed=1).training != dipeptide_split().training
+
+
+def test_committed_file_is_the_functions_output():
+    assert SPLIT_FILE.is_file()
+    assert load_split() == dipeptide_split()
+
+
+def test_round_trip_and_bad_input(tmp_path, capsys):
+    path = tmp_path / "split.json"
+    write_split(dipeptide_split(seed=5, num_training=10), path)
+    assert load_split(path) == dipeptide_split(seed=5, num_training=10)
+    with pytest.raises(ValueError, match="at most half"):
+        dipeptide_split(num_training=201)
+    path.write_text("{")
+    with pytest.raises(ValueError, match="--write"):
+        load_split(path)
+    assert main(["--list", "train", "--start", "2", "--count", "3"]) == 0
+    assert capsys.readouterr().out.split() == list(dipeptide_split().training[2:5])
