@@ -1,8 +1,9 @@
 """The proposal-model contract: writing, reading and checking proposal-model files.
 
 A proposal model is a TorchScript module with the attributes ``noise_dim``, ``tau``,
-``num_atoms`` and ``num_atom_types`` and a ``forward(positions, atom_types, noise) ->
-(proposals, logQRatio)``; its metadata travel inside the file as the extra file ``timewarp.json``
+``num_atoms`` and ``num_atom_types``, a ``forward(positions, atom_types, noise) ->
+(proposals, logQRatio)`` and its many-chain form ``forward_chains`` (the same for C chains at
+once); its metadata travel inside the file as the extra file ``timewarp.json``
 (see docs/contract.md). This module is the one place that knows the file format: :func:`export`
 writes it, :func:`load_model` and :func:`load_metadata` read it, and the topology helpers turn an
 OpenMM Topology into the model's atom type codes and chiral centres.
@@ -26,7 +27,13 @@ FORMAT_VERSION = 1
 METADATA_FILE = "timewarp.json"
 BUNDLED_MODEL_DIR = Path(__file__).parent / "models"
 MODEL_FAMILIES = ("timewarp-flow", "ic-conditional", "ic-independent", "ic-mixture", "simple")
-ATOM_TYPE_SCHEMES = ("element", "residue-atom")
+ATOM_TYPE_SCHEMES = ("element", "residue-atom", "peptide-atom")
+#: Residues the ``peptide-atom`` scheme types by atom name alone (``CA``, ``HB2``, ...): the 20
+#: amino acids, amber14's protonation variants and the ACE / NME / NHE caps.
+PEPTIDE_RESIDUES = frozenset(
+    "ALA ARG ASN ASP CYS GLN GLU GLY HIS ILE LEU LYS MET PHE PRO SER THR TRP TYR VAL "
+    "ASH CYM CYX GLH HID HIE HIP LYN ACE NME NHE".split()
+)
 
 
 @dataclass
@@ -96,6 +103,25 @@ class _ContractModule(torch.nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return self.proposal(positions, atom_types, noise)
 
+    @torch.jit.export
+    def forward_chains(
+        self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``forward`` for C chains: ``positions [C, N, 3]``, ``noise [C, B, N, noise_dim]`` ->
+        proposals ``[C, B, N, 3]`` and logQRatio ``[C, B]``."""
+        # Resolved when scripting: the proposal's own batched method, or one forward per chain.
+        if hasattr(self.proposal, "forward_chains"):
+            return self.proposal.forward_chains(positions, atom_types, noise)
+        proposals: list[torch.Tensor] = []
+        log_q_ratios: list[torch.Tensor] = []
+        for chain in range(positions.shape[0]):
+            chain_proposals, chain_log_q_ratio = self.proposal(
+                positions[chain], atom_types, noise[chain]
+            )
+            proposals.append(chain_proposals)
+            log_q_ratios.append(chain_log_q_ratio)
+        return torch.stack(proposals), torch.stack(log_q_ratios)
+
 
 def _script(module: torch.nn.Module) -> torch.jit.ScriptModule:
     with warnings.catch_warnings():
@@ -111,10 +137,11 @@ def export(
 ) -> Path:
     """Write ``model`` as a proposal-model file that :class:`TimewarpIntegrator` loads.
 
-    ``model`` needs an integer attribute ``noise_dim`` and the contract's ``forward``. It is
-    scripted, wrapped with the contract attributes taken from ``metadata``, checked on
-    ``example_positions`` (random coordinates if not given), and saved with the metadata.
-    Returns the path written.
+    ``model`` needs an integer attribute ``noise_dim`` and the contract's ``forward``, and
+    should have its batched ``forward_chains`` (a model without one gets a loop of ``forward``
+    calls, correct but not batched). It is scripted, wrapped with the contract attributes taken
+    from ``metadata``, checked on ``example_positions`` (random coordinates if not given), and
+    saved with the metadata. Returns the path written.
     """
     if not isinstance(getattr(model, "noise_dim", None), int) or model.noise_dim < 1:
         raise ValueError("a proposal model needs a positive integer attribute `noise_dim`")
@@ -164,6 +191,54 @@ def check_contract(
         raise ValueError(
             f"logQRatio must be float32 of shape {(batch_size,)}, "
             f"got {log_q_ratio.dtype} {tuple(log_q_ratio.shape)}"
+        )
+    if has_forward_chains(module):
+        check_forward_chains(module, positions, atom_types, batch_size)
+
+
+def has_forward_chains(module: torch.nn.Module) -> bool:
+    """Whether a proposal model has the many-chain method (files exported before it lack it)."""
+    return callable(getattr(module, "forward_chains", None))
+
+
+def check_forward_chains(
+    module: torch.nn.Module,
+    positions: torch.Tensor,
+    atom_types: torch.Tensor,
+    batch_size: int = 3,
+    num_chains: int = 2,
+) -> None:
+    """Raise ``ValueError`` unless ``forward_chains`` on ``num_chains`` states near ``positions``
+    gives, chain by chain, what ``forward`` gives (shapes, dtypes, and values to float32
+    rounding)."""
+    generator = torch.Generator().manual_seed(1)
+    num_atoms = positions.shape[0]
+    chains = positions.float() + 0.01 * torch.randn(num_chains, num_atoms, 3, generator=generator)
+    noise = torch.randn(num_chains, batch_size, num_atoms, module.noise_dim, generator=generator)
+    with torch.no_grad():
+        proposals, log_q_ratio = module.forward_chains(chains, atom_types.long(), noise)
+        expected = [module(chains[c], atom_types.long(), noise[c]) for c in range(num_chains)]
+    if proposals.shape != (num_chains, batch_size, num_atoms, 3) or log_q_ratio.shape != (
+        num_chains,
+        batch_size,
+    ):
+        raise ValueError(
+            f"forward_chains must return shapes {(num_chains, batch_size, num_atoms, 3)} and "
+            f"{(num_chains, batch_size)}, got {tuple(proposals.shape)} and "
+            f"{tuple(log_q_ratio.shape)}"
+        )
+    if proposals.dtype != torch.float32 or log_q_ratio.dtype != torch.float32:
+        raise ValueError("forward_chains must return float32 proposals and logQRatio")
+    same_proposals = torch.allclose(
+        proposals, torch.stack([p for p, _ in expected]), rtol=1e-4, atol=1e-5, equal_nan=True
+    )
+    same_ratios = torch.allclose(
+        log_q_ratio, torch.stack([r for _, r in expected]), rtol=1e-4, atol=1e-3, equal_nan=True
+    )
+    if not (same_proposals and same_ratios):
+        raise ValueError(
+            "forward_chains disagrees with forward called once per chain: it must give the same "
+            "proposals and logQRatio"
         )
 
 
@@ -225,6 +300,14 @@ def atom_types_for_topology(topology: app.Topology, metadata: ModelMetadata) -> 
         )
     if metadata.atom_type_scheme == "element":
         labels = [atom.element.symbol if atom.element is not None else "?" for atom in atoms]
+    elif metadata.atom_type_scheme == "peptide-atom":
+        others = sorted({a.residue.name for a in atoms if a.residue.name not in PEPTIDE_RESIDUES})
+        if others:
+            raise ValueError(
+                f"the model {metadata.name!r} is for peptides of the 20 amino acids; the Topology "
+                f"has other residues: {', '.join(others[:10])} (remove solvent and ligands)"
+            )
+        labels = [atom.name for atom in atoms]
     else:
         labels = [residue_atom_label(atom) for atom in atoms]
     index = {label: code for code, label in enumerate(metadata.atom_types)}

@@ -4,6 +4,8 @@ They know nothing about molecules and exist to test and benchmark :class:`Timewa
 a symmetric Gaussian random walk (``logQRatio = 0``), and two asymmetric proposals whose
 ``logQRatio`` is not zero, an independent Gaussian and a drifted Gaussian walk.  All randomness
 comes in through ``noise`` (one standard-normal number per coordinate, ``noise_dim = 3``).
+Each computes ``forward_chains`` (C chains at once, docs/contract.md); ``forward`` is its C = 1
+case.
 """
 
 from __future__ import annotations
@@ -42,8 +44,16 @@ class GaussianRandomWalk(torch.nn.Module):
     def forward(
         self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        proposals = positions.unsqueeze(0) + self.sigma * noise
-        return proposals, torch.zeros(noise.shape[0], dtype=positions.dtype)
+        proposals, log_q_ratio = self.forward_chains(
+            positions.unsqueeze(0), atom_types, noise.unsqueeze(0)
+        )
+        return proposals[0], log_q_ratio[0]
+
+    def forward_chains(
+        self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        proposals = positions.unsqueeze(1) + self.sigma * noise
+        return proposals, torch.zeros(noise.shape[:2], dtype=positions.dtype)
 
 
 class IndependentGaussian(torch.nn.Module):
@@ -63,10 +73,18 @@ class IndependentGaussian(torch.nn.Module):
     def forward(
         self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        proposals, log_q_ratio = self.forward_chains(
+            positions.unsqueeze(0), atom_types, noise.unsqueeze(0)
+        )
+        return proposals[0], log_q_ratio[0]
+
+    def forward_chains(
+        self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         proposals = self.centre + self.sigma * noise
         log_q_current = _gaussian_log_kernel(positions - self.centre, self.sigma)
         log_q_proposed = _gaussian_log_kernel(proposals - self.centre, self.sigma)
-        return proposals, log_q_current - log_q_proposed
+        return proposals, log_q_current.unsqueeze(1) - log_q_proposed
 
 
 class DriftedGaussianWalk(torch.nn.Module):
@@ -86,8 +104,17 @@ class DriftedGaussianWalk(torch.nn.Module):
     def forward(
         self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        proposals = positions + self.drift + self.sigma * noise
-        step = proposals - positions
+        proposals, log_q_ratio = self.forward_chains(
+            positions.unsqueeze(0), atom_types, noise.unsqueeze(0)
+        )
+        return proposals[0], log_q_ratio[0]
+
+    def forward_chains(
+        self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        current = positions.unsqueeze(1)
+        proposals = current + self.drift + self.sigma * noise
+        step = proposals - current
         log_q_reverse = _gaussian_log_kernel(-step - self.drift, self.sigma)
         log_q_forward = _gaussian_log_kernel(step - self.drift, self.sigma)
         return proposals, log_q_reverse - log_q_forward

@@ -37,7 +37,8 @@ and the integrator adds ``-(U(x') - U(x)) / kT``. ``log p(x', v' | x)`` comes wi
 ``x'``, at the displacement ``x - x'`` and the Gibbs draw ``v``.
 
 The module meets the proposal-model contract (docs/contract.md) with ``noise_dim = 9`` numbers
-per atom: 3 for the Gibbs draw of ``v``, 3 + 3 for the base samples of the two halves.
+per atom: 3 for the Gibbs draw of ``v``, 3 + 3 for the base samples of the two halves. Its
+``forward_chains`` proposes for several chains in one batch; ``forward`` is the one-chain case.
 """
 
 from __future__ import annotations
@@ -256,16 +257,43 @@ class TimewarpProposal(nn.Module):
         if positions.dim() != 2 or positions.shape[1] != 3:
             raise ValueError("positions must have shape [N, 3] (nm)")
         num_atoms = positions.shape[0]
-        if num_atoms < 2:
-            raise ValueError("the flow needs at least 2 atoms")
         if noise.dim() != 3 or noise.shape[1] != num_atoms or noise.shape[2] != self.noise_dim:
             raise ValueError(f"noise must have shape [B, {num_atoms}, {self.noise_dim}]")
+        proposals, log_q_ratio = self.forward_chains(
+            positions.unsqueeze(0), atom_types, noise.unsqueeze(0)
+        )
+        return proposals[0], log_q_ratio[0]
+
+    def forward_chains(
+        self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` for C chains at once: ``positions [C, N, 3]``, ``noise [C, B, N, 9]``
+        -> proposals ``[C, B, N, 3]`` and ``logQRatio`` ``[C, B]``, all C * B in one batch."""
+        if positions.dim() != 3 or positions.shape[2] != 3:
+            raise ValueError("positions must have shape [C, N, 3] (nm)")
+        num_chains = positions.shape[0]
+        num_atoms = positions.shape[1]
+        if num_atoms < 2:
+            raise ValueError("the flow needs at least 2 atoms")
+        if (
+            noise.dim() != 4
+            or noise.shape[0] != num_chains
+            or noise.shape[2] != num_atoms
+            or noise.shape[3] != self.noise_dim
+        ):
+            raise ValueError(
+                f"noise must have shape [{num_chains}, B, {num_atoms}, {self.noise_dim}]"
+            )
         atom_types = self._check_atom_types(atom_types, num_atoms)
+        num_proposals = noise.shape[1]
         dtype = self.base_log_scale.dtype
         positions = positions.to(dtype)
-        noise = noise.to(dtype)
+        noise = noise.to(dtype).reshape(num_chains * num_proposals, num_atoms, self.noise_dim)
         auxiliary = centre(noise[..., 0:3])
-        conditioning = centre(positions).unsqueeze(0)
+        conditioning = centre(positions)
+        if num_chains > 1:
+            # One conditioning state per proposal; a single chain's state is shared (batch 1).
+            conditioning = conditioning.repeat_interleave(num_proposals, dim=0)
 
         displacement, next_auxiliary, forward_log_prob = self.latent_to_data(
             centre(noise[..., 3:6]), centre(noise[..., 6:9]), conditioning, atom_types
@@ -280,7 +308,10 @@ class TimewarpProposal(nn.Module):
             - forward_log_prob
             - centred_standard_normal_log_prob(auxiliary)
         )
-        return positions.unsqueeze(0) + displacement, log_q_ratio
+        proposals = positions.unsqueeze(1) + displacement.view(
+            num_chains, num_proposals, num_atoms, 3
+        )
+        return proposals, log_q_ratio.view(num_chains, num_proposals)
 
 
 def count_parameters(model: nn.Module) -> int:

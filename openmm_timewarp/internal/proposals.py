@@ -18,6 +18,9 @@ with ``log J = 2 sum log r + sum log sin(theta)`` (the frame's own measure cance
 consumes ``noise_dim = 3`` normal numbers per atom: the first ``3N - 6`` drive the flow (through the
 normal CDF onto the uniform base); the mixture takes its component choice from the next one.
 
+Every model computes ``forward_chains`` (C chains, B proposals each, in one batch of C * B
+proposals); ``forward`` is its C = 1 case.
+
 The models carry the residue-atom labels of the Topology they were built from; the integrator passes
 ``atom_types`` as indices into that vocabulary (``contract.atom_types_for_topology``), and the model
 reorders positions through that permutation, so a System whose atoms come in another order is
@@ -113,8 +116,11 @@ class ICProposalBase(nn.Module):
         return unit_features(self.to_unit(q), self.interval_index, self.circular_index)
 
     def base_uniforms(self, noise: torch.Tensor) -> torch.Tensor:
-        """All noise numbers of each proposal, flattened and mapped through the normal CDF."""
-        z = noise.reshape(noise.shape[0], -1).to(self.lower.dtype)
+        """All noise numbers of each proposal, flattened and mapped through the normal CDF.
+
+        ``noise [C, B, N, noise_dim]`` gives ``[C * B, N * noise_dim]``, chain by chain.
+        """
+        z = noise.reshape(noise.shape[0] * noise.shape[1], -1).to(self.lower.dtype)
         return 0.5 * (1.0 + torch.erf(z / math.sqrt(2.0)))
 
     def model_order(self, atom_types: torch.Tensor) -> torch.Tensor:
@@ -151,6 +157,52 @@ class ICProposalBase(nn.Module):
         x = self.transform.to_cartesian(q, origin.expand(batch, 3), rotation.expand(batch, 3, 3))
         return x[:, atom_types].to(dtype)
 
+    def current_state(
+        self, positions: torch.Tensor, atom_types: torch.Tensor, num_proposals: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Internal coordinates, origins and rotations of chains ``[C, N, 3]``, repeated for each
+        of their ``num_proposals`` proposals (``[C * B, ...]``, chain by chain)."""
+        q, origin, rotation = self.internal(positions, atom_types)
+        return (
+            q.repeat_interleave(num_proposals, dim=0),
+            origin.repeat_interleave(num_proposals, dim=0),
+            rotation.repeat_interleave(num_proposals, dim=0),
+        )
+
+    def forward(
+        self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        proposals, log_q_ratio = self.forward_chains(
+            positions.unsqueeze(0), atom_types, noise.unsqueeze(0)
+        )
+        return proposals[0], log_q_ratio[0]
+
+    def forward_chains(
+        self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Proposals ``[C, B, N, 3]`` and logQRatio ``[C, B]`` for chains ``[C, N, 3]``."""
+        q_current, origin, rotation = self.current_state(positions, atom_types, noise.shape[1])
+        q_new, log_q_forward, log_q_reverse = self.propose(q_current, self.base_uniforms(noise))
+        log_ratio = (
+            log_q_reverse
+            - log_q_forward
+            + self.transform.log_det_jacobian(q_new)
+            - self.transform.log_det_jacobian(q_current)
+        )
+        proposals = self.cartesian(q_new, origin, rotation, atom_types, positions.dtype)
+        shape = noise.shape
+        return (
+            proposals.reshape(shape[0], shape[1], shape[2], 3),
+            log_ratio.reshape(shape[0], shape[1]).to(positions.dtype),
+        )
+
+    def propose(
+        self, q_current: torch.Tensor, uniforms: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """New internal coordinates from ``q_current`` and base uniforms (one row per proposal),
+        with ``log q(i' | i)`` and ``log q(i | i')`` per unit volume of internal coordinates."""
+        raise NotImplementedError
+
 
 class ICIndependentProposal(ICProposalBase):
     """Independence proposal ``q(i')``: a spline flow on internal coordinates (tau -> infinity)."""
@@ -185,20 +237,11 @@ class ICIndependentProposal(ICProposalBase):
         q, _, _ = self.internal(x_next, atom_types)
         return -self.log_density(q)
 
-    def forward(
-        self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        q, origin, rotation = self.internal(positions.unsqueeze(0), atom_types)
-        q_new, log_q_new = self.sample(self.base_uniforms(noise)[:, : self.num_internal])
-        log_q_current = self.log_density(q)
-        log_ratio = (
-            log_q_current
-            - log_q_new
-            + self.transform.log_det_jacobian(q_new)
-            - self.transform.log_det_jacobian(q)
-        )
-        proposals = self.cartesian(q_new, origin, rotation, atom_types, positions.dtype)
-        return proposals, log_ratio.to(positions.dtype)
+    def propose(
+        self, q_current: torch.Tensor, uniforms: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        q_new, log_q_new = self.sample(uniforms[:, : self.num_internal])
+        return q_new, log_q_new, self.log_density(q_current)
 
 
 class ICConditionalProposal(ICProposalBase):
@@ -239,20 +282,11 @@ class ICConditionalProposal(ICProposalBase):
         q_next, _, _ = self.internal(x_next, atom_types)
         return -self.log_density(q_next, q_cond)
 
-    def forward(
-        self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        q, origin, rotation = self.internal(positions.unsqueeze(0), atom_types)
-        q_new, log_q_forward = self.sample(self.base_uniforms(noise)[:, : self.num_internal], q)
-        log_q_reverse = self.log_density(q.expand(q_new.shape[0], -1), q_new)
-        log_ratio = (
-            log_q_reverse
-            - log_q_forward
-            + self.transform.log_det_jacobian(q_new)
-            - self.transform.log_det_jacobian(q)
-        )
-        proposals = self.cartesian(q_new, origin, rotation, atom_types, positions.dtype)
-        return proposals, log_ratio.to(positions.dtype)
+    def propose(
+        self, q_current: torch.Tensor, uniforms: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        q_new, log_q_forward = self.sample(uniforms[:, : self.num_internal], q_current)
+        return q_new, log_q_forward, self.log_density(q_current, q_new)
 
 
 class ICMixtureProposal(nn.Module):
@@ -304,19 +338,28 @@ class ICMixtureProposal(nn.Module):
     def forward(
         self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        proposals, log_q_ratio = self.forward_chains(
+            positions.unsqueeze(0), atom_types, noise.unsqueeze(0)
+        )
+        return proposals[0], log_q_ratio[0]
+
+    def forward_chains(
+        self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Proposals ``[C, B, N, 3]`` and logQRatio ``[C, B]`` for chains ``[C, N, 3]``."""
         conditional = self.conditional
-        q, origin, rotation = conditional.internal(positions.unsqueeze(0), atom_types)
+        q, origin, rotation = conditional.current_state(positions, atom_types, noise.shape[1])
         uniforms = conditional.base_uniforms(noise)
         base = uniforms[:, : self.num_internal]
         # The component choice, uniform through the normal CDF, from the first spare noise number.
         from_conditional = uniforms[:, self.num_internal] < self.weight
         chosen_c = torch.nonzero(from_conditional).flatten()
         chosen_i = torch.nonzero(~from_conditional).flatten()
-        q_c, log_c_of_c = conditional.sample(base[chosen_c], q)
+        q_c, log_c_of_c = conditional.sample(base[chosen_c], q[chosen_c])
         q_i, log_i_of_i = self.independent.sample(base[chosen_i])
         q_new = torch.zeros_like(base).index_copy(0, chosen_c, q_c).index_copy(0, chosen_i, q_i)
         # Each proposal's density under the component that did not draw it.
-        log_c_of_i = conditional.log_density(q_i, q)
+        log_c_of_i = conditional.log_density(q_i, q[chosen_i])
         log_i_of_c = self.independent.log_density(q_c)
         log_c_forward = (
             torch.zeros_like(base[:, 0])
@@ -331,7 +374,7 @@ class ICMixtureProposal(nn.Module):
         log_forward = torch.logaddexp(
             self.log_weight + log_c_forward, self.log_complement + log_i_forward
         )
-        log_reverse = self.log_density(q.expand(q_new.shape[0], -1), q_new)
+        log_reverse = self.log_density(q, q_new)
         log_ratio = (
             log_reverse
             - log_forward
@@ -339,7 +382,11 @@ class ICMixtureProposal(nn.Module):
             - conditional.transform.log_det_jacobian(q)
         )
         proposals = conditional.cartesian(q_new, origin, rotation, atom_types, positions.dtype)
-        return proposals, log_ratio.to(positions.dtype)
+        shape = noise.shape
+        return (
+            proposals.reshape(shape[0], shape[1], shape[2], 3),
+            log_ratio.reshape(shape[0], shape[1]).to(positions.dtype),
+        )
 
 
 def proposal_for_frames(

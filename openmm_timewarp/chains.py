@@ -1,0 +1,562 @@
+"""Many Metropolis-Hastings chains with batched proposals, resumable, split across ranks.
+
+:class:`ChainSampler` runs C chains, each in its own OpenMM Context (same or different molecules,
+same or different proposal models). Chains that share a model and a molecule (the same model file
+and atom-type codes) form a group; each round, every group makes one ``forward_chains`` call that
+draws K proposals for each of its chains (docs/contract.md), and then each chain walks its own K
+proposals in order, exactly as :class:`~openmm_timewarp.TimewarpIntegrator` does:
+
+- a proposal that is not finite, or that inverts a chiral centre, is rejected and counted;
+- otherwise it is accepted with probability ``min(1, exp(-(U(x') - U(x)) / kT + logQRatio))``,
+  with energies from the chain's Context;
+- the first accepted proposal ends the chain's round and the rest are discarded; while proposals
+  are rejected the state does not change, so the batch is exact sequential Metropolis-Hastings.
+
+One proposal is one step. K adapts to the chain's running acceptance rate a like the integrator's
+batch, ``K = ceil(log 0.1 / log(1 - a))`` between 1 and ``max_proposals`` (the maximum until the
+first acceptance), and never exceeds the chain's remaining steps. Each chain has its own seeded
+generator for its noise and its acceptance uniforms, and its K depends on its own history only:
+a chain gives the same trajectory alone, among other chains, on any rank.
+
+Output, per chain in ``<output>/<name>/``: ``topology.pdb`` (the start), ``trajectory.dcd`` (a frame
+every ``trajectory_interval`` steps; time in units of the model's nominal tau), ``statistics.json``
+(counters and wall time) and ``checkpoint.pt`` (state, generator, counters, frame count), written
+every ``checkpoint_interval`` steps. Running the same chains into the same folder again resumes
+each from its checkpoint; frames written after that checkpoint are cut off first, so an
+interrupted job loses and duplicates nothing.
+
+Ranks: :func:`process_rank` reads torchrun's ``RANK``/``WORLD_SIZE``, a SLURM job array's task id
+and count, or SLURM's ``PROCID``/``NTASKS``; chain i runs on rank ``i mod W``
+(:func:`chains_for_rank`) with the proposal model on ``cuda:LOCAL_RANK`` when CUDA is available.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import openmm
+import torch
+from openmm import app, unit
+from tqdm import tqdm
+
+from openmm_timewarp.contract import (
+    atom_types_for_topology,
+    chiral_centres,
+    has_forward_chains,
+    load_model,
+    resolve_model_path,
+)
+from openmm_timewarp.md import _truncate_dcd, _write_json_atomically
+
+__all__ = [
+    "ChainSampler",
+    "ChainSpec",
+    "ChainStatistics",
+    "chain_seed",
+    "chains_for_rank",
+    "model_device",
+    "process_rank",
+]
+
+TOPOLOGY_FILE = "topology.pdb"
+TRAJECTORY_FILE = "trajectory.dcd"
+STATISTICS_FILE = "statistics.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class ChainSpec:
+    """One chain: its System, start, proposal model and seed.
+
+    ``atom_types`` and ``chiral_centres`` default to what the model's metadata and the Topology
+    give (as for :class:`~openmm_timewarp.TimewarpIntegrator`). ``name`` is the chain's folder.
+    """
+
+    name: str
+    system: openmm.System
+    topology: app.Topology
+    positions: np.ndarray
+    model: str | os.PathLike
+    seed: int
+    atom_types: Sequence[int] | None = None
+    chiral_centres: Sequence[Sequence[int]] | None = None
+
+
+@dataclass
+class ChainStatistics:
+    """A chain's counters, as written to its ``statistics.json``."""
+
+    name: str
+    model: str
+    seed: int
+    steps: int = 0
+    proposals: int = 0
+    accepted: int = 0
+    rejected_non_finite: int = 0
+    rejected_chirality: int = 0
+    model_calls: int = 0
+    frames: int = 0
+    wall_time_s: float = 0.0
+    acceptance_rate: float = field(init=False, default=0.0)
+
+    def __post_init__(self) -> None:
+        self.update_rate()
+
+    def update_rate(self) -> None:
+        self.acceptance_rate = self.accepted / self.proposals if self.proposals else 0.0
+
+    def to_dict(self) -> dict:
+        self.update_rate()
+        return asdict(self)
+
+
+def chain_seed(seed: int, index: int) -> int:
+    """The seed of chain ``index`` of a run with base ``seed``: independent streams per chain,
+    the same whatever rank runs the chain."""
+    words = np.random.SeedSequence([seed, index]).generate_state(2, dtype=np.uint32)
+    return int(words[0]) << 31 ^ int(words[1])
+
+
+def process_rank(environment: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """``(rank, world size)`` of this process, from torchrun (``RANK``, ``WORLD_SIZE``), a SLURM
+    job array (``SLURM_ARRAY_TASK_ID`` counted from ``SLURM_ARRAY_TASK_MIN``,
+    ``SLURM_ARRAY_TASK_COUNT``) or SLURM tasks (``SLURM_PROCID``, ``SLURM_NTASKS``); ``(0, 1)``
+    outside any launcher."""
+    env = os.environ if environment is None else environment
+    if "RANK" in env and "WORLD_SIZE" in env:
+        rank, world = int(env["RANK"]), int(env["WORLD_SIZE"])
+    elif "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
+        first = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
+        rank, world = int(env["SLURM_ARRAY_TASK_ID"]) - first, int(env["SLURM_ARRAY_TASK_COUNT"])
+    elif "SLURM_PROCID" in env and "SLURM_NTASKS" in env:
+        rank, world = int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"])
+    else:
+        rank, world = 0, 1
+    if world < 1 or not 0 <= rank < world:
+        raise ValueError(
+            f"rank {rank} of {world} processes is impossible; check the launcher's environment "
+            "(RANK/WORLD_SIZE, SLURM_ARRAY_TASK_ID/COUNT or SLURM_PROCID/NTASKS)"
+        )
+    return rank, world
+
+
+def chains_for_rank(chains: Sequence[ChainSpec], rank: int, world_size: int) -> list[ChainSpec]:
+    """The chains that rank ``rank`` of ``world_size`` runs: chain i goes to rank i mod W."""
+    return list(chains[rank::world_size])
+
+
+def model_device(environment: Mapping[str, str] | None = None) -> torch.device:
+    """``cuda:LOCAL_RANK`` (torchrun; ``SLURM_LOCALID`` under srun) when CUDA is available,
+    else the CPU."""
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    env = os.environ if environment is None else environment
+    local_rank = int(env.get("LOCAL_RANK", env.get("SLURM_LOCALID", "0")))
+    return torch.device("cuda", local_rank % torch.cuda.device_count())
+
+
+def signed_volumes(positions: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """``dot(b - a, cross(c - a, d - a))`` of each quadruple ``(a, b, c, d)`` of ``centres [M, 4]``
+    in configurations ``[..., N, 3]`` -> ``[..., M]``."""
+    a, b, c, d = (positions[..., centres[:, k], :] for k in range(4))
+    u, v, w = b - a, c - a, d - a
+    # The triple product written out: numpy's cross has a large overhead on small arrays.
+    return (
+        u[..., 0] * (v[..., 1] * w[..., 2] - v[..., 2] * w[..., 1])
+        + u[..., 1] * (v[..., 2] * w[..., 0] - v[..., 0] * w[..., 2])
+        + u[..., 2] * (v[..., 0] * w[..., 1] - v[..., 1] * w[..., 0])
+    )
+
+
+class _Chain:
+    """A chain's Context, generator, state, counters and output files."""
+
+    def __init__(
+        self,
+        spec: ChainSpec,
+        model_path: Path,
+        metadata_atom_types: np.ndarray,
+        temperature_K: float,
+        tau_ps: float,
+        directory: Path,
+        platform: openmm.Platform,
+        trajectory_interval: int,
+    ) -> None:
+        self.spec = spec
+        self.model_path = model_path
+        self.atom_types = metadata_atom_types
+        self.directory = directory
+        self.trajectory_interval = trajectory_interval
+        self.tau_ps = tau_ps
+        self.kT = (unit.MOLAR_GAS_CONSTANT_R * temperature_K * unit.kelvin).value_in_unit(
+            unit.kilojoule_per_mole
+        )
+        centres = spec.chiral_centres
+        if centres is None:
+            centres = chiral_centres(spec.topology)
+        self.centres = np.asarray(centres, dtype=np.int64).reshape(-1, 4)
+        self.context = openmm.Context(spec.system, openmm.VerletIntegrator(0.001), platform)
+        self.generator = torch.Generator()
+        self.statistics = ChainStatistics(spec.name, str(model_path), spec.seed)
+        self.adaptation_accepted = 0
+        self.positions = np.asarray(spec.positions, dtype=np.float64)
+        self.energy = math.nan
+        self.dcd_handle = None
+        self.dcd: app.DCDFile | None = None
+
+    # Output and checkpoints.
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.directory / CHECKPOINT_FILE
+
+    def open(self) -> None:
+        """Start the chain, or resume it from its checkpoint (cutting later frames off)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        trajectory = self.directory / TRAJECTORY_FILE
+        if self.checkpoint_path.exists():
+            self._load_checkpoint()
+            _truncate_dcd(
+                trajectory,
+                self.spec.topology.getNumAtoms(),
+                self.statistics.frames,
+                self.trajectory_interval,
+            )
+            self.dcd_handle = open(trajectory, "r+b")
+            self.dcd = app.DCDFile(
+                self.dcd_handle,
+                self.spec.topology,
+                self.tau_ps * unit.picosecond,
+                firstStep=self.trajectory_interval,
+                interval=self.trajectory_interval,
+                append=True,
+            )
+        else:
+            self.generator.manual_seed(self.spec.seed)
+            with open(self.directory / TOPOLOGY_FILE, "w") as handle:
+                app.PDBFile.writeFile(self.spec.topology, self.positions * unit.nanometer, handle)
+            self.dcd_handle = open(trajectory, "w+b")
+            self.dcd = app.DCDFile(
+                self.dcd_handle,
+                self.spec.topology,
+                self.tau_ps * unit.picosecond,
+                firstStep=self.trajectory_interval,
+                interval=self.trajectory_interval,
+            )
+        self.energy = self.energy_of(self.positions)
+        if not math.isfinite(self.energy):
+            raise ValueError(f"chain {self.spec.name}: the start has a non-finite energy")
+        self.save_checkpoint()
+
+    def close(self) -> None:
+        if self.dcd_handle is not None:
+            self.dcd_handle.close()
+            self.dcd_handle = None
+
+    def _load_checkpoint(self) -> None:
+        state = torch.load(self.checkpoint_path, weights_only=False)
+        if state.get("version") != CHECKPOINT_VERSION:
+            raise ValueError(f"{self.checkpoint_path} has an unknown checkpoint version")
+        recorded = (state["seed"], state["model"], tuple(state["atom_types"]))
+        wanted = (self.spec.seed, str(self.model_path), tuple(self.atom_types.tolist()))
+        if recorded != wanted:
+            raise ValueError(
+                f"{self.directory} holds chain {self.spec.name!r} with another seed, model or "
+                f"molecule (seed {state['seed']}, model {state['model']}); resume it with the "
+                "same settings or write to another folder"
+            )
+        self.positions = state["positions"]
+        self.generator.set_state(state["generator"])
+        self.adaptation_accepted = state["adaptation_accepted"]
+        self.statistics = ChainStatistics(**state["statistics"])
+
+    def save_checkpoint(self) -> None:
+        """Write the checkpoint (atomically) and the statistics; flushes the trajectory first."""
+        self.dcd_handle.flush()
+        os.fsync(self.dcd_handle.fileno())
+        statistics = self.statistics.to_dict()
+        statistics.pop("acceptance_rate")
+        state = {
+            "version": CHECKPOINT_VERSION,
+            "seed": self.spec.seed,
+            "model": str(self.model_path),
+            "atom_types": self.atom_types.tolist(),
+            "positions": self.positions,
+            "generator": self.generator.get_state(),
+            "adaptation_accepted": self.adaptation_accepted,
+            "statistics": statistics,
+        }
+        temporary = self.checkpoint_path.with_suffix(".tmp")
+        torch.save(state, temporary)
+        os.replace(temporary, self.checkpoint_path)
+        _write_json_atomically(self.directory / STATISTICS_FILE, self.statistics.to_dict())
+
+    # Metropolis-Hastings.
+
+    def energy_of(self, positions: np.ndarray) -> float:
+        self.context.setPositions(positions)
+        energy = self.context.getState(getEnergy=True).getPotentialEnergy()
+        return energy.value_in_unit(unit.kilojoule_per_mole)
+
+    def batch_size(self, max_proposals: int, steps: int) -> int:
+        """The integrator's adaptive K, capped by the steps left to ``steps``."""
+        rate = self.adaptation_accepted / (self.statistics.proposals + 1)
+        size = max_proposals if rate <= 0.0 else math.ceil(math.log(0.1) / math.log1p(-rate))
+        return max(1, min(size, max_proposals, steps - self.statistics.steps))
+
+    def draw_noise(self, num_proposals: int, noise_dim: int) -> torch.Tensor:
+        num_atoms = self.positions.shape[0]
+        return torch.randn(num_proposals, num_atoms, noise_dim, generator=self.generator)
+
+    def walk(self, proposals: np.ndarray, log_q_ratios: np.ndarray) -> None:
+        """Sequential MH over ``proposals [K, N, 3]`` until the first acceptance."""
+        stats = self.statistics
+        stats.model_calls += 1
+        finite = np.isfinite(log_q_ratios) & np.isfinite(proposals).all(axis=(1, 2))
+        inverted = np.zeros(len(proposals), dtype=bool)
+        if len(self.centres):
+            before = signed_volumes(self.positions, self.centres)
+            with np.errstate(invalid="ignore"):
+                after = signed_volumes(proposals, self.centres)
+            inverted = (before * after < 0.0).any(axis=-1)
+        for proposal, log_q_ratio, is_finite, is_inverted in zip(
+            proposals, log_q_ratios, finite, inverted, strict=True
+        ):
+            stats.steps += 1
+            stats.proposals += 1
+            accepted = False
+            if not is_finite:
+                stats.rejected_non_finite += 1
+            elif is_inverted:
+                stats.rejected_chirality += 1
+            else:
+                energy = self.energy_of(proposal)
+                if not math.isfinite(energy):
+                    stats.rejected_non_finite += 1
+                else:
+                    log_acceptance = -(energy - self.energy) / self.kT + float(log_q_ratio)
+                    accepted = log_acceptance >= 0.0 or self.uniform() < math.exp(log_acceptance)
+            if accepted:
+                self.positions = proposal
+                self.energy = energy
+                stats.accepted += 1
+                self.adaptation_accepted += 1
+            if stats.steps % self.trajectory_interval == 0:
+                self.dcd.writeModel(self.positions)
+                stats.frames += 1
+            if accepted:
+                return
+
+    def uniform(self) -> float:
+        return float(torch.rand(1, generator=self.generator, dtype=torch.float64))
+
+
+@dataclass
+class _Group:
+    """Chains that share a proposal model and atom types: one model call per round."""
+
+    module: torch.jit.ScriptModule
+    noise_dim: int
+    atom_types: torch.Tensor
+    chains: list[_Chain]
+
+
+class ChainSampler:
+    """Runs chains (:class:`ChainSpec`) with one batched model call per group and round.
+
+    Parameters
+    ----------
+    chains
+        The chains this process runs (see :func:`chains_for_rank`); names must be distinct.
+    temperature
+        Quantity or kelvin; defaults to each model's training temperature.
+    output
+        Folder of the chains' folders; chains found there are resumed.
+    max_proposals
+        The largest K (proposals per chain per model call).
+    trajectory_interval
+        Steps between trajectory frames.
+    checkpoint_interval
+        Steps between checkpoints of each chain (and at the end of :meth:`run`).
+    platform
+        The OpenMM platform of the chains' Contexts (default Reference).
+    device
+        Where the proposal models run; default :func:`model_device`.
+    """
+
+    def __init__(
+        self,
+        chains: Sequence[ChainSpec],
+        output: str | os.PathLike,
+        temperature: unit.Quantity | float | None = None,
+        max_proposals: int = 64,
+        trajectory_interval: int = 100,
+        checkpoint_interval: int = 10_000,
+        platform: str = "Reference",
+        device: torch.device | str | None = None,
+    ) -> None:
+        names = [spec.name for spec in chains]
+        if len(set(names)) != len(names):
+            raise ValueError("every chain needs its own name (its output folder)")
+        for name, value in (
+            ("max_proposals", max_proposals),
+            ("trajectory_interval", trajectory_interval),
+            ("checkpoint_interval", checkpoint_interval),
+        ):
+            if value < 1:
+                raise ValueError(f"{name} must be a positive number of steps, got {value}")
+        self.output = Path(output)
+        self.max_proposals = max_proposals
+        self.checkpoint_interval = checkpoint_interval
+        self.device = torch.device(device) if device is not None else model_device()
+        openmm_platform = openmm.Platform.getPlatformByName(platform)
+        self.groups: list[_Group] = []
+        modules: dict[Path, tuple[torch.jit.ScriptModule, object]] = {}
+        groups: dict[tuple, _Group] = {}
+        for spec in chains:
+            _check_system(spec)
+            path = resolve_model_path(spec.model).resolve()
+            if path not in modules:
+                modules[path] = _load_chain_model(path, self.device)
+            module, metadata = modules[path]
+            atom_types = spec.atom_types
+            if atom_types is None:
+                atom_types = atom_types_for_topology(spec.topology, metadata)
+            atom_types = np.asarray(atom_types, dtype=np.int64).reshape(-1)
+            if len(atom_types) != spec.system.getNumParticles():
+                raise ValueError(
+                    f"chain {spec.name}: {len(atom_types)} atom types for "
+                    f"{spec.system.getNumParticles()} particles"
+                )
+            if temperature is None:
+                temperature_K = metadata.temperature_K
+            elif unit.is_quantity(temperature):
+                temperature_K = temperature.value_in_unit(unit.kelvin)
+            else:
+                temperature_K = float(temperature)
+            if not temperature_K > 0:
+                raise ValueError(f"the temperature must be positive, got {temperature_K} K")
+            chain = _Chain(
+                spec,
+                path,
+                atom_types,
+                temperature_K,
+                metadata.tau_ps,
+                self.output / spec.name,
+                openmm_platform,
+                trajectory_interval,
+            )
+            key = (path, tuple(atom_types.tolist()))
+            if key not in groups:
+                groups[key] = _Group(
+                    module,
+                    int(module.noise_dim),
+                    torch.from_numpy(atom_types).to(self.device),
+                    [],
+                )
+                self.groups.append(groups[key])
+            groups[key].chains.append(chain)
+
+    @property
+    def chains(self) -> list[_Chain]:
+        return [chain for group in self.groups for chain in group.chains]
+
+    def run(self, steps: int, progress: bool = False) -> list[ChainStatistics]:
+        """Advance every chain to ``steps`` steps in all (resuming where it stands) and return
+        their statistics."""
+        if steps < 0:
+            raise ValueError(f"steps must be a non-negative number, got {steps}")
+        chains = self.chains
+        try:
+            for chain in chains:
+                chain.open()
+            done = sum(min(chain.statistics.steps, steps) for chain in chains)
+            bar = tqdm(total=steps * len(chains), initial=done, disable=not progress, unit="step")
+            started = time.perf_counter()
+            last_time = {id(chain): started for chain in chains}
+            with bar:
+                while True:
+                    active_groups = [
+                        [chain for chain in group.chains if chain.statistics.steps < steps]
+                        for group in self.groups
+                    ]
+                    if not any(active_groups):
+                        break
+                    for group, active in zip(self.groups, active_groups, strict=True):
+                        if not active:
+                            continue
+                        before = [chain.statistics.steps for chain in active]
+                        self._round(group, active, steps)
+                        now = time.perf_counter()
+                        for chain, steps_before in zip(active, before, strict=True):
+                            chain.statistics.wall_time_s += now - last_time[id(chain)]
+                            last_time[id(chain)] = now
+                            steps_after = chain.statistics.steps
+                            bar.update(steps_after - steps_before)
+                            interval = self.checkpoint_interval
+                            if steps_after >= steps or (
+                                steps_after // interval > steps_before // interval
+                            ):
+                                chain.save_checkpoint()
+        finally:
+            for chain in chains:
+                chain.close()
+        return [chain.statistics for chain in chains]
+
+    def _round(self, group: _Group, active: list[_Chain], steps: int) -> None:
+        sizes = [chain.batch_size(self.max_proposals, steps) for chain in active]
+        num_atoms = active[0].positions.shape[0]
+        # Each chain draws its own K; shorter batches are padded, and the padding is ignored.
+        noise = torch.zeros(len(active), max(sizes), num_atoms, group.noise_dim)
+        for index, (chain, size) in enumerate(zip(active, sizes, strict=True)):
+            noise[index, :size] = chain.draw_noise(size, group.noise_dim)
+        positions = torch.from_numpy(np.stack([chain.positions for chain in active])).float()
+        with torch.no_grad():
+            proposals, log_q_ratios = group.module.forward_chains(
+                positions.to(self.device), group.atom_types, noise.to(self.device)
+            )
+        proposals = proposals.to("cpu", torch.float64).numpy()
+        log_q_ratios = log_q_ratios.to("cpu", torch.float64).numpy()
+        for index, (chain, size) in enumerate(zip(active, sizes, strict=True)):
+            chain.walk(proposals[index, :size], log_q_ratios[index, :size])
+
+
+def _check_system(spec: ChainSpec) -> None:
+    """Refuse what Metropolis-Hastings in Cartesian space cannot sample exactly (as the integrator
+    does)."""
+    system = spec.system
+    positions = np.asarray(spec.positions)
+    if positions.shape != (system.getNumParticles(), 3):
+        raise ValueError(
+            f"chain {spec.name}: positions must have shape ({system.getNumParticles()}, 3) (nm)"
+        )
+    if system.getNumConstraints():
+        raise ValueError(f"chain {spec.name}: the System has constraints; build it without")
+    if any(system.isVirtualSite(i) for i in range(system.getNumParticles())):
+        raise ValueError(f"chain {spec.name}: the System has virtual sites")
+    if system.usesPeriodicBoundaryConditions():
+        raise ValueError(f"chain {spec.name}: periodic Systems are not supported")
+    if spec.topology.getNumAtoms() != system.getNumParticles():
+        raise ValueError(f"chain {spec.name}: the Topology and the System differ in atom count")
+
+
+def _load_chain_model(path: Path, device: torch.device) -> tuple[torch.jit.ScriptModule, object]:
+    module, metadata = load_model(path)
+    if not has_forward_chains(module):
+        raise ValueError(
+            f"the proposal model {path} has no forward_chains (it was exported by an earlier "
+            "version of openmm-timewarp): re-export it with openmm_timewarp.export to sample "
+            "many chains"
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = module.to(device)
+    return module.eval(), metadata
