@@ -194,8 +194,10 @@ def test_step_counts_time_and_velocities(walk_model):
     assert integrator.getStepSize().value_in_unit(unit.picosecond) == pytest.approx(2.0)
     assert context.getStepCount() == 200
     assert state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole) > 0
+    assert integrator.getModelSeconds() > 0 and integrator.getEnergySeconds() > 0
     integrator.resetStatistics()
     assert counters(integrator) == (0, 0, 0, 0, 0, 0)
+    assert integrator.getModelSeconds() == integrator.getEnergySeconds() == 0.0
 
 
 def test_velocities_follow_maxwell_boltzmann(walk_model):

@@ -60,6 +60,8 @@ public:
     long long getNumRejectedNonFinite() const;
     long long getNumRejectedChirality() const;
     long long getNumModelCalls() const;
+    double getModelSeconds() const;
+    double getEnergySeconds() const;
     double getAcceptanceRate() const;
     void resetStatistics();
     int getNumCachedProposals() const;

@@ -110,6 +110,14 @@ public:
     long long getNumModelCalls() const {
         return chain.numModelCalls;
     }
+    /** Wall-clock seconds spent in model calls since the Context was created or the last reset. */
+    double getModelSeconds() const {
+        return chain.modelSeconds;
+    }
+    /** Wall-clock seconds spent in potential-energy evaluations, counted like getModelSeconds(). */
+    double getEnergySeconds() const {
+        return chain.energySeconds;
+    }
     /** Accepted over proposed since the last reset (0 before any proposal). */
     double getAcceptanceRate() const;
     /** Reset the counters (the batch-size adaptation keeps its history). */

@@ -62,6 +62,7 @@ int TimewarpChainState::adaptiveBatchSize(int maxBatch) const {
 void TimewarpChainState::resetStatistics() {
     numSteps = numProposed = numAccepted = 0;
     numRejectedNonFinite = numRejectedChirality = numModelCalls = 0;
+    modelSeconds = energySeconds = 0.0;
 }
 
 void TimewarpChainState::write(ostream& stream) const {
@@ -119,5 +120,7 @@ void TimewarpChainState::read(istream& stream, int numAtoms) {
     random >> state.chainRandom.engine >> state.velocityRandom.engine;
     if (!stream || random.fail())
         throw OpenMMException("TimewarpIntegrator: the checkpoint is truncated or corrupt");
+    state.modelSeconds = modelSeconds;
+    state.energySeconds = energySeconds;
     *this = state;
 }

@@ -41,6 +41,9 @@ struct OPENMM_EXPORT_TIMEWARP NormalGenerator {
 struct OPENMM_EXPORT_TIMEWARP TimewarpChainState {
     long long numSteps = 0, numProposed = 0, numAccepted = 0;
     long long numRejectedNonFinite = 0, numRejectedChirality = 0, numModelCalls = 0;
+    // Wall-clock seconds in model calls and in energy evaluations: facts about this process, so
+    // cleared by resetStatistics() but neither written to nor read from checkpoints.
+    double modelSeconds = 0.0, energySeconds = 0.0;
     // Acceptance history that sets the batch size; not cleared by resetStatistics().
     long long adaptationProposed = 0, adaptationAccepted = 0;
     // The positions (nm, flattened) that the cached energy and proposals belong to: a step that

@@ -3,6 +3,7 @@
 #include "openmm/Platform.h"
 #include "openmm/reference/SimTKOpenMMRealType.h"
 #include <ATen/CPUGeneratorImpl.h>
+#include <chrono>
 #include <cmath>
 #include <torch/cuda.h>
 #include <sstream>
@@ -15,6 +16,10 @@ namespace {
 
 double signedVolume(const Vec3& a, const Vec3& b, const Vec3& c, const Vec3& d) {
     return (b - a).dot((c - a).cross(d - a));
+}
+
+double secondsSince(chrono::steady_clock::time_point start) {
+    return chrono::duration<double>(chrono::steady_clock::now() - start).count();
 }
 
 bool samePositions(const vector<Vec3>& positions, const vector<double>& flat) {
@@ -86,6 +91,7 @@ void CommonIntegrateTimewarpStepKernel::drawProposals(const TimewarpIntegrator& 
         torch::randn({batchSize, numAtoms, noiseDim}, noiseGenerator, torch::kFloat32);
 
     torch::jit::IValue output;
+    auto start = chrono::steady_clock::now();
     try {
         torch::NoGradGuard noGrad;
         output = module.forward({current.to(device), atomTypes, noise.to(device)});
@@ -111,6 +117,7 @@ void CommonIntegrateTimewarpStepKernel::drawProposals(const TimewarpIntegrator& 
                                     "], got " + shapeOf(logQRatios));
     proposals = proposals.to(torch::kCPU, torch::kFloat64).contiguous();
     logQRatios = logQRatios.to(torch::kCPU, torch::kFloat64).contiguous();
+    chain.modelSeconds += secondsSince(start);  // after the copy back, which waits for a GPU
     auto batch = make_shared<ProposalBatch>();
     batch->size = batchSize;
     batch->positions.assign(proposals.data_ptr<double>(),
@@ -155,7 +162,9 @@ void CommonIntegrateTimewarpStepKernel::execute(ContextImpl& context,
         chain.energyValid = false;
     }
     if (!chain.energyValid) {
+        auto start = chrono::steady_clock::now();
         chain.energy = context.calcForcesAndEnergy(false, true, groups);
+        chain.energySeconds += secondsSince(start);
         chain.energyValid = true;
     }
     // The Context holds `trial` after a rejection; `current` goes back in once, at the end.
@@ -180,9 +189,11 @@ void CommonIntegrateTimewarpStepKernel::execute(ContextImpl& context,
         else {
             for (int i = 0; i < numAtoms; i++)
                 trial[i] = Vec3(proposal[3 * i], proposal[3 * i + 1], proposal[3 * i + 2]);
+            auto start = chrono::steady_clock::now();
             context.setPositions(trial);
             contextHoldsCurrent = false;
             trialEnergy = context.calcForcesAndEnergy(false, true, groups);
+            chain.energySeconds += secondsSince(start);
             double deltaEnergy = trialEnergy - chain.energy;
             if (!isfinite(trialEnergy))
                 chain.numRejectedNonFinite++;
