@@ -54,14 +54,17 @@ from openmm_timewarp.contract import (
     resolve_model_path,
 )
 from openmm_timewarp.md import _truncate_dcd, _write_json_atomically
+from openmm_timewarp.peptides import TERMINI, build_peptide, create_system
 
 __all__ = [
     "ChainSampler",
     "ChainSpec",
     "ChainStatistics",
+    "add_sample_parser",
     "chain_seed",
     "chains_for_rank",
     "model_device",
+    "peptide_chains",
     "process_rank",
 ]
 
@@ -560,3 +563,100 @@ def _load_chain_model(path: Path, device: torch.device) -> tuple[torch.jit.Scrip
         warnings.simplefilter("ignore", DeprecationWarning)
         module = module.to(device)
     return module.eval(), metadata
+
+
+def peptide_chains(
+    model: str | os.PathLike,
+    peptides: Sequence[str],
+    chains_per_peptide: int,
+    seed: int,
+    termini: str = "capped",
+) -> list[ChainSpec]:
+    """``chains_per_peptide`` chains of each peptide, a PDB file or a sequence of one-letter codes
+    (built with :func:`~openmm_timewarp.peptides.build_peptide`), all with ``model``; parameterised
+    with amber14-all + OBC2. Chain i is named ``<i>-<peptide>`` and seeded ``chain_seed(seed, i)``.
+    """
+    if chains_per_peptide < 1:
+        raise ValueError(f"chains_per_peptide must be positive, got {chains_per_peptide}")
+    specs = []
+    for peptide in peptides:
+        path = Path(peptide)
+        if path.suffix.lower() == ".pdb":
+            if not path.is_file():
+                raise ValueError(f"no PDB file {path}")
+            pdb = app.PDBFile(str(path))
+            topology, positions, label = pdb.topology, pdb.positions, path.stem
+        else:
+            modeller = build_peptide(peptide, termini)
+            topology, positions, label = modeller.topology, modeller.positions, peptide.upper()
+        system = create_system(topology)
+        coordinates = np.array(positions.value_in_unit(unit.nanometer))
+        for _ in range(chains_per_peptide):
+            index = len(specs)
+            specs.append(
+                ChainSpec(
+                    f"{index:04d}-{label}",
+                    system,
+                    topology,
+                    coordinates,
+                    model,
+                    chain_seed(seed, index),
+                )
+            )
+    return specs
+
+
+def add_sample_parser(subparsers) -> None:
+    """Register ``timewarp sample`` (many chains, one batched model call per round)."""
+    parser = subparsers.add_parser(
+        "sample",
+        help="run many resumable Timewarp chains with batched proposals (one rank per device)",
+        description="Run CHAINS_PER_PEPTIDE Metropolis-Hastings chains of each peptide with one "
+        "batched model call per round, each chain writing OUTPUT/<index>-<peptide>/ "
+        "(trajectory.dcd, topology.pdb, statistics.json, checkpoint.pt). Running the same "
+        "command again resumes every chain. Under torchrun, a SLURM job array or srun, chain i "
+        "runs on rank i mod (number of ranks); see docs/chains.md.",
+    )
+    parser.add_argument("model", help="proposal-model file or bundled name")
+    parser.add_argument(
+        "peptides", nargs="+", metavar="PEPTIDE", help="PDB file or one-letter sequence"
+    )
+    parser.add_argument("--chains-per-peptide", type=int, default=1)
+    parser.add_argument("--steps", type=int, required=True, help="MH steps (proposals) per chain")
+    parser.add_argument("--seed", type=int, default=1, help="chain i is seeded from (seed, i)")
+    parser.add_argument("--temperature", type=float, help="kelvin (default: the model's)")
+    parser.add_argument("--termini", choices=TERMINI, default="capped", help="for sequences")
+    parser.add_argument("--trajectory-interval", type=int, default=100, help="steps per frame")
+    parser.add_argument("--checkpoint-interval", type=int, default=10_000, help="steps")
+    parser.add_argument("--max-proposals", type=int, default=64, help="largest K per model call")
+    parser.add_argument("--platform", default="Reference", help="OpenMM platform of the chains")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    parser.set_defaults(handler=_sample_command)
+
+
+def _sample_command(args) -> int:
+    rank, world_size = process_rank()
+    specs = peptide_chains(
+        args.model, args.peptides, args.chains_per_peptide, args.seed, args.termini
+    )
+    mine = chains_for_rank(specs, rank, world_size)
+    if not mine:
+        print(f"rank {rank} of {world_size}: no chains ({len(specs)} in all)")
+        return 0
+    sampler = ChainSampler(
+        mine,
+        args.output,
+        temperature=args.temperature,
+        max_proposals=args.max_proposals,
+        trajectory_interval=args.trajectory_interval,
+        checkpoint_interval=args.checkpoint_interval,
+        platform=args.platform,
+    )
+    for statistics in sampler.run(args.steps, progress=rank == 0 and not args.no_progress):
+        print(
+            f"{statistics.name}: {statistics.steps} steps, acceptance "
+            f"{statistics.acceptance_rate:.3f}, {statistics.model_calls} model calls, "
+            f"{statistics.frames} frames"
+        )
+    return 0

@@ -18,6 +18,7 @@ import torch
 from openmm import app
 
 from openmm_timewarp.benchmark import add_benchmark_parser
+from openmm_timewarp.chains import add_sample_parser
 from openmm_timewarp.contract import ModelMetadata
 from openmm_timewarp.peptides import TERMINI
 
@@ -621,6 +622,7 @@ SUBCOMMANDS: list[Register] = [
     _add_info,
     _add_train,
     add_benchmark_parser,
+    add_sample_parser,
 ]
 
 

@@ -1,0 +1,436 @@
+"""Many-chain sampling: forward_chains of every proposal family, per-chain reproducibility,
+resume after an interruption, Boltzmann exactness, and refusal of models without forward_chains."""
+
+import json
+import warnings
+
+import mdtraj
+import numpy as np
+import pytest
+import torch
+from openmm import app, unit
+from proposal_wrappers import SignFlipped
+from test_flow import NUM_ATOM_TYPES, make_inputs
+from test_flow import make_model as make_flow
+from test_ic_proposals import make_models as make_ic_models
+from test_ic_proposals import positions_of
+from test_integrator_sampling import (
+    BURN_IN,
+    DOUBLE_WELL_PROPOSALS,
+    HARMONIC_CENTRES,
+    HARMONIC_PROPOSALS,
+    TEMPERATURE,
+    THIN,
+    compare,
+    double_well_observables,
+    double_well_system,
+    harmonic_observables,
+    harmonic_system,
+)
+
+from openmm_timewarp.chains import (
+    ChainSampler,
+    ChainSpec,
+    chain_seed,
+    chains_for_rank,
+    process_rank,
+)
+from openmm_timewarp.cli import main as cli_main
+from openmm_timewarp.contract import (
+    METADATA_FILE,
+    ModelMetadata,
+    atom_types_for_topology,
+    export,
+    load_metadata,
+    load_model,
+)
+from openmm_timewarp.internal.proposals import proposal_metadata
+from openmm_timewarp.md import count_dcd_frames
+from openmm_timewarp.peptides import FORCEFIELD_NAME, build_peptide, create_system
+from openmm_timewarp.simple_proposals import (
+    DriftedGaussianWalk,
+    GaussianRandomWalk,
+    IndependentGaussian,
+    export_simple_proposal,
+)
+
+torch.set_num_threads(1)
+
+ELEMENTS = ("H", "C", "N", "O", "S")
+# A third of the integrator tests' chain length: the runner's Python loop is slower, and a flipped
+# logQRatio is still off by tens of standard errors.
+EXACTNESS_STEPS = 10_000
+COUNTERS = (
+    "steps",
+    "proposals",
+    "accepted",
+    "rejected_non_finite",
+    "rejected_chirality",
+    "model_calls",
+    "frames",
+)
+
+
+@pytest.fixture(scope="module")
+def dipeptide() -> app.Modeller:
+    return build_peptide("A")
+
+
+@pytest.fixture(scope="module")
+def glycine() -> app.Modeller:
+    return build_peptide("G")
+
+
+def assert_chains_match_forward(module, positions, atom_types, noise, atol=1e-5) -> None:
+    """``forward_chains`` equals ``forward`` called once per chain."""
+    with torch.no_grad():
+        proposals, log_q_ratio = module.forward_chains(positions, atom_types, noise)
+        for chain in range(positions.shape[0]):
+            expected_proposals, expected_ratio = module(positions[chain], atom_types, noise[chain])
+            torch.testing.assert_close(proposals[chain], expected_proposals, rtol=0, atol=atol)
+            torch.testing.assert_close(log_q_ratio[chain], expected_ratio, rtol=1e-5, atol=1e-3)
+    assert proposals.shape == (*noise.shape[:3], 3)
+    assert log_q_ratio.shape == noise.shape[:2]
+
+
+def chain_inputs(positions: torch.Tensor, noise_dim: int, chains=3, proposals=4, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    num_atoms = positions.shape[0]
+    states = positions + 0.002 * torch.randn(chains, num_atoms, 3, generator=generator)
+    noise = torch.randn(chains, proposals, num_atoms, noise_dim, generator=generator)
+    return states.to(positions.dtype), noise.to(positions.dtype)
+
+
+@pytest.mark.parametrize("family", ["conditional", "independent", "mixture"])
+def test_ic_forward_chains_is_stacked_forward(family, dipeptide, tmp_path):
+    model = make_ic_models(dipeptide)[family].eval()
+    x = positions_of(dipeptide).float()
+    metadata = proposal_metadata(model, "ad", 1.0, 310.0, FORCEFIELD_NAME)
+    atom_types = torch.from_numpy(atom_types_for_topology(dipeptide.topology, metadata))
+    states, noise = chain_inputs(x, model.noise_dim, proposals=8)
+    assert_chains_match_forward(model, states, atom_types, noise)
+    # The exported file (export checks forward_chains against forward itself).
+    export(model, tmp_path / "m.pt", metadata, example_positions=x)
+    module, _ = load_model(tmp_path / "m.pt")
+    assert_chains_match_forward(module, states, atom_types, noise)
+
+
+def test_flow_forward_chains_is_stacked_forward(tmp_path):
+    model = make_flow(torch.float32)
+    positions, atom_types, _ = make_inputs(dtype=torch.float32)
+    states, noise = chain_inputs(positions, model.noise_dim)
+    assert_chains_match_forward(model, states, atom_types, noise)
+    # One chain takes the shared-conditioning path: the same as forward as well.
+    assert_chains_match_forward(model, states[:1], atom_types, noise[:1])
+    metadata = ModelMetadata(
+        "flow", "timewarp-flow", 1.0, 310.0, "any", "element", list(ELEMENTS[:NUM_ATOM_TYPES])
+    )
+    export(model, tmp_path / "flow.pt", metadata, example_positions=positions)
+    module, _ = load_model(tmp_path / "flow.pt")
+    assert_chains_match_forward(module, states, atom_types, noise)
+
+
+SIMPLE_PROPOSALS = {
+    "random walk": lambda: GaussianRandomWalk(0.05),
+    "independent Gaussian": lambda: IndependentGaussian(0.1, [0.1, 0.2, 0.3] * 4),
+    "drifted walk": lambda: DriftedGaussianWalk(0.05, [0.01, 0.0, -0.02]),
+}
+
+
+@pytest.mark.parametrize("proposal", list(SIMPLE_PROPOSALS))
+def test_simple_forward_chains_is_stacked_forward(proposal, tmp_path):
+    model = SIMPLE_PROPOSALS[proposal]()
+    states, noise = chain_inputs(torch.rand(4, 3), model.noise_dim)
+    atom_types = torch.zeros(4, dtype=torch.int64)
+    assert_chains_match_forward(model, states, atom_types, noise, atol=0.0)
+    module, _ = load_model(export_simple_proposal(model, tmp_path / "m.pt", num_atoms=4))
+    assert_chains_match_forward(module, states, atom_types, noise, atol=0.0)
+
+
+def test_a_module_without_forward_chains_gets_one_forward_per_chain(tmp_path):
+    model = SignFlipped(IndependentGaussian(0.1, [0.1, 0.2, 0.3] * 4))
+    assert not hasattr(model, "forward_chains")
+    module, _ = load_model(export_simple_proposal(model, tmp_path / "m.pt", num_atoms=4))
+    states, noise = chain_inputs(torch.rand(4, 3), model.noise_dim)
+    assert_chains_match_forward(module, states, torch.zeros(4, dtype=torch.int64), noise)
+
+
+class InconsistentChains(torch.nn.Module):
+    """A random walk whose forward_chains swaps the chains' noise: must be caught at export."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.noise_dim = 3
+
+    def forward(self, positions, atom_types, noise):
+        return positions + 0.05 * noise, torch.zeros(noise.shape[0])
+
+    def forward_chains(self, positions, atom_types, noise):
+        proposals = positions.unsqueeze(1) + 0.05 * noise.flip(0)
+        return proposals, torch.zeros(noise.shape[:2])
+
+
+def test_export_refuses_forward_chains_that_disagrees_with_forward(tmp_path):
+    with pytest.raises(ValueError, match="forward_chains disagrees with forward"):
+        export_simple_proposal(InconsistentChains(), tmp_path / "m.pt", num_atoms=3)
+
+
+def peptide_spec(name, modeller, model, seed, atom_types=None) -> ChainSpec:
+    return ChainSpec(
+        name=name,
+        system=create_system(modeller.topology),
+        topology=modeller.topology,
+        positions=np.array(modeller.positions.value_in_unit(unit.nanometer)),
+        model=model,
+        seed=seed,
+        atom_types=atom_types,
+    )
+
+
+def chain_record(folder) -> tuple[dict, np.ndarray]:
+    """A chain's counters and its trajectory (nm)."""
+    statistics = json.loads((folder / "statistics.json").read_text())
+    trajectory = mdtraj.load(str(folder / "trajectory.dcd"), top=str(folder / "topology.pdb"))
+    return {key: statistics[key] for key in COUNTERS}, trajectory.xyz
+
+
+@pytest.fixture(scope="module")
+def mixed_specs(dipeptide, glycine, tmp_path_factory) -> list[ChainSpec]:
+    """Alanine dipeptide with a random walk (2 chains) and an IC model (2 chains), glycine
+    dipeptide with the same random-walk file (2 chains): three groups."""
+    folder = tmp_path_factory.mktemp("models")
+    walk = export_simple_proposal(
+        GaussianRandomWalk(0.0005), folder / "walk.pt", atom_types=ELEMENTS, temperature_K=310.0
+    )
+    ic_model = make_ic_models(dipeptide)["mixture"].eval()
+    ic = export(
+        ic_model,
+        folder / "ic.pt",
+        proposal_metadata(ic_model, "ad", 1.0, 310.0, FORCEFIELD_NAME),
+        example_positions=positions_of(dipeptide).float(),
+    )
+    specs = []
+    for index, (modeller, model) in enumerate(
+        [(dipeptide, walk), (dipeptide, ic), (glycine, walk)] * 2
+    ):
+        specs.append(peptide_spec(f"chain-{index}", modeller, model, chain_seed(5, index)))
+    return specs
+
+
+def test_chains_together_match_chains_alone(mixed_specs, tmp_path):
+    steps = 120
+    together = ChainSampler(mixed_specs, tmp_path / "together", trajectory_interval=5)
+    assert len(together.groups) == 3
+    together.run(steps)
+    for spec in mixed_specs:
+        ChainSampler([spec], tmp_path / "alone", trajectory_interval=5).run(steps)
+    accepted = 0
+    for spec in mixed_specs:
+        counters, frames = chain_record(tmp_path / "together" / spec.name)
+        alone_counters, alone_frames = chain_record(tmp_path / "alone" / spec.name)
+        assert counters == alone_counters
+        assert counters["steps"] == steps and counters["frames"] == steps // 5
+        np.testing.assert_allclose(frames, alone_frames, rtol=0, atol=1e-5)
+        accepted += counters["accepted"]
+    assert accepted > 0
+
+
+def test_ranks_split_chains_and_reproduce_them(mixed_specs, tmp_path):
+    steps = 60
+    ChainSampler(mixed_specs, tmp_path / "one", trajectory_interval=5).run(steps)
+    for rank in range(2):
+        mine = chains_for_rank(mixed_specs, rank, 2)
+        assert [spec.name for spec in mine] == [s.name for s in mixed_specs[rank::2]]
+        ChainSampler(mine, tmp_path / "two", trajectory_interval=5).run(steps)
+    for spec in mixed_specs:
+        counters, frames = chain_record(tmp_path / "one" / spec.name)
+        assert chain_record(tmp_path / "two" / spec.name)[0] == counters
+        np.testing.assert_allclose(chain_record(tmp_path / "two" / spec.name)[1], frames, atol=1e-5)
+
+
+def test_process_rank_reads_the_launchers():
+    assert process_rank({}) == (0, 1)
+    assert process_rank({"RANK": "3", "WORLD_SIZE": "4", "SLURM_PROCID": "0"}) == (3, 4)
+    array = {"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_MIN": "5", "SLURM_ARRAY_TASK_COUNT": "4"}
+    assert process_rank(array) == (2, 4)
+    assert process_rank({"SLURM_PROCID": "1", "SLURM_NTASKS": "2"}) == (1, 2)
+    with pytest.raises(ValueError, match="impossible"):
+        process_rank({"RANK": "4", "WORLD_SIZE": "4"})
+
+
+def test_interrupted_run_resumes_without_losing_or_duplicating_frames(
+    mixed_specs, tmp_path, monkeypatch
+):
+    specs = mixed_specs[:3]
+    steps, settings = 150, dict(trajectory_interval=3, checkpoint_interval=40)
+    ChainSampler(specs, tmp_path / "straight", **settings).run(steps)
+
+    rounds = 0
+    original_round = ChainSampler._round
+
+    def interrupted_round(self, group, active, target):
+        nonlocal rounds
+        rounds += 1
+        if rounds > 60:
+            raise KeyboardInterrupt
+        original_round(self, group, active, target)
+
+    monkeypatch.setattr(ChainSampler, "_round", interrupted_round)
+    with pytest.raises(KeyboardInterrupt):
+        ChainSampler(specs, tmp_path / "resumed", **settings).run(steps)
+    monkeypatch.setattr(ChainSampler, "_round", original_round)
+    # The interruption left frames after the last checkpoint (the case that needs cutting).
+    folder = tmp_path / "resumed" / specs[0].name
+    checkpoint = torch.load(folder / "checkpoint.pt", weights_only=False)
+    written = count_dcd_frames(folder / "trajectory.dcd", specs[0].topology.getNumAtoms())
+    assert 0 < checkpoint["statistics"]["steps"] < steps
+    assert written > checkpoint["statistics"]["frames"]
+
+    ChainSampler(specs, tmp_path / "resumed", **settings).run(steps)
+    for spec in specs:
+        counters, frames = chain_record(tmp_path / "straight" / spec.name)
+        resumed_counters, resumed_frames = chain_record(tmp_path / "resumed" / spec.name)
+        assert resumed_counters == counters
+        np.testing.assert_array_equal(resumed_frames, frames)
+
+
+def test_resume_refuses_other_settings(mixed_specs, tmp_path):
+    spec = mixed_specs[0]
+    ChainSampler([spec], tmp_path, trajectory_interval=5).run(10)
+    other = ChainSpec(**{**spec.__dict__, "seed": spec.seed + 1})
+    with pytest.raises(ValueError, match="another seed"):
+        ChainSampler([other], tmp_path, trajectory_interval=5).run(20)
+
+
+def particle_topology(num_atoms: int) -> app.Topology:
+    topology = app.Topology()
+    residue = topology.addResidue("X", topology.addChain())
+    for index in range(num_atoms):
+        topology.addAtom(f"C{index}", app.element.carbon, residue)
+    return topology
+
+
+def analytic_samples(system, start, model_path, folder, seed) -> np.ndarray:
+    """Positions every THIN steps after BURN_IN of one chain run by ChainSampler."""
+    spec = ChainSpec(
+        name="chain",
+        system=system,
+        topology=particle_topology(len(start)),
+        positions=start,
+        model=model_path,
+        seed=seed,
+        atom_types=[0] * len(start),
+        chiral_centres=[],
+    )
+    sampler = ChainSampler([spec], folder, temperature=TEMPERATURE, trajectory_interval=THIN)
+    (statistics,) = sampler.run(BURN_IN + EXACTNESS_STEPS)
+    assert 0.05 < statistics.acceptance_rate < 0.95
+    assert statistics.model_calls < statistics.proposals
+    trajectory = mdtraj.load(
+        str(folder / "chain" / "trajectory.dcd"), top=str(folder / "chain" / "topology.pdb")
+    )
+    return trajectory.xyz[BURN_IN // THIN :].astype(np.float64)
+
+
+@pytest.mark.parametrize("flipped", [False, True], ids=["exact", "flipped logQRatio"])
+def test_harmonic_array_is_sampled_exactly(flipped, tmp_path):
+    proposal = HARMONIC_PROPOSALS["independent Gaussian"]()
+    proposal = SignFlipped(proposal) if flipped else proposal
+    path = export_simple_proposal(proposal, tmp_path / "m.pt", num_atoms=2)
+    samples = analytic_samples(harmonic_system(), HARMONIC_CENTRES, path, tmp_path, seed=21)
+    failures = compare(harmonic_observables(samples))
+    assert (failures != []) == flipped
+
+
+@pytest.mark.parametrize("flipped", [False, True], ids=["exact", "flipped logQRatio"])
+def test_double_well_is_sampled_exactly(flipped, tmp_path):
+    proposal = DOUBLE_WELL_PROPOSALS["drifted walk"]()
+    proposal = SignFlipped(proposal) if flipped else proposal
+    path = export_simple_proposal(proposal, tmp_path / "m.pt")
+    start = np.array([[-0.1, 0.0, 0.0]])
+    samples = analytic_samples(double_well_system(), start, path, tmp_path, seed=22)
+    failures = compare(double_well_observables(samples))
+    assert (failures != []) == flipped
+
+
+class ForwardOnly(torch.nn.Module):
+    """A model file as written before forward_chains existed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.noise_dim = 3
+        self.tau = 1.0
+        self.num_atoms = 0
+        self.num_atom_types = len(ELEMENTS)
+
+    def forward(self, positions, atom_types, noise):
+        return positions + 0.001 * noise, torch.zeros(noise.shape[0])
+
+
+def test_a_model_without_forward_chains_is_refused(dipeptide, tmp_path):
+    metadata = ModelMetadata("old", "simple", 1.0, 310.0, "any", "element", list(ELEMENTS))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(
+            torch.jit.script(ForwardOnly()),
+            str(tmp_path / "old.pt"),
+            _extra_files={METADATA_FILE: metadata.to_json()},
+        )
+    assert load_metadata(tmp_path / "old.pt").name == "old"
+    spec = peptide_spec("chain", dipeptide, tmp_path / "old.pt", 1)
+    with pytest.raises(ValueError, match="no forward_chains.*re-export"):
+        ChainSampler([spec], tmp_path / "out")
+
+
+def test_bad_inputs_are_refused(mixed_specs, tmp_path):
+    spec = mixed_specs[0]
+    with pytest.raises(ValueError, match="its own name"):
+        ChainSampler([spec, spec], tmp_path)
+    with pytest.raises(ValueError, match="trajectory_interval"):
+        ChainSampler([spec], tmp_path, trajectory_interval=0)
+    constrained = create_system(build_peptide("A").topology)
+    constrained.addConstraint(0, 1, 0.1)
+    with pytest.raises(ValueError, match="constraints"):
+        ChainSampler([ChainSpec(**{**spec.__dict__, "system": constrained})], tmp_path)
+
+
+def test_chirality_inverting_proposals_are_rejected_and_counted(dipeptide, tmp_path):
+    """A model that mirrors the molecule through a plane: every proposal inverts the CA."""
+    path = export_simple_proposal(GaussianRandomWalk(0.001), tmp_path / "m.pt", atom_types=ELEMENTS)
+    positions = np.array(dipeptide.positions.value_in_unit(unit.nanometer))
+    spec = peptide_spec("chain", dipeptide, path, 3)
+    sampler = ChainSampler([spec], tmp_path / "out", trajectory_interval=1)
+    chain = sampler.chains[0]
+    chain.open()
+    mirrored = positions * np.array([1.0, 1.0, -1.0])
+    chain.walk(np.stack([mirrored, positions]), np.zeros(2))
+    chain.close()
+    assert chain.statistics.rejected_chirality == 1
+    assert chain.statistics.accepted == 1
+
+
+def test_timewarp_sample_command(tmp_path, dipeptide):
+    walk = export_simple_proposal(
+        GaussianRandomWalk(0.0005), tmp_path / "walk.pt", atom_types=ELEMENTS, temperature_K=310.0
+    )
+    pdb = tmp_path / "ad.pdb"
+    with open(pdb, "w") as handle:
+        app.PDBFile.writeFile(dipeptide.topology, dipeptide.positions, handle)
+    arguments = ["sample", str(walk), str(pdb), "G", "--chains-per-peptide", "2", "--steps", "40"]
+    arguments += ["--trajectory-interval", "10", "--no-progress", "-o", str(tmp_path / "out")]
+    assert cli_main(arguments) == 0
+    folders = sorted(path.name for path in (tmp_path / "out").iterdir())
+    assert folders == ["0000-ad", "0001-ad", "0002-G", "0003-G"]
+    for folder in folders:
+        counters, frames = chain_record(tmp_path / "out" / folder)
+        assert counters["steps"] == 40 and frames.shape[0] == 4
+    # Again: the chains are complete, nothing changes.
+    assert cli_main(arguments) == 0
+    assert chain_record(tmp_path / "out" / folders[0])[0]["steps"] == 40
+
+
+def test_chain_seeds_are_distinct_and_stable():
+    seeds = [chain_seed(1, index) for index in range(1000)]
+    assert len(set(seeds)) == 1000
+    assert chain_seed(1, 7) == chain_seed(1, 7) != chain_seed(2, 7)
+    assert all(0 <= seed < 2**63 for seed in seeds)
