@@ -21,6 +21,7 @@ from openmm_timewarp.benchmark import add_benchmark_parser
 from openmm_timewarp.chains import add_sample_parser
 from openmm_timewarp.contract import ModelMetadata
 from openmm_timewarp.peptides import TERMINI
+from openmm_timewarp.training import PeptideData
 
 Register = Callable[[argparse._SubParsersAction], None]
 
@@ -233,7 +234,11 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
         "folders instead (--conditional, --independent, --weight).",
     )
     parser.add_argument(
-        "data", type=Path, nargs="?", help="data folder written by `timewarp simulate`"
+        "data",
+        type=Path,
+        nargs="*",
+        help="data folder written by `timewarp simulate`; several folders, one per molecule, "
+        "train one transferable timewarp-flow (atom names as types, any number of atoms)",
     )
     parser.add_argument("-o", "--output", type=Path, required=True, help="training folder")
     parser.add_argument("--family", choices=TRAIN_FAMILIES, required=True)
@@ -266,6 +271,20 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
             type=type(setting.default),
             default=setting.default,
             help=f"{_SETTING_HELP[setting.name]} (default {setting.default})",
+        )
+    from openmm_timewarp.finetune import OBJECTIVES, SETTING_HELP, FineTuneSettings
+
+    fine_tune = parser.add_argument_group(
+        "energy fine-tune (after maximum likelihood, from its best model; docs/training.md)"
+    )
+    for setting in fields(FineTuneSettings):
+        default = 0 if setting.name == "steps" else setting.default
+        fine_tune.add_argument(
+            f"--fine-tune-{setting.name.replace('_', '-')}",
+            type=type(setting.default),
+            default=default,
+            choices=OBJECTIVES if setting.name == "objective" else None,
+            help=f"{SETTING_HELP[setting.name]} (default {default})",
         )
     parser.set_defaults(handler=_train)
 
@@ -330,7 +349,7 @@ def _check_train_options(args: argparse.Namespace) -> None:
     """Refuse options that do not belong to the chosen family, naming what to do instead."""
     mixture_options = [args.conditional, args.independent, args.weight]
     if args.family == "ic-mixture":
-        if args.data is not None:
+        if args.data:
             raise ValueError("ic-mixture combines two trained folders: give no DATA folder")
         if any(option is None for option in mixture_options):
             raise ValueError(
@@ -339,8 +358,13 @@ def _check_train_options(args: argparse.Namespace) -> None:
         if args.tau_ps is not None or args.preset is not None:
             raise ValueError("an ic-mixture takes tau from its conditional: no --tau-ps, --preset")
         return
-    if args.data is None:
+    if not args.data:
         raise ValueError(f"{args.family} trains on a data folder: give DATA (`timewarp simulate`)")
+    if len(args.data) > 1 and args.family != "timewarp-flow":
+        raise ValueError(
+            f"{args.family} is tied to one molecule: give one DATA folder (several folders train "
+            "a transferable --family timewarp-flow)"
+        )
     if any(option is not None for option in mixture_options):
         raise ValueError("--conditional, --independent and --weight are for --family ic-mixture")
     if args.family != "timewarp-flow" and args.preset is not None:
@@ -371,7 +395,10 @@ def _training_recipe(args: argparse.Namespace) -> dict:
     independent = args.family == "ic-independent"
     return {
         "family": args.family,
-        "data": str(args.data.resolve()),
+        # One folder as a string, as in earlier versions, so that their trainings resume.
+        "data": [str(d.resolve()) for d in args.data]
+        if len(args.data) > 1
+        else str(args.data[0].resolve()),
         "tau_ps": (args.tau_ps or INDEPENDENT_NOMINAL_TAU_PS) if independent else args.tau_ps,
         "pairs_tau_ps": None if independent else args.tau_ps,
         "architecture": architecture,
@@ -411,9 +438,61 @@ def _snapshot_training_data(data: Path, recipe: dict, output: Path) -> dict:
     }
 
 
+def _snapshot_peptides(folders: list[Path], recipe: dict, output: Path) -> dict:
+    """:func:`_snapshot_training_data` for several molecules, one data folder each."""
+    import io
+
+    from openmm_timewarp.datasets import list_trajectories
+    from openmm_timewarp.peptides import FORCEFIELD_NAME
+    from openmm_timewarp.training import load_training_data
+
+    peptides, facts = [], {"data_ns": 0.0, "frames": {}, "train_pairs": 0, "validation_pairs": 0}
+    temperatures = set()
+    for folder in folders:
+        trajectories = list_trajectories(folder)
+        temperatures |= {t.settings.temperature_K for t in trajectories}
+        train_pairs, validation_pairs = load_training_data(folder, recipe["pairs_tau_ps"])
+        topology = trajectories[0].topology()
+        pdb = io.StringIO()
+        positions = train_pairs[0][0].double().numpy() * 10.0  # angstroms
+        app.PDBFile.writeFile(topology, positions, pdb)
+        name = folder.resolve().name
+        if name in facts["frames"]:
+            raise ValueError(f"two data folders are named {name}: one folder per molecule")
+        peptides.append(
+            {"name": name, "topology": pdb.getvalue(), "train": train_pairs,
+             "validation": validation_pairs}
+        )  # fmt: skip
+        facts["data_ns"] += sum(t.num_frames * t.frame_interval_ps for t in trajectories) / 1e3
+        facts["frames"][name] = {t.directory.name: t.num_frames for t in trajectories}
+        facts["train_pairs"] += len(train_pairs[0])
+        facts["validation_pairs"] += len(validation_pairs[0])
+    if len(temperatures) != 1:
+        raise ValueError(f"the data folders mix temperatures {sorted(temperatures)}; keep one")
+    temporary = output / f"{TRAIN_DATA_FILE}.tmp"
+    torch.save({"peptides": peptides}, temporary)
+    temporary.replace(output / TRAIN_DATA_FILE)
+    (output / TRAIN_TOPOLOGY_FILE).write_text(peptides[0]["topology"])
+    return {**facts, "temperature_K": temperatures.pop(), "forcefield": FORCEFIELD_NAME}
+
+
 def _flow_metadata(topology: app.Topology, record: dict) -> ModelMetadata:
-    """Metadata of a Timewarp flow trained here (element vocabulary of the data's molecule)."""
+    """Metadata of a Timewarp flow trained here: element vocabulary of the data's molecule, or
+    for several molecules the residue-independent ``peptide-atom`` vocabulary and any size."""
+    from openmm_timewarp.dipeptides import peptide_atom_vocabulary
+
     recipe, facts = record["recipe"], record["facts"]
+    if isinstance(recipe["data"], list):
+        return ModelMetadata(
+            name=record["name"],
+            family="timewarp-flow",
+            tau_ps=recipe["tau_ps"],
+            temperature_K=facts["temperature_K"],
+            forcefield=facts["forcefield"],
+            atom_type_scheme="peptide-atom",
+            atom_types=list(peptide_atom_vocabulary()),
+            num_atoms=None,
+        )
     return ModelMetadata(
         name=record["name"],
         family="timewarp-flow",
@@ -435,7 +514,8 @@ class TrainingFolder:
     topology: app.Topology
     data: dict[str, tuple[torch.Tensor, torch.Tensor]]  # "train" and "validation" pairs
     model: torch.nn.Module  # has training_nll; a flow comes wrapped in RotationAugmented
-    atom_types: torch.Tensor
+    atom_types: torch.Tensor  # of the (first) molecule
+    peptides: list[PeptideData]  # what training fits: one entry per molecule
 
     @classmethod
     def open(cls, path: Path) -> TrainingFolder:
@@ -465,7 +545,21 @@ class TrainingFolder:
                 recipe["family"], topology, data["train"][1], seed=seed, **recipe["architecture"]
             )
             atom_types = torch.arange(topology.getNumAtoms())
-        return cls(path, record, topology, data, model, atom_types)
+        if "peptides" in data:
+            peptides = [
+                PeptideData(
+                    p["train"],
+                    p["validation"],
+                    torch.from_numpy(
+                        atom_types_for_topology(_pdb_topology(p["topology"]), metadata)
+                    ),
+                    p["name"],
+                )
+                for p in data["peptides"]
+            ]
+        else:
+            peptides = [PeptideData(data["train"], data["validation"], atom_types)]
+        return cls(path, record, topology, data, model, atom_types, peptides)
 
     def load_best(self) -> None:
         """Load the best parameters of a finished training into the model."""
@@ -507,7 +601,13 @@ class TrainingFolder:
                 facts["forcefield"],
                 training,
             )
-        export(model, path, metadata, example_positions=self.data["validation"][1][0])
+        export(model, path, metadata, example_positions=self.peptides[0].validation[1][0])
+
+
+def _pdb_topology(text: str) -> app.Topology:
+    import io
+
+    return app.PDBFile(io.StringIO(text)).topology
 
 
 def _make_folder(path: Path) -> None:
@@ -518,13 +618,20 @@ def _make_folder(path: Path) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    import time
-
-    from openmm_timewarp.training import TrainingSettings, train
+    from openmm_timewarp.training import distributed_process_group
 
     _check_train_options(args)
     if args.family == "ic-mixture":
+        if args.fine_tune_steps:
+            raise ValueError("fine-tune the components in their own folders, not the mixture")
         return _export_mixture(args)
+    # Under torchrun every process trains; process 0 alone writes the folder (docs/training.md).
+    with distributed_process_group():
+        return _train_in_process(args)
+
+
+def _training_record(args: argparse.Namespace) -> dict:
+    """The record of the training folder: read back on a rerun, else the folder is started."""
     recipe = _training_recipe(args)
     record_path = args.output / TRAIN_RECORD_FILE
     if record_path.exists():
@@ -539,27 +646,49 @@ def _train(args: argparse.Namespace) -> int:
             record["name"] = args.name
     else:
         _make_folder(args.output)
-        facts = _snapshot_training_data(args.data, recipe, args.output)
-        name = args.name or args.data.resolve().name
+        if len(args.data) > 1:
+            facts = _snapshot_peptides(args.data, recipe, args.output)
+            name = args.name or args.data[0].resolve().parent.name
+        else:
+            facts = _snapshot_training_data(args.data[0], recipe, args.output)
+            name = args.name or args.data[0].resolve().name
         record = {"recipe": recipe, "facts": facts, "name": name, "summary": {}, "cpu_seconds": 0.0}
     # Written once the model could be built, so that a refused option leaves no record behind.
     folder = TrainingFolder.with_record(args.output, record)
     folder.save_record()
+    return record
+
+
+def _train_in_process(args: argparse.Namespace) -> int:
+    import time
+
+    from openmm_timewarp.training import (
+        TrainingSettings,
+        batch_size_per_process,
+        is_main_process,
+        on_main_process,
+        train_peptides,
+    )
+
+    batch_size_per_process(args.batch_size)  # before anything is written
+    record = on_main_process(lambda: _training_record(args))
+    folder = TrainingFolder.with_record(args.output, record)
     started = time.process_time()
     try:
-        result = train(
+        result = train_peptides(
             folder.model,
-            folder.data["train"],
-            folder.data["validation"],
-            folder.atom_types,
+            folder.peptides,
             args.output,
-            TrainingSettings(**recipe["settings"]),
+            TrainingSettings(**record["recipe"]["settings"]),
             progress=not args.no_progress,
         )
     finally:
-        # The CPU time of every run of this command, interrupted ones included.
-        folder.record["cpu_seconds"] += time.process_time() - started
-        folder.save_record()
+        # The CPU time of every run of this command (of process 0), interrupted ones included.
+        if is_main_process():
+            folder.record["cpu_seconds"] += time.process_time() - started
+            folder.save_record()
+    if not is_main_process():
+        return 0
     folder.record["summary"] = {
         "steps": result.steps,
         "best_step": result.best_step,
@@ -569,6 +698,15 @@ def _train(args: argparse.Namespace) -> int:
         "cpu_seconds": round(folder.record["cpu_seconds"], 1),
     }
     folder.save_record()
+    if args.fine_tune_steps:
+        from openmm_timewarp.finetune import FineTuneSettings, fine_tune_folder
+
+        names = FineTuneSettings.__dataclass_fields__
+        settings = FineTuneSettings(**{name: getattr(args, f"fine_tune_{name}") for name in names})
+        folder.record["summary"]["fine_tune"] = fine_tune_folder(
+            folder, settings, progress=not args.no_progress
+        )
+        folder.save_record()
     model_path = args.model_file or args.output / MODEL_FILE
     folder.export(model_path)
     print(

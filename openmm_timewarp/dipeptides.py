@@ -12,18 +12,25 @@ simulated on a small machine, say) is itself a random sample; the held-out list 
 
 ``python -m openmm_timewarp.dipeptides --list train --count 16`` prints sequences one per line, for
 shell loops and job arrays (``examples/generate_dipeptide_data.sh``).
+
+Transferable models type atoms with the ``peptide-atom`` scheme (the atom name, whatever the
+residue; ``openmm_timewarp.contract``) over :func:`peptide_atom_vocabulary`, which covers every
+residue of the 20 amino acids in every protonation and terminal form, so any dipeptide maps.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
+import xml.etree.ElementTree as ElementTree
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import openmm.app
 
 from openmm_timewarp.peptides import ONE_TO_THREE
 
@@ -35,6 +42,18 @@ NUM_TRAINING = 200
 def all_dipeptides() -> list[str]:
     """The 400 two-letter sequences in the order of ``ONE_TO_THREE``, first residue slowest."""
     return ["".join(pair) for pair in itertools.product(ONE_TO_THREE, repeat=2)]
+
+
+@functools.cache
+def peptide_atom_vocabulary() -> tuple[str, ...]:
+    """Every atom name of amber14's protein residue templates (ff14SB), sorted.
+
+    The templates cover the 20 amino acids with their protonation variants, N- and C-terminal
+    forms and the ACE / NME / NHE caps: exactly the atoms a peptide built here can have.
+    """
+    path = Path(openmm.app.__file__).parent / "data" / "amber14" / "protein.ff14SB.xml"
+    root = ElementTree.parse(path).getroot()
+    return tuple(sorted({atom.get("name") for atom in root.iter("Atom") if atom.get("name")}))
 
 
 @dataclass(frozen=True)

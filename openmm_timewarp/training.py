@@ -48,9 +48,10 @@ import csv
 import math
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -61,6 +62,7 @@ CHECKPOINT_FILE = "checkpoint.pt"
 BEST_MODEL_FILE = "best_model.pt"
 LOG_FILE = "log.csv"
 LOG_COLUMNS = ("step", "train_nll", "validation_nll", "learning_rate", "grad_norm", "seconds")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,42 @@ def distributed_process_group() -> Iterator[ProcessGroup | None]:
 def is_main_process() -> bool:
     """True outside a ``torchrun`` launch and on its process 0."""
     return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def batch_size_per_process(batch_size: int) -> int:
+    """Each process's share of the batch; ValueError unless the processes divide it evenly."""
+    world_size = dist.get_world_size() if dist.is_initialized() else 1
+    if batch_size % world_size:
+        raise ValueError(
+            f"batch_size {batch_size} is not divisible by the {world_size} processes: "
+            "choose a batch size that is a multiple of --nproc_per_node"
+        )
+    return batch_size // world_size
+
+
+def on_main_process(prepare: Callable[[], T]) -> T:
+    """Run ``prepare`` on process 0 alone and return its result in every process.
+
+    For work that must happen once (writing a training folder). When it raises, process 0
+    raises that error and the others a ValueError with its message, so that none waits for the
+    others forever. Outside a distributed run it is ``prepare()``.
+    """
+    if not dist.is_initialized():
+        return prepare()
+    result, failure = None, None
+    if dist.get_rank() == 0:
+        try:
+            result = prepare()
+        except Exception as raised:
+            failure = raised
+    box = [(result, None if failure is None else f"process 0 failed: {failure}")]
+    dist.broadcast_object_list(box, src=0)
+    result, error = box[0]
+    if failure is not None:
+        raise failure
+    if error is not None:
+        raise ValueError(error)
+    return result
 
 
 class _TrainingNLL(torch.nn.Module):
@@ -342,14 +380,9 @@ def _train_peptides(
     progress: bool,
     group: ProcessGroup | None,
 ) -> TrainingResult:
-    rank, world_size = (group.rank, group.world_size) if group else (0, 1)
+    rank = group.rank if group else 0
     device = group.device if group else torch.device("cpu")
-    if settings.batch_size % world_size:
-        raise ValueError(
-            f"batch_size {settings.batch_size} is not divisible by the {world_size} processes: "
-            "choose a batch size that is a multiple of --nproc_per_node"
-        )
-    local_batch_size = settings.batch_size // world_size
+    local_batch_size = batch_size_per_process(settings.batch_size)
     main = rank == 0
     output.mkdir(parents=True, exist_ok=True)
     checkpoint_path = output / CHECKPOINT_FILE
@@ -431,7 +464,7 @@ def _train_peptides(
         if group is not None:
             mean_loss = mean_loss.clone()
             dist.all_reduce(mean_loss)
-            mean_loss /= world_size
+            mean_loss /= group.world_size
         if not torch.isfinite(mean_loss):
             raise FloatingPointError(
                 f"non-finite training NLL at step {step}: a training configuration lies outside "

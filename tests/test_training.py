@@ -1,16 +1,34 @@
-"""Maximum-likelihood training: convergence, early stopping, checkpoints and exact resume."""
+"""Maximum-likelihood training: convergence, early stopping, checkpoints and exact resume;
+several molecules in one model; several processes under torchrun."""
 
 import csv
+import json
 import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
+import mdtraj
 import numpy as np
+import openmm
 import pytest
 import torch
-from openmm import unit
+from openmm import app, unit
 
+from openmm_timewarp.cli import main
+from openmm_timewarp.contract import load_model
 from openmm_timewarp.internal.proposals import proposal_for_frames
-from openmm_timewarp.peptides import build_peptide
-from openmm_timewarp.training import TrainingSettings, train
+from openmm_timewarp.md import PROGRESS_FILE, RUN_FILE, TOPOLOGY_FILE, TRAJECTORY_FILE, RunSettings
+from openmm_timewarp.peptides import build_peptide, create_system
+from openmm_timewarp.training import (
+    PeptideData,
+    TrainingSettings,
+    train,
+    train_peptides,
+    validation_nll,
+)
 
 torch.set_num_threads(1)
 
@@ -165,3 +183,118 @@ def test_internal_coordinate_flow_learns_frames(tmp_path):
     with result.log_path.open() as handle:
         curve = [float(row["validation_nll"]) for row in csv.DictReader(handle)]
     assert curve[-1] < curve[0] - 10.0  # nats per frame, from the uniform start
+
+
+def test_molecules_are_drawn_in_proportion_to_their_pairs(tmp_path):
+    """Two molecules of different sizes: the fitted shift is the pair-weighted mean of theirs."""
+    a = PeptideData(gaussian_pairs(3000, 0.3, 0.5, 0), gaussian_pairs(600, 0.3, 0.5, 1), ATOM_TYPES)
+    b_train = [x[:, :1] for x in gaussian_pairs(1000, -0.3, 0.5, 2)]  # one atom instead of two
+    b_validation = [x[:, :1] for x in gaussian_pairs(200, -0.3, 0.5, 3)]
+    b = PeptideData(tuple(b_train), tuple(b_validation), ATOM_TYPES[:1])
+    model = GaussianDisplacement()
+    settings = TrainingSettings(**{**SETTINGS.__dict__, "max_steps": 600, "learning_rate": 0.02})
+    result = train_peptides(model, [a, b], tmp_path, settings, progress=False)
+    # Batches of 64 drawn from a with probability 3/4: the optimum weights the coordinates of
+    # a (2 atoms) and b (1 atom) by 3000 x 2 : 1000 x 1, so shift = (6 x 0.3 - 0.3) / 7.
+    # Adam with lr 0.02 on batches of 64 x 6 coordinates jitters by about 0.5 / sqrt(384) x 0.4.
+    assert torch.allclose(model.shift.detach(), torch.full((3,), 1.5 / 7), atol=0.03)
+    validation = [validation_nll(model, p.validation, p.atom_types) for p in (a, b)]
+    pooled = (600 * validation[0] + 200 * validation[1]) / 800
+    assert result.best_validation_nll == pytest.approx(pooled, rel=1e-9)
+
+
+def write_synthetic_data(root: Path, sequence: str, termini: str, frames: int) -> Path:
+    """A `timewarp simulate` folder with one trajectory: the built peptide jittered by an AR(1)
+    process of 0.005 nm (DCD, topology.pdb, run.json, progress.json)."""
+    modeller = build_peptide(sequence, termini)
+    x0 = np.array(modeller.positions.value_in_unit(unit.nanometer), dtype=np.float32)
+    rng = np.random.default_rng(len(root.name))
+    folder = root / "00-synthetic"
+    folder.mkdir(parents=True)
+    jitter = np.zeros_like(x0)
+    xyz = np.empty((frames, *x0.shape), np.float32)
+    for frame in range(frames):
+        jitter = 0.9 * jitter + 0.005 * np.sqrt(1 - 0.81) * rng.standard_normal(x0.shape)
+        xyz[frame] = x0 + jitter
+    with mdtraj.formats.DCDTrajectoryFile(str(folder / TRAJECTORY_FILE), "w") as handle:
+        handle.write(xyz * 10.0)  # angstroms
+    with open(folder / TOPOLOGY_FILE, "w") as handle:
+        app.PDBFile.writeFile(modeller.topology, modeller.positions, handle)
+    settings = RunSettings(sequence, termini=termini, num_frames=frames)
+    (folder / RUN_FILE).write_text(json.dumps(settings.to_json()))
+    (folder / PROGRESS_FILE).write_text(json.dumps({"frames": frames}))
+    return root
+
+
+def test_transferable_flow_on_two_dipeptides_runs_a_third(tmp_path):
+    """`timewarp train` on two dipeptide folders: one model of any size that an unseen dipeptide
+    runs through TimewarpIntegrator."""
+    folders = [
+        write_synthetic_data(tmp_path / "data" / name, name, "zwitterionic", 400)
+        for name in ("AG", "SV")
+    ]
+    output = tmp_path / "transferable"
+    options = ["--family", "timewarp-flow", "--tau-ps", "2", "--max-steps", "40"]
+    options += ["--batch-size", "16", "--validate-every", "10", "--checkpoint-every", "20"]
+    assert main(["train", *map(str, folders), "-o", str(output), *options, "--no-progress"]) == 0
+    with (output / "log.csv").open() as handle:
+        curve = [float(row["validation_nll"]) for row in csv.DictReader(handle)]
+    assert min(curve) < curve[0]
+    record = json.loads((output / "train.json").read_text())
+    assert record["name"] == "data" and set(record["facts"]["frames"]) == {"AG", "SV"}
+    module, metadata = load_model(output / "model.pt")
+    assert metadata.num_atoms is None and module.num_atoms == 0
+    assert metadata.atom_type_scheme == "peptide-atom" and "OXT" in metadata.atom_types
+
+    from openmm_timewarp.integrator import TimewarpIntegrator
+
+    unseen = build_peptide("WK", "zwitterionic")  # neither residue nor size seen in training
+    integrator = TimewarpIntegrator(output / "model.pt", 310.0, topology=unseen.topology, seed=3)
+    context = openmm.Context(
+        create_system(unseen.topology), integrator, openmm.Platform.getPlatformByName("Reference")
+    )
+    context.setPositions(unseen.positions)
+    integrator.step(5)
+    assert integrator.getNumProposed() == 5
+    positions = context.getState(getPositions=True).getPositions(asNumpy=True)
+    assert np.isfinite(positions.value_in_unit(unit.nanometer)).all()
+
+
+@pytest.mark.slow
+def test_torchrun_with_two_processes_matches_one_process(tmp_path):
+    """`torchrun --nproc_per_node=2 ... train` on CPU (gloo): process 0 alone writes the folder,
+    and the validation NLL lies within the spread that the seed gives one-process training."""
+    data = write_synthetic_data(tmp_path / "ad", "A", "capped", 600)
+    options = ["--family", "ic-conditional", "--tau-ps", "2", "--num-couplings", "2"]
+    options += ["--hidden", "16", "--num-bins", "4", "--max-steps", "60", "--batch-size", "32"]
+    options += ["--validate-every", "20", "--checkpoint-every", "20", "--no-progress"]
+    single = []
+    for seed in range(4):
+        output = tmp_path / f"single-{seed}"
+        assert main(["train", str(data), "-o", str(output), *options, "--seed", str(seed)]) == 0
+        single.append(json.loads((output / "train.json").read_text()))
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command = [*torchrun, "--nproc_per_node=2", "-m", "openmm_timewarp.cli", "train", str(data)]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(
+        [*command, "-o", str(tmp_path / "ddp"), *options, "--seed", "0"],
+        capture_output=True, text=True, env=environment, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert len(re.findall("model written to", run.stdout)) == 1  # printed by process 0 alone
+    steps = [int(row["step"]) for row in csv.DictReader((tmp_path / "ddp" / "log.csv").open())]
+    assert steps == [20, 40, 60]
+    record = json.loads((tmp_path / "ddp" / "train.json").read_text())
+    assert record["summary"]["steps"] == 60
+    nll = record["summary"]["best_validation_nll"]
+    reference = np.array([r["summary"]["best_validation_nll"] for r in single])
+    # The seed (initial weights and batch draws) moves the NLL of this short training by a few
+    # nats; two processes drawing half a batch each must stay within 3 standard deviations.
+    assert abs(nll - reference.mean()) < 3 * reference.std(ddof=1)
+
+    odd = subprocess.run(
+        [*command, "-o", str(tmp_path / "odd"), *options, "--batch-size", "33"],
+        capture_output=True, text=True, env=environment, timeout=300,
+    )  # fmt: skip
+    assert odd.returncode != 0 and "not divisible by the 2 processes" in odd.stderr
+    assert not (tmp_path / "odd").exists()
