@@ -97,6 +97,7 @@ class _ContractModule(torch.nn.Module):
         self.tau: float = float(metadata.tau_ps)
         self.num_atoms: int = int(metadata.num_atoms or 0)
         self.num_atom_types: int = len(metadata.atom_types)
+        self.independent: bool = bool(getattr(proposal, "independent", False))
 
     def forward(
         self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor

@@ -67,6 +67,7 @@ class IndependentGaussian(torch.nn.Module):
         if sigma <= 0:
             raise ValueError(f"sigma must be positive (nm), got {sigma}")
         self.noise_dim: int = 3
+        self.independent: bool = True
         self.sigma: float = float(sigma)
         self.register_buffer("centre", torch.tensor(centre, dtype=torch.float32).reshape(-1, 3))
 

@@ -9,7 +9,11 @@ from openmm import app, unit
 from openmm_timewarp import TimewarpIntegrator, timewarpplugin
 from openmm_timewarp.contract import ModelMetadata
 from openmm_timewarp.peptides import build_peptide, create_system
-from openmm_timewarp.simple_proposals import GaussianRandomWalk, export_simple_proposal
+from openmm_timewarp.simple_proposals import (
+    GaussianRandomWalk,
+    IndependentGaussian,
+    export_simple_proposal,
+)
 
 TETRAHEDRON = np.array([[0.0, 0.0, 0.0], [0.1, 0.0, 0.0], [0.0, 0.1, 0.0], [0.0, 0.0, 0.1]])
 REFERENCE = openmm.Platform.getPlatformByName("Reference")
@@ -254,6 +258,35 @@ def test_cache_serves_rejections_and_adapts_batch(walk_model):
     expected = int(np.clip(np.ceil(np.log(0.1) / np.log(1 - rate)), 1, 16))
     assert abs(integrator.getProposalBatchSize() - expected) <= 1
     # An outside change of the positions discards the cache: the next step calls the model.
+    calls = integrator.getNumModelCalls()
+    context.setPositions(TETRAHEDRON)
+    integrator.step(1)
+    assert integrator.getNumModelCalls() == calls + 1
+
+
+def test_independence_proposals_survive_acceptances(tmp_path):
+    # Close to the tether's Boltzmann distribution (0.35 nm per coordinate): most are accepted.
+    path = export_simple_proposal(IndependentGaussian(0.3), tmp_path / "m.pt", tau_ps=2.0)
+    integrator, context = make_context(str(path), seed=7, max_proposal_batch=32)
+    assert integrator.getIndependentProposals()
+    assert integrator.getProposalBatchSize() == 32
+    integrator.step(320)
+    assert integrator.getNumAccepted() > integrator.getNumModelCalls() == 10
+    # Checkpoint after an acceptance, mid-batch: the ratio offset of the held state is restored.
+    for _ in range(100):
+        accepted = integrator.getNumAccepted()
+        integrator.step(1)
+        if integrator.getNumAccepted() > accepted and integrator.getNumCachedProposals() > 0:
+            break
+    assert 0 < integrator.getNumCachedProposals() < 32
+    checkpoint = context.createCheckpoint()
+    integrator.step(100)
+    expected, expected_counters = positions_of(context), counters(integrator)
+    context.loadCheckpoint(checkpoint)
+    integrator.step(100)
+    np.testing.assert_array_equal(positions_of(context), expected)
+    assert counters(integrator) == expected_counters
+    # An outside change of the positions still discards the batch.
     calls = integrator.getNumModelCalls()
     context.setPositions(TETRAHEDRON)
     integrator.step(1)

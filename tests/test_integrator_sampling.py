@@ -2,7 +2,9 @@
 
 Each chain's averages are compared with exact values within TOLERANCE standard errors; the
 standard errors come from batch means, so they include the chain's autocorrelation.  A chain
-whose proposal reports logQRatio with the wrong sign must fail the same comparison.
+whose proposal reports logQRatio with the wrong sign must fail the same comparison, and so must a
+state-dependent proposal that declares itself independent (its batches would wrongly survive
+acceptances).
 """
 
 import math
@@ -11,7 +13,7 @@ import numpy as np
 import openmm
 import pytest
 from openmm import unit
-from proposal_wrappers import SignFlipped
+from proposal_wrappers import DeclaredIndependent, SignFlipped
 
 from openmm_timewarp import TimewarpIntegrator
 from openmm_timewarp.simple_proposals import (
@@ -28,6 +30,7 @@ NUM_BATCHES = 25
 STEPS = 30_000
 THIN = 10
 BURN_IN = 1_000
+MAX_BATCH = 64
 
 # Harmonic oscillator array: two particles, standard deviations 0.05 and 0.08 nm per coordinate.
 HARMONIC_CENTRES = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
@@ -69,6 +72,7 @@ def run_chain(
     integrator = TimewarpIntegrator(
         model_path, TEMPERATURE, atom_types=[0] * len(start), chiral_centres=[], seed=seed
     )
+    integrator.setMaxProposalBatch(MAX_BATCH)
     context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("Reference"))
     context.setPositions(start)
     integrator.step(BURN_IN)
@@ -78,6 +82,10 @@ def run_chain(
         samples.append(context.getState(getPositions=True).getPositions(asNumpy=True)._value)
     assert integrator.getNumProposed() == BURN_IN + steps
     assert 0.05 < integrator.getAcceptanceRate() < 0.95
+    if integrator.getIndependentProposals():  # batches survive acceptances: full batches only
+        assert integrator.getNumModelCalls() <= (BURN_IN + steps) // MAX_BATCH + 1
+    else:
+        assert integrator.getNumModelCalls() > integrator.getNumAccepted()
     return np.array(samples)
 
 
@@ -165,6 +173,13 @@ def test_double_well_is_sampled_exactly(proposal, tmp_path):
 
 def test_harmonic_check_fails_with_flipped_log_q_ratio(tmp_path):
     proposal = SignFlipped(HARMONIC_PROPOSALS["independent Gaussian"]())
+    path = export_simple_proposal(proposal, tmp_path / "m.pt", num_atoms=2)
+    samples = run_chain(harmonic_system(), path, HARMONIC_CENTRES, seed=11)
+    assert compare(harmonic_observables(samples)) != []
+
+
+def test_harmonic_check_fails_when_a_walk_declares_itself_independent(tmp_path):
+    proposal = DeclaredIndependent(HARMONIC_PROPOSALS["random walk"]())
     path = export_simple_proposal(proposal, tmp_path / "m.pt", num_atoms=2)
     samples = run_chain(harmonic_system(), path, HARMONIC_CENTRES, seed=11)
     assert compare(harmonic_observables(samples)) != []

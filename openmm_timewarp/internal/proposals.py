@@ -218,6 +218,7 @@ class ICIndependentProposal(ICProposalBase):
         seed: int = 0,
     ) -> None:
         super().__init__(zmatrix, lower, upper)
+        self.independent: bool = True
         self.flow = SplineFlow(self.circular, 0, num_couplings, hidden, num_bins, seed)
 
     def log_density(self, q: torch.Tensor) -> torch.Tensor:

@@ -44,6 +44,7 @@ public:
     const std::vector<int>& getAtomTypes() const;
     const std::vector<int>& getChiralCentres() const;
     int getNoiseDim() const;
+    bool getIndependentProposals() const;
     int getModelNumAtoms() const;
     int getNumAtomTypes() const;
     int getMaxProposalBatch() const;

@@ -63,6 +63,14 @@ public:
     int getNumAtomTypes() const {
         return numAtomTypes;
     }
+    /**
+     * Whether the model declares independence proposals: then a batch of proposals survives an
+     * acceptance (the chain moves to one of them and goes on with the rest) and every model call
+     * draws getMaxProposalBatch() proposals.
+     */
+    bool getIndependentProposals() const {
+        return independentProposals;
+    }
     int getMaxProposalBatch() const {
         return maxProposalBatch;
     }
@@ -130,7 +138,7 @@ public:
     }
     /** The number of proposals the next model call will draw. */
     int getProposalBatchSize() const {
-        return chain.adaptiveBatchSize(maxProposalBatch);
+        return independentProposals ? maxProposalBatch : chain.adaptiveBatchSize(maxProposalBatch);
     }
 
 protected:
@@ -150,6 +158,7 @@ private:
     double temperature;
     std::vector<int> atomTypes, chiralCentres;
     int noiseDim, modelNumAtoms, numAtomTypes;
+    bool independentProposals;
     int maxProposalBatch;
     bool explorationMode;
     double explorationThreshold;

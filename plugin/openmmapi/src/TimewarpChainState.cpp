@@ -13,7 +13,7 @@ using namespace std;
 
 namespace {
 
-const int CHECKPOINT_VERSION = 2;
+const int CHECKPOINT_VERSION = 3;
 
 template <class T>
 void writeValue(ostream& stream, const T& value) {
@@ -78,6 +78,7 @@ void TimewarpChainState::write(ostream& stream) const {
     if (hasProposal()) {
         writeValue(stream, batch->size);
         writeValue(stream, nextProposal);
+        writeValue(stream, logQOffset);
         writeVector(stream, batch->positions);
         writeVector(stream, batch->logQRatios);
     }
@@ -105,6 +106,7 @@ void TimewarpChainState::read(istream& stream, int numAtoms) {
         auto proposals = make_shared<ProposalBatch>();
         proposals->size = readValue<int>(stream);
         state.nextProposal = readValue<int>(stream);
+        state.logQOffset = readValue<double>(stream);
         proposals->positions = readVector(stream);
         proposals->logQRatios = readVector(stream);
         if ((long long) state.positions.size() != 3LL * numAtoms ||

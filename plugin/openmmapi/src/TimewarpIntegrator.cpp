@@ -23,6 +23,7 @@ TimewarpIntegrator::TimewarpIntegrator(const string& modelPath, double temperatu
     noiseDim = attributes.noiseDim;
     modelNumAtoms = attributes.numAtoms;
     numAtomTypes = attributes.numAtomTypes;
+    independentProposals = attributes.independent;
     setStepSize(attributes.tau);
     if (atomTypes.empty())
         throw OpenMMException("TimewarpIntegrator: atomTypes is empty; give the model's atom-type "

@@ -42,6 +42,15 @@ ModelAttributes readModelAttributes(const string& path) {
         throw OpenMMException("TimewarpIntegrator: the proposal model " + path +
                               " lacks the float attribute 'tau'" + CONTRACT_HINT);
     attributes.tau = module.attr("tau").toDouble();
+    // Optional: files written before the attribute existed are conditional proposals.
+    attributes.independent = false;
+    if (module.hasattr("independent")) {
+        if (!module.attr("independent").isBool())
+            throw OpenMMException("TimewarpIntegrator: the proposal model " + path +
+                                  " has an attribute 'independent' that is not a bool" +
+                                  CONTRACT_HINT);
+        attributes.independent = module.attr("independent").toBool();
+    }
     if (attributes.noiseDim < 1 || attributes.numAtoms < 0 || attributes.numAtomTypes < 1 ||
         !(attributes.tau > 0.0))
         throw OpenMMException("TimewarpIntegrator: the proposal model " + path + " has invalid " +

@@ -55,6 +55,10 @@ struct OPENMM_EXPORT_TIMEWARP TimewarpChainState {
     // Immutable once drawn, so copying the state shares rather than copies the proposals.
     std::shared_ptr<const ProposalBatch> batch;
     int nextProposal = 0;
+    // The batch's logQRatio of the state the chain holds (0 for the state the batch was drawn at).
+    // With independence proposals, logQRatio = log q(x) - log q(x'), so after moving to one of its
+    // proposals the ratio of proposal j is logQRatios[j] - logQOffset.
+    double logQOffset = 0.0;
     // Seeds of proposal noise, and acceptance tests.  Velocities have their own generator, so the chain
     // does not depend on how steps are grouped into step() calls.
     NormalGenerator chainRandom, velocityRandom;
@@ -67,6 +71,7 @@ struct OPENMM_EXPORT_TIMEWARP TimewarpChainState {
     void discardProposals() {
         batch.reset();
         nextProposal = 0;
+        logQOffset = 0.0;
     }
     /** Timewarp's batch size ceil(log 0.1 / log(1 - a)) for the running acceptance rate a. */
     int adaptiveBatchSize(int maxBatch) const;

@@ -11,6 +11,9 @@ struct ModelAttributes {
     double tau;
     int numAtoms;
     int numAtomTypes;
+    // The proposal distribution is the same at every state that shares the proposals' external
+    // frame (an independence proposal), so a batch stays valid after an acceptance.
+    bool independent;
 };
 
 /**

@@ -77,7 +77,7 @@ void CommonIntegrateTimewarpStepKernel::drawProposals(const TimewarpIntegrator& 
                                                       TimewarpChainState& chain,
                                                       const vector<Vec3>& positions) {
     int numAtoms = positions.size();
-    int batchSize = chain.adaptiveBatchSize(integrator.getMaxProposalBatch());
+    int batchSize = integrator.getProposalBatchSize();
     int noiseDim = integrator.getNoiseDim();
     torch::Tensor current = torch::empty({numAtoms, 3}, torch::kFloat32);
     auto currentData = current.accessor<float, 2>();
@@ -126,6 +126,7 @@ void CommonIntegrateTimewarpStepKernel::drawProposals(const TimewarpIntegrator& 
                              logQRatios.data_ptr<double>() + batchSize);
     chain.batch = batch;
     chain.nextProposal = 0;
+    chain.logQOffset = 0.0;
 }
 
 bool CommonIntegrateTimewarpStepKernel::invertsChirality(const TimewarpIntegrator& integrator,
@@ -174,7 +175,7 @@ void CommonIntegrateTimewarpStepKernel::execute(ContextImpl& context,
             drawProposals(integrator, chain, current);
         int index = chain.nextProposal++;
         const double* proposal = &chain.batch->positions[3LL * numAtoms * index];
-        double logQRatio = chain.batch->logQRatios[index];
+        double logQRatio = chain.batch->logQRatios[index] - chain.logQOffset;
         chain.numProposed++;
         chain.adaptationProposed++;
         bool finite = isfinite(logQRatio);
@@ -210,7 +211,10 @@ void CommonIntegrateTimewarpStepKernel::execute(ContextImpl& context,
             chain.energy = trialEnergy;
             chain.numAccepted++;
             chain.adaptationAccepted++;
-            chain.discardProposals();
+            if (integrator.getIndependentProposals())
+                chain.logQOffset = chain.batch->logQRatios[index];
+            else
+                chain.discardProposals();
         }
         chain.numSteps++;
     }
