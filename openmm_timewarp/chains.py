@@ -516,20 +516,27 @@ class ChainSampler:
 
     def _round(self, group: _Group, active: list[_Chain], steps: int) -> None:
         sizes = [chain.batch_size(self.max_proposals, steps) for chain in active]
-        num_atoms = active[0].positions.shape[0]
-        # Each chain draws its own K; shorter batches are padded, and the padding is ignored.
-        noise = torch.zeros(len(active), max(sizes), num_atoms, group.noise_dim)
-        for index, (chain, size) in enumerate(zip(active, sizes, strict=True)):
-            noise[index, :size] = chain.draw_noise(size, group.noise_dim)
+        noise = [
+            chain.draw_noise(size, group.noise_dim)
+            for chain, size in zip(active, sizes, strict=True)
+        ]
         positions = torch.from_numpy(np.stack([chain.positions for chain in active])).float()
+        if len(set(sizes)) == 1:
+            noise = torch.stack(noise)
+        else:
+            # Chains with different K: one row per proposal (its chain's state, B = 1), so that
+            # no proposal is computed only to be thrown away, as padding to the largest K would.
+            positions = positions.repeat_interleave(torch.tensor(sizes), dim=0)
+            noise = torch.cat(noise).unsqueeze(1)
         with torch.no_grad():
             proposals, log_q_ratios = group.module.forward_chains(
                 positions.to(self.device), group.atom_types, noise.to(self.device)
             )
-        proposals = proposals.to("cpu", torch.float64).numpy()
-        log_q_ratios = log_q_ratios.to("cpu", torch.float64).numpy()
-        for index, (chain, size) in enumerate(zip(active, sizes, strict=True)):
-            chain.walk(proposals[index, :size], log_q_ratios[index, :size])
+        proposals = proposals.to("cpu", torch.float64).reshape(-1, *proposals.shape[2:]).numpy()
+        log_q_ratios = log_q_ratios.to("cpu", torch.float64).reshape(-1).numpy()
+        offsets = np.cumsum([0, *sizes])
+        for chain, start, end in zip(active, offsets[:-1], offsets[1:], strict=True):
+            chain.walk(proposals[start:end], log_q_ratios[start:end])
 
 
 def _check_system(spec: ChainSpec) -> None:
