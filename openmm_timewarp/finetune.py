@@ -1,0 +1,536 @@
+"""Energy-based fine-tuning of a proposal model trained by maximum likelihood.
+
+Maximum likelihood (:mod:`openmm_timewarp.training`) fits the model to MD frames without looking at
+the energy. Fine-tuning adds an objective that does, with energies and forces from OpenMM through
+:class:`openmm_timewarp.energy.ReducedPotential` (``u = U / kT``), and keeps the maximum-likelihood
+loss on the data beside it with a weight, so the model keeps covering every basin of the data:
+
+    loss = (1 - w) * NLL(data) + w * objective
+
+Objectives:
+
+- ``"acceptance"`` (Timewarp's, for every family): ``x`` drawn from the training frames (equilibrium
+  samples), ``x'`` from the model's contract ``forward(x, atom_types, noise)`` in eager mode,
+  differentiable through the reparametrised noise, and
+
+      objective = -E[min(0, -(u(x') - u(x)) + logQRatio)],
+
+  the negative expected log Metropolis-Hastings acceptance;
+- ``"reverse-kl"`` (independence proposals, ``ic-independent``): ``x ~ q`` and
+
+      objective = E_q[u(x) + log q_cart(x)],  log q_cart = log q(i) - log J(i),
+
+  the reverse Kullback-Leibler divergence to the Boltzmann density up to its constant, with the
+  internal-to-Cartesian log-Jacobian ``log J`` included.
+
+A few proposals put atoms on top of each other, with energies of 10^5-10^7 kT: in a plain mean they
+would own the whole gradient. Both objectives therefore pass the energy excess through a lin-log
+cut (as bgflow does for Boltzmann generators): linear up to ``energy_cut`` kT, logarithmic beyond
+(the rejection ``-log alpha`` for the acceptance objective; ``u`` relative to the mean energy of the
+step's data frames for the reverse KL). The log acceptance itself is what is cut, so the objective
+is unchanged wherever a proposal has a chance of acceptance.
+
+:func:`fine_tune` runs Adam with warm-up and gradient clipping, evaluates the validation NLL and the
+mean acceptance probability on a fixed set of validation frames and proposal noise every
+``validate_every`` steps (the first row, step 0, is the starting model), keeps the parameters with
+the highest validation acceptance, writes ``log.csv`` and a checkpoint every ``checkpoint_every``
+steps, and resumes exactly from it. Configurations whose energy is not finite are masked out of the
+loss and counted; a step whose gradient is not finite is skipped and counted.
+
+``timewarp train ... --fine-tune-steps N`` runs it after maximum likelihood
+(:func:`fine_tune_folder`).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from tqdm import tqdm
+
+from openmm_timewarp.energy import ReducedPotential
+from openmm_timewarp.internal.proposals import ICIndependentProposal
+
+if TYPE_CHECKING:
+    from openmm_timewarp.cli import TrainingFolder
+
+OBJECTIVES = ("acceptance", "reverse-kl")
+CHECKPOINT_FILE = "checkpoint.pt"
+BEST_MODEL_FILE = "best_model.pt"
+LOG_FILE = "log.csv"
+LOG_COLUMNS = (
+    "step",
+    "loss",
+    "objective",
+    "train_nll",
+    "acceptance",
+    "validation_nll",
+    "validation_acceptance",
+    "validation_median_log_acceptance",
+    "nonfinite_energies",
+    "skipped_steps",
+    "learning_rate",
+    "grad_norm",
+    "seconds",
+)
+
+#: Help of each setting, used by the ``timewarp train --fine-tune-*`` options.
+SETTING_HELP = {
+    "steps": "fine-tune steps after maximum likelihood (0: no fine-tune)",
+    "objective": "energy objective: acceptance (every family) or reverse-kl (ic-independent)",
+    "weight": "weight w of the energy objective; maximum likelihood on the data gets 1 - w "
+    "(0: maximum likelihood alone with these settings, the objective only logged: a control)",
+    "learning_rate": "Adam's learning rate after the warm-up",
+    "warmup_steps": "steps of linear learning-rate warm-up",
+    "max_grad_norm": "gradient-norm clipping",
+    "energy_cut": "excess in kT beyond which the energy objective grows only logarithmically",
+    "batch_size": "data pairs of the maximum-likelihood term per step",
+    "num_starts": "training frames x per step (the reverse KL takes their external frames)",
+    "proposals_per_start": "proposals x' drawn per frame x (reverse KL: samples per frame)",
+    "validate_every": "steps between validations (one log.csv row each)",
+    "checkpoint_every": "steps between checkpoints (a multiple of the validation interval)",
+    "validation_starts": "validation frames of the acceptance estimate (fixed, as is the noise)",
+    "seed": "seed of the batches and the proposal noise",
+}
+
+
+@dataclass(frozen=True)
+class FineTuneSettings:
+    """Fine-tune settings; stored in every checkpoint and checked on resume."""
+
+    steps: int = 500
+    objective: str = "acceptance"
+    weight: float = 0.1
+    learning_rate: float = 1e-4
+    warmup_steps: int = 20
+    max_grad_norm: float = 10.0
+    energy_cut: float = 20.0
+    batch_size: int = 256
+    num_starts: int = 16
+    proposals_per_start: int = 16
+    validate_every: int = 25
+    checkpoint_every: int = 50
+    validation_starts: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if not 0.0 <= self.weight <= 1.0:
+            raise ValueError(f"weight must lie in [0, 1], got {self.weight}")
+        for name in (
+            "steps",
+            "batch_size",
+            "num_starts",
+            "proposals_per_start",
+            "validate_every",
+            "checkpoint_every",
+            "validation_starts",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        positive = ("learning_rate", "max_grad_norm", "energy_cut")
+        if not all(getattr(self, name) > 0 for name in positive) or self.warmup_steps < 0:
+            raise ValueError(f"{', '.join(positive)} must be positive, warmup_steps >= 0")
+        if self.checkpoint_every % self.validate_every:
+            raise ValueError("checkpoint_every must be a multiple of validate_every")
+
+
+@dataclass(frozen=True)
+class FineTuneResult:
+    steps: int
+    best_step: int  # 0 when no step improved the starting model's validation acceptance
+    initial_validation_acceptance: float
+    best_validation_acceptance: float
+    best_validation_nll: float  # the validation NLL of the best model
+    nonfinite_energies: int
+    skipped_steps: int
+    seconds: float  # wall time, summed over resumed runs
+    cpu_seconds: float  # CPU time of this process, summed over resumed runs
+    log_path: Path
+    best_model_path: Path
+
+
+def log_acceptance(
+    proposal: torch.nn.Module,
+    potential: ReducedPotential,
+    starts: torch.Tensor,
+    start_energies: torch.Tensor,
+    atom_types: torch.Tensor,
+    noise: torch.Tensor,
+) -> torch.Tensor:
+    """``min(0, -(u(x') - u(x)) + logQRatio)`` ``[K, M]`` of M proposals from each of K starts.
+
+    ``proposal`` meets the contract (``forward(positions, atom_types, noise)``); ``starts``
+    ``[K, N, 3]`` with their reduced energies ``[K]``; ``noise`` ``[K, M, N, noise_dim]``.
+    Differentiable with respect to the model's parameters; non-finite entries stay non-finite.
+    """
+    proposals, log_ratios = [], []
+    for start, start_noise in zip(starts, noise, strict=True):
+        x_new, log_ratio = proposal(start, atom_types, start_noise)
+        proposals.append(x_new)
+        log_ratios.append(log_ratio)
+    x_new = torch.stack(proposals)
+    energies = potential(x_new.reshape(-1, *x_new.shape[2:])).reshape(x_new.shape[:2])
+    log_alpha = torch.stack(log_ratios) - (energies - start_energies[:, None])
+    return log_alpha.clamp(max=0.0)
+
+
+def lin_log_cut(values: torch.Tensor, cut: float) -> torch.Tensor:
+    """``v`` up to ``cut``, ``cut + log(1 + v - cut)`` beyond: continuous, with a bounded slope."""
+    excess = (values - cut).clamp_min(0.0)  # the clamp keeps log1p's gradient finite below cut
+    return torch.where(values > cut, cut + torch.log1p(excess), values)
+
+
+def masked_mean(values: torch.Tensor) -> torch.Tensor:
+    """Mean of the finite entries (0 if there is none), without gradients from the others."""
+    finite = torch.isfinite(values)
+    return torch.where(finite, values, 0.0).sum() / finite.sum().clamp_min(1)
+
+
+def reverse_kl(
+    model: torch.nn.Module,
+    potential: ReducedPotential,
+    frames: torch.Tensor,
+    atom_types: torch.Tensor,
+    noise: torch.Tensor,
+    reference_energy: float = 0.0,
+    energy_cut: float = math.inf,
+) -> torch.Tensor:
+    """``cut(u(x) - reference_energy) + log q_cart(x)`` ``[B]`` of samples ``x ~ q`` of an
+    independence proposal on internal coordinates, drawn from base noise ``[B, num_internal]``
+    and placed in the external frames of ``frames`` ``[B, N, 3]`` (the energy does not depend on
+    them); ``cut`` is :func:`lin_log_cut` at ``energy_cut``."""
+    if not isinstance(model, ICIndependentProposal):
+        raise ValueError("the reverse-kl objective is for ic-independent models; use acceptance")
+    uniforms = 0.5 * (1.0 + torch.erf(noise / math.sqrt(2.0)))
+    q, log_q = model.sample(uniforms)
+    _, origin, rotation = model.internal(frames, atom_types)
+    x = model.cartesian(q, origin, rotation, atom_types, frames.dtype)
+    log_q_cartesian = log_q - model.transform.log_det_jacobian(q)
+    return lin_log_cut(potential(x) - reference_energy, energy_cut) + log_q_cartesian
+
+
+def _learning_rate(settings: FineTuneSettings, step: int) -> float:
+    if settings.warmup_steps == 0:
+        return settings.learning_rate
+    return settings.learning_rate * min(1.0, (step + 1) / settings.warmup_steps)
+
+
+def _read_log(path: Path, up_to_step: int) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with path.open(newline="") as handle:
+        return [row for row in csv.DictReader(handle) if int(row["step"]) <= up_to_step]
+
+
+def _write_log(path: Path, rows: list[dict[str, str]]) -> None:
+    temporary = path.with_suffix(".tmp")
+    with temporary.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(temporary, path)
+
+
+def _mean(values: list[float]) -> str:
+    return f"{sum(values) / len(values):.6g}" if values else ""
+
+
+def fine_tune(
+    model: torch.nn.Module,
+    potential: ReducedPotential,
+    train_pairs: tuple[torch.Tensor, torch.Tensor],
+    validation_pairs: tuple[torch.Tensor, torch.Tensor],
+    atom_types: torch.Tensor,
+    output_dir: str | os.PathLike,
+    settings: FineTuneSettings | None = None,
+    proposal: torch.nn.Module | None = None,
+    progress: bool = True,
+) -> FineTuneResult:
+    """Fine-tune ``model`` in place; leaves it holding the best validation-acceptance parameters.
+
+    Args:
+        model: trained by maximum likelihood; has ``training_nll(x_cond, x_next, atom_types)``.
+        potential: the reduced potential of the data's System, at the data's temperature.
+        train_pairs, validation_pairs: ``(x_cond, x_next)`` float32 ``[B, N, 3]`` nm, split by time
+            (for an independent model ``(frames, frames)``); the acceptance objective starts
+            from ``x_cond``, equilibrium frames.
+        atom_types: the model's type code of every atom ``[N]``.
+        output_dir: gets ``checkpoint.pt``, ``best_model.pt`` and ``log.csv``; an existing
+            checkpoint there is resumed (it must come from the same settings).
+        settings: fine-tune settings (defaults: :class:`FineTuneSettings`).
+        proposal: the module with the contract's ``forward`` whose parameters ``model`` trains
+            (default ``model`` itself; a Timewarp flow's training wrapper passes the flow).
+        progress: show a tqdm progress bar.
+    """
+    settings = settings or FineTuneSettings()
+    proposal = model if proposal is None else proposal
+    num_atoms = train_pairs[0].shape[1]
+    if potential.num_atoms != num_atoms:
+        raise ValueError(
+            f"the System has {potential.num_atoms} particles but the data have {num_atoms} atoms: "
+            "build the System from the data's topology"
+        )
+    if not callable(getattr(model, "training_nll", None)):
+        raise ValueError("the model needs a method training_nll(x_cond, x_next, atom_types)")
+    if settings.objective == "reverse-kl" and not isinstance(model, ICIndependentProposal):
+        raise ValueError("the reverse-kl objective is for ic-independent models; use acceptance")
+    output = Path(output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = output / CHECKPOINT_FILE
+    best_path = output / BEST_MODEL_FILE
+    log_path = output / LOG_FILE
+
+    # Fixed validation frames and noise: the acceptance estimate compares models, not draws.
+    fixed = torch.Generator().manual_seed(settings.seed + 1)
+    count = min(settings.validation_starts, len(validation_pairs[0]))
+    order = torch.randperm(len(validation_pairs[0]), generator=fixed)
+    validation_starts = validation_pairs[0][order[:count]]
+    noise_shape = (settings.proposals_per_start, num_atoms, proposal.noise_dim)
+    validation_noise = torch.randn(count, *noise_shape, generator=fixed)
+    with torch.no_grad():
+        validation_energies = potential(validation_starts)
+    if not bool(torch.isfinite(validation_energies).all()):
+        raise ValueError("a validation frame has a non-finite energy: the System does not fit")
+
+    def validate() -> tuple[float, float, float]:
+        """Mean acceptance probability, median log acceptance, validation NLL."""
+        from openmm_timewarp.training import validation_nll
+
+        model.eval()
+        with torch.no_grad():
+            log_alpha = log_acceptance(
+                proposal,
+                potential,
+                validation_starts,
+                validation_energies,
+                atom_types,
+                validation_noise,
+            )
+        model.train()
+        # A non-finite proposal is rejected by the integrator: acceptance 0, log acceptance -inf.
+        log_alpha = torch.nan_to_num(log_alpha, nan=-math.inf)
+        acceptance = float(log_alpha.exp().mean())
+        nll = validation_nll(model, validation_pairs, atom_types)
+        return acceptance, float(log_alpha.median()), nll
+
+    torch.manual_seed(settings.seed)
+    optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+    generator = torch.Generator().manual_seed(settings.seed)
+    step, best_step, skipped, elapsed, cpu_elapsed = 0, 0, 0, 0.0, 0.0
+    best_acceptance, initial_acceptance, best_nll = -math.inf, math.nan, math.nan
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if checkpoint_path.exists():
+        checkpoint = torch.load(checkpoint_path, weights_only=False)
+        if checkpoint["settings"] != asdict(settings):
+            raise ValueError(
+                f"{checkpoint_path} was written with other settings {checkpoint['settings']}; "
+                "rerun with those or remove the folder to start the fine-tune again"
+            )
+        model.load_state_dict(checkpoint["model"])
+        optimiser.load_state_dict(checkpoint["optimiser"])
+        generator.set_state(checkpoint["generator"])
+        step, best_step, skipped = (
+            checkpoint["step"],
+            checkpoint["best_step"],
+            checkpoint["skipped"],
+        )
+        best_acceptance, best_nll = checkpoint["best_acceptance"], checkpoint["best_nll"]
+        initial_acceptance, elapsed = checkpoint["initial_acceptance"], checkpoint["seconds"]
+        cpu_elapsed = checkpoint["cpu_seconds"]
+        best_state = checkpoint["best_model"]
+        potential.num_nonfinite = checkpoint["nonfinite_energies"]
+    log_rows = _read_log(log_path, step)
+
+    def save_checkpoint() -> None:
+        state = {
+            "settings": asdict(settings),
+            "model": model.state_dict(),
+            "optimiser": optimiser.state_dict(),
+            "generator": generator.get_state(),
+            "step": step,
+            "best_step": best_step,
+            "skipped": skipped,
+            "best_acceptance": best_acceptance,
+            "best_nll": best_nll,
+            "initial_acceptance": initial_acceptance,
+            "seconds": elapsed,
+            "cpu_seconds": cpu_elapsed,
+            "best_model": best_state,
+            "nonfinite_energies": potential.num_nonfinite,
+        }
+        torch.save(state, checkpoint_path.with_suffix(".tmp"))
+        os.replace(checkpoint_path.with_suffix(".tmp"), checkpoint_path)
+        _write_log(log_path, log_rows)
+
+    curves: dict[str, list[float]] = {"loss": [], "objective": [], "nll": [], "acceptance": []}
+    grad_norm = math.nan
+    started = time.perf_counter() - elapsed
+    cpu_started = time.process_time() - cpu_elapsed
+
+    def evaluate() -> None:
+        nonlocal best_acceptance, best_step, best_state, best_nll, initial_acceptance
+        acceptance, median_log_acceptance, nll = validate()
+        if step == 0:
+            initial_acceptance = acceptance
+        if acceptance > best_acceptance:
+            best_acceptance, best_step, best_nll = acceptance, step, nll
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        log_rows.append(
+            {
+                "step": str(step),
+                "loss": _mean(curves["loss"]),
+                "objective": _mean(curves["objective"]),
+                "train_nll": _mean(curves["nll"]),
+                "acceptance": _mean(curves["acceptance"]),
+                "validation_nll": f"{nll:.6g}",
+                "validation_acceptance": f"{acceptance:.6g}",
+                "validation_median_log_acceptance": f"{median_log_acceptance:.6g}",
+                "nonfinite_energies": str(potential.num_nonfinite),
+                "skipped_steps": str(skipped),
+                "learning_rate": f"{_learning_rate(settings, max(step - 1, 0)):.6g}",
+                "grad_norm": f"{grad_norm:.6g}",
+                "seconds": f"{time.perf_counter() - started:.2f}",
+            }
+        )
+        for values in curves.values():
+            values.clear()
+
+    if not checkpoint_path.exists():
+        evaluate()
+        save_checkpoint()
+    model.train()
+    bar = tqdm(total=settings.steps, initial=step, disable=not progress, desc="fine-tune")
+    num_pairs = len(train_pairs[0])
+    weight = settings.weight
+    while step < settings.steps:
+        for group in optimiser.param_groups:
+            group["lr"] = _learning_rate(settings, step)
+        index = torch.randint(num_pairs, (settings.batch_size,), generator=generator)
+        nll = model.training_nll(train_pairs[0][index], train_pairs[1][index], atom_types).mean()
+        start_index = torch.randint(num_pairs, (settings.num_starts,), generator=generator)
+        starts = train_pairs[0][start_index]
+        if settings.objective == "acceptance":
+            noise = torch.randn(settings.num_starts, *noise_shape, generator=generator)
+            with torch.no_grad():
+                start_energies = potential(starts)
+            log_alpha = log_acceptance(
+                proposal, potential, starts, start_energies, atom_types, noise
+            )
+            objective = masked_mean(lin_log_cut(-log_alpha, settings.energy_cut))
+            accepted = torch.nan_to_num(log_alpha.detach(), nan=-math.inf).exp()
+            curves["acceptance"].append(float(accepted.mean()))
+        else:
+            num_samples = settings.num_starts * settings.proposals_per_start
+            noise = torch.randn(num_samples, model.num_internal, generator=generator)
+            frames = starts.repeat_interleave(settings.proposals_per_start, 0)
+            with torch.no_grad():
+                reference = float(potential(starts).mean())
+            terms = reverse_kl(
+                model, potential, frames, atom_types, noise, reference, settings.energy_cut
+            )
+            objective = masked_mean(terms)
+        loss = (1.0 - weight) * nll + weight * objective
+        optimiser.zero_grad()
+        loss.backward()
+        grad_norm = float(
+            torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
+        )
+        if math.isfinite(grad_norm) and bool(torch.isfinite(loss)):
+            optimiser.step()
+        else:
+            skipped += 1
+        curves["loss"].append(float(loss.detach()))
+        curves["objective"].append(float(objective.detach()))
+        curves["nll"].append(float(nll.detach()))
+        step += 1
+        bar.update(1)
+        if step % settings.validate_every == 0 or step == settings.steps:
+            evaluate()
+            bar.set_postfix(acceptance=log_rows[-1]["validation_acceptance"])
+        if step % settings.checkpoint_every == 0 or step == settings.steps:
+            elapsed = time.perf_counter() - started
+            cpu_elapsed = time.process_time() - cpu_started
+            save_checkpoint()
+    bar.close()
+    model.load_state_dict(best_state)
+    torch.save(best_state, best_path)
+    return FineTuneResult(
+        steps=step,
+        best_step=best_step,
+        initial_validation_acceptance=initial_acceptance,
+        best_validation_acceptance=best_acceptance,
+        best_validation_nll=best_nll,
+        nonfinite_energies=potential.num_nonfinite,
+        skipped_steps=skipped,
+        seconds=elapsed,
+        cpu_seconds=cpu_elapsed,
+        log_path=log_path,
+        best_model_path=best_path,
+    )
+
+
+def fine_tune_folder(
+    folder: TrainingFolder | str | os.PathLike,
+    settings: FineTuneSettings,
+    progress: bool = True,
+) -> dict:
+    """Fine-tune the model of a finished ``timewarp train`` folder, starting from its best
+    maximum-likelihood parameters, in ``FOLDER/fine-tune-<objective>/``; the model is left
+    holding the fine-tuned parameters. Returns the summary for the model's metadata.
+
+    The System is rebuilt from the folder's topology with the data's force field
+    (``peptides.create_system``), at the data's temperature.
+    """
+    from openmm_timewarp.cli import RotationAugmented, TrainingFolder
+    from openmm_timewarp.peptides import FORCEFIELD_NAME, create_system
+
+    if not isinstance(folder, TrainingFolder):
+        folder = TrainingFolder.open(Path(folder))
+    folder.load_best()
+    recipe, facts = folder.record["recipe"], folder.record["facts"]
+    if "train" not in folder.data:
+        raise ValueError(f"{folder.path} holds several molecules; the fine-tune takes one")
+    if facts["forcefield"] != FORCEFIELD_NAME:
+        raise ValueError(
+            f"{folder.path} was trained on {facts['forcefield']} data; the fine-tune builds "
+            f"{FORCEFIELD_NAME} Systems only"
+        )
+    if settings.objective == "reverse-kl" and recipe["family"] != "ic-independent":
+        raise ValueError(
+            f"the reverse-kl objective is for ic-independent models, not {recipe['family']}: "
+            "use --fine-tune-objective acceptance"
+        )
+    potential = ReducedPotential(create_system(folder.topology), facts["temperature_K"])
+    model = folder.model
+    proposal = model.flow if isinstance(model, RotationAugmented) else model
+    result = fine_tune(
+        model,
+        potential,
+        folder.data["train"],
+        folder.data["validation"],
+        folder.atom_types,
+        folder.path / f"fine-tune-{settings.objective}",
+        settings,
+        proposal=proposal,
+        progress=progress,
+    )
+    return {
+        "settings": asdict(settings),
+        "steps": result.steps,
+        "best_step": result.best_step,
+        "initial_validation_acceptance": result.initial_validation_acceptance,
+        "best_validation_acceptance": result.best_validation_acceptance,
+        "best_validation_nll": result.best_validation_nll,
+        "nonfinite_energies": result.nonfinite_energies,
+        "skipped_steps": result.skipped_steps,
+        "wall_seconds": round(result.seconds, 1),
+        "cpu_seconds": round(result.cpu_seconds, 1),
+    }
