@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -260,6 +261,26 @@ def test_transferable_flow_on_two_dipeptides_runs_a_third(tmp_path):
     assert np.isfinite(positions.value_in_unit(unit.nanometer)).all()
 
 
+def run_torchrun(arguments: list[str], timeout: float = 300.0) -> subprocess.CompletedProcess:
+    """``torchrun --standalone ARGUMENTS`` on one thread per process; the whole process group is
+    killed on timeout, so that no worker outlives a failed test."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", *arguments]
+    with subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
 @pytest.mark.slow
 def test_torchrun_with_two_processes_matches_one_process(tmp_path):
     """`torchrun --nproc_per_node=2 ... train` on CPU (gloo): process 0 alone writes the folder,
@@ -273,13 +294,8 @@ def test_torchrun_with_two_processes_matches_one_process(tmp_path):
         output = tmp_path / f"single-{seed}"
         assert main(["train", str(data), "-o", str(output), *options, "--seed", str(seed)]) == 0
         single.append(json.loads((output / "train.json").read_text()))
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    command = [*torchrun, "--nproc_per_node=2", "-m", "openmm_timewarp.cli", "train", str(data)]
-    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run = subprocess.run(
-        [*command, "-o", str(tmp_path / "ddp"), *options, "--seed", "0"],
-        capture_output=True, text=True, env=environment, timeout=300,
-    )  # fmt: skip
+    command = ["--nproc_per_node=2", "-m", "openmm_timewarp.cli", "train", str(data)]
+    run = run_torchrun([*command, "-o", str(tmp_path / "ddp"), *options, "--seed", "0"])
     assert run.returncode == 0, run.stderr[-2000:]
     assert len(re.findall("model written to", run.stdout)) == 1  # printed by process 0 alone
     steps = [int(row["step"]) for row in csv.DictReader((tmp_path / "ddp" / "log.csv").open())]
@@ -292,9 +308,64 @@ def test_torchrun_with_two_processes_matches_one_process(tmp_path):
     # nats; two processes drawing half a batch each must stay within 3 standard deviations.
     assert abs(nll - reference.mean()) < 3 * reference.std(ddof=1)
 
-    odd = subprocess.run(
-        [*command, "-o", str(tmp_path / "odd"), *options, "--batch-size", "33"],
-        capture_output=True, text=True, env=environment, timeout=300,
-    )  # fmt: skip
+    odd = run_torchrun([*command, "-o", str(tmp_path / "odd"), *options, "--batch-size", "33"])
     assert odd.returncode != 0 and "not divisible by the 2 processes" in odd.stderr
     assert not (tmp_path / "odd").exists()
+
+
+DDP_RESUME_SCRIPT = """
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, sys.argv[2])
+from test_training import ATOM_TYPES, SETTINGS, GaussianDisplacement, gaussian_pairs
+
+from openmm_timewarp.training import PeptideData, distributed_process_group, train_peptides
+
+
+class InterruptedAtStep(GaussianDisplacement):
+    # Counts training calls only: process 0 alone validates, so all calls differ between ranks.
+    def training_nll(self, x_cond, x_next, atom_types):
+        self.steps = getattr(self, "steps", 0) + self.training
+        if self.steps == 150:  # between the checkpoints at steps 120 and 160
+            raise KeyboardInterrupt("simulated interruption")
+        return super().training_nll(x_cond, x_next, atom_types)
+
+
+torch.set_num_threads(1)
+output = Path(sys.argv[1])
+pairs = gaussian_pairs(4000, 0.3, 0.5, 0), gaussian_pairs(500, 0.3, 0.5, 1)
+data = [PeptideData(*pairs, ATOM_TYPES)]
+with distributed_process_group() as group:
+    straight = GaussianDisplacement()
+    train_peptides(straight, data, output / "straight", SETTINGS, progress=False)
+    interrupted = InterruptedAtStep()
+    try:
+        train_peptides(interrupted, data, output / "resumed", SETTINGS, progress=False)
+    except KeyboardInterrupt:
+        pass
+    resumed = GaussianDisplacement()
+    train_peptides(resumed, data, output / "resumed", SETTINGS, progress=False)
+    same = torch.equal(straight.shift, resumed.shift) and torch.equal(
+        straight.log_scale, resumed.log_scale
+    )
+    (output / f"same-{group.rank}").write_text(str(same))
+"""
+
+
+@pytest.mark.slow
+def test_torchrun_training_resumes_exactly(tmp_path):
+    """Two processes interrupted between checkpoints and run again end where an uninterrupted
+    two-process run ends, in both processes, with the same log."""
+    script = tmp_path / "resume.py"
+    script.write_text(DDP_RESUME_SCRIPT)
+    run = run_torchrun(
+        ["--nproc_per_node=2", str(script), str(tmp_path), str(Path(__file__).parent)]
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert [(tmp_path / f"same-{rank}").read_text() for rank in (0, 1)] == ["True", "True"]
+    logs = [(tmp_path / name / "log.csv").read_text() for name in ("straight", "resumed")]
+    columns = [[line.split(",")[:3] for line in log.splitlines()] for log in logs]
+    assert columns[0] == columns[1] and len(columns[0]) == 1 + 300 // 20
