@@ -233,3 +233,58 @@ def test_bad_folders_are_refused(trained, data_dir, tmp_path, capsys):
     with_tau = [*mixture, "--weight", "0.5", "--tau-ps", "5"]
     assert train("-o", tmp_path / "mix", "--family", "ic-mixture", *with_tau) == 2
     assert "takes tau from its conditional" in capsys.readouterr().err
+
+
+FINE_TUNE = [
+    "--fine-tune-validate-every",
+    "1",
+    "--fine-tune-checkpoint-every",
+    "2",
+    "--fine-tune-batch-size",
+    "8",
+    "--fine-tune-num-starts",
+    "2",
+    "--fine-tune-proposals-per-start",
+    "2",
+    "--fine-tune-validation-starts",
+    "4",
+]
+
+
+def test_fine_tune_after_maximum_likelihood(data_dir, tmp_path, capsys):
+    output = tmp_path / "fine-tuned"
+    options = ["--family", "ic-independent", "--max-steps", "4", *SMALL_IC, *FINE_TUNE]
+    assert train(data_dir, "-o", output, *options, "--fine-tune-steps", "2") == 0
+    metadata = check_model_file(output / "model.pt", data_dir)
+    summary = metadata.training["fine_tune"]
+    assert summary["steps"] == 2 and summary["settings"]["objective"] == "acceptance"
+    assert summary["settings"]["weight"] == 0.1 and metadata.training["steps"] == 4
+    rows = log_rows(output / "fine-tune-acceptance")
+    assert [row["step"] for row in rows] == ["0", "1", "2"]
+    assert summary["initial_validation_acceptance"] == pytest.approx(
+        float(rows[0]["validation_acceptance"]), rel=1e-5
+    )
+    more = [*options, "--fine-tune-steps", "3", "--fine-tune-objective", "reverse-kl"]
+    assert train(data_dir, "-o", output, *more) == 0
+    assert load_model(output / "model.pt")[1].training["fine_tune"]["steps"] == 3
+    assert len(log_rows(output / "fine-tune-reverse-kl")) == 4
+
+
+def test_bad_fine_tune_options_are_refused(trained, data_dir, tmp_path, capsys):
+    conditional = [
+        *["--family", "ic-conditional", "--tau-ps", "5", "--max-steps", "4", "--name", "tiny"],
+        *SMALL_IC,
+    ]
+    bad = ["--fine-tune-steps", "1", "--fine-tune-objective", "reverse-kl"]
+    assert train(data_dir, "-o", trained["ic-conditional"], *conditional, *bad) == 2
+    assert "reverse-kl objective is for ic-independent" in capsys.readouterr().err
+    independent = ["--family", "ic-independent", "--max-steps", "4", "--name", "tiny", *SMALL_IC]
+    heavy = ["--fine-tune-steps", "1", "--fine-tune-weight", "2"]
+    assert train(data_dir, "-o", trained["ic-independent"], *independent, *heavy) == 2
+    assert "weight must lie in [0, 1]" in capsys.readouterr().err
+    mixture = [
+        *["--conditional", trained["ic-conditional"], "--independent", trained["ic-independent"]],
+        *["--weight", "0.5", "--fine-tune-steps", "1"],
+    ]
+    assert train("-o", tmp_path / "mix", "--family", "ic-mixture", *mixture) == 2
+    assert "not the mixture" in capsys.readouterr().err
