@@ -310,7 +310,8 @@ class RotationAugmented(torch.nn.Module):
     The flow is not rotation equivariant, so it learns orientations from the data. The rotation
     and the flow's own auxiliary draw of training call k come from torch's generator seeded with
     (seed, k), and k is a buffer of the state dict, so a run resumed from a checkpoint draws the
-    same numbers as one that was not interrupted; validation draws from a fixed seed.
+    same numbers as one that was not interrupted; validation draws from a fixed seed. Under
+    torchrun each process has its own stream (seeded with its rank as well).
     """
 
     def __init__(self, flow: torch.nn.Module, seed: int) -> None:
@@ -326,7 +327,15 @@ class RotationAugmented(torch.nn.Module):
             if not self.training:
                 torch.manual_seed(self.seed)
                 return self.flow.training_nll(x_cond, x_next, atom_types)
-            torch.manual_seed(self.seed * 1_000_003 + int(self.calls))
+            seed = self.seed * 1_000_003 + int(self.calls)
+            if torch.distributed.is_initialized() and torch.distributed.get_rank() > 0:
+                # Process r > 0 of a torchrun launch: its own rotations and auxiliary noise
+                # (torch's CPU generator keeps only 32 bits of a seed, hence the hashing).
+                from numpy.random import SeedSequence
+
+                rank = torch.distributed.get_rank()
+                seed = int(SeedSequence([seed, rank]).generate_state(1)[0])
+            torch.manual_seed(seed)
             self.calls += 1
             rotation = random_rotations(x_cond.shape[0])
             return self.flow.training_nll(x_cond @ rotation, x_next @ rotation, atom_types)

@@ -340,8 +340,9 @@ def _step_generator(seed: int, rank: int, step: int) -> torch.Generator:
     Seeded from (seed, rank, step) rather than carried along, so that a resumed run draws what
     the uninterrupted one would have without gathering every process's generator state.
     """
-    entropy = np.random.SeedSequence([seed, rank, step]).generate_state(2, np.uint64)
-    return torch.Generator().manual_seed(int(entropy[0] >> np.uint64(1)))
+    # 32 bits: what torch's CPU generator keeps of a seed.
+    entropy = np.random.SeedSequence([seed, rank, step]).generate_state(1)
+    return torch.Generator().manual_seed(int(entropy[0]))
 
 
 def train_peptides(
