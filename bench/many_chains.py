@@ -65,13 +65,17 @@ class TimedModel:
     def forward_chains(self, positions, atom_types, noise):
         started = time.perf_counter()
         result = self.module.forward_chains(positions, atom_types, noise)
+        if positions.is_cuda:
+            torch.cuda.synchronize(positions.device)
         self.seconds += time.perf_counter() - started
         self.calls += 1
         self.computed += noise.shape[0] * noise.shape[1]
         return result
 
 
-def run(model: Path, num_chains: int, steps: int, max_proposals: int, folder: Path) -> dict:
+def run(
+    model: Path, num_chains: int, steps: int, max_proposals: int, folder: Path, device: str
+) -> dict:
     pdb = app.PDBFile(str(EXAMPLE_PDB))
     system = create_system(pdb.topology)
     start = np.array(pdb.positions.value_in_unit(unit.nanometer))
@@ -85,7 +89,7 @@ def run(model: Path, num_chains: int, steps: int, max_proposals: int, folder: Pa
         max_proposals=max_proposals,
         trajectory_interval=max(1, steps // 10),
         checkpoint_interval=steps,
-        device="cpu",
+        device=device,
     )
     (group,) = sampler.groups
     timed = TimedModel(group.module)
@@ -114,10 +118,12 @@ def main() -> None:
     parser.add_argument("--chains", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--max-proposals", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--device", default="cpu", help="where the model runs, e.g. cuda:0")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch threads "
-          f"{args.threads}, load average {os.getloadavg()[0]:.1f} at start")  # fmt: skip
+          f"{args.threads}, model on {args.device}, load average {os.getloadavg()[0]:.1f} at "
+          "start")  # fmt: skip
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         model = export_bundled_model(scratch / "model.pt", app.PDBFile(str(EXAMPLE_PDB)).topology)
@@ -128,9 +134,8 @@ def main() -> None:
         print(header)
         print("|".join("---" for _ in header.split("|")))
         for num_chains in args.chains:
-            result = run(
-                model, num_chains, args.steps, args.max_proposals, scratch / str(num_chains)
-            )
+            folder = scratch / str(num_chains)
+            result = run(model, num_chains, args.steps, args.max_proposals, folder, args.device)
             print(
                 f"{num_chains} | {args.steps} | {result['wall_s']:.1f} | {result['model_calls']} | "
                 f"{result['model_s']:.1f} | {result['proposals_per_call']:.0f} | "

@@ -528,7 +528,9 @@ class ChainSampler:
             # no proposal is computed only to be thrown away, as padding to the largest K would.
             positions = positions.repeat_interleave(torch.tensor(sizes), dim=0)
             noise = torch.cat(noise).unsqueeze(1)
-        with torch.no_grad():
+        # K changes from round to round; TorchScript's optimising executor re-specialises for
+        # every new shape, which made the model calls 5x slower on a GPU (docs/chains.md).
+        with torch.no_grad(), torch.jit.optimized_execution(False):
             proposals, log_q_ratios = group.module.forward_chains(
                 positions.to(self.device), group.atom_types, noise.to(self.device)
             )
