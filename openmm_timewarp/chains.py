@@ -53,7 +53,7 @@ from openmm_timewarp.contract import (
     load_model,
     resolve_model_path,
 )
-from openmm_timewarp.md import _truncate_dcd, _write_json_atomically
+from openmm_timewarp.md import _truncate_dcd, _write_json_atomically, count_dcd_frames
 from openmm_timewarp.peptides import TERMINI, build_peptide, create_system
 
 __all__ = [
@@ -227,12 +227,16 @@ class _Chain:
         trajectory = self.directory / TRAJECTORY_FILE
         if self.checkpoint_path.exists():
             self._load_checkpoint()
-            _truncate_dcd(
-                trajectory,
-                self.spec.topology.getNumAtoms(),
-                self.statistics.frames,
-                self.trajectory_interval,
-            )
+            num_atoms = self.spec.topology.getNumAtoms()
+            if not trajectory.exists() or count_dcd_frames(trajectory, num_atoms) < (
+                self.statistics.frames
+            ):
+                raise ValueError(
+                    f"{trajectory} is missing or has fewer frames than its checkpoint "
+                    f"({self.statistics.frames}); the chain cannot be resumed: move "
+                    f"{self.directory} aside and start the chain again"
+                )
+            _truncate_dcd(trajectory, num_atoms, self.statistics.frames, self.trajectory_interval)
             self.dcd_handle = open(trajectory, "r+b")
             self.dcd = app.DCDFile(
                 self.dcd_handle,
@@ -265,18 +269,29 @@ class _Chain:
             self.dcd_handle = None
 
     def _load_checkpoint(self) -> None:
-        state = torch.load(self.checkpoint_path, weights_only=False)
+        state = torch.load(self.checkpoint_path, weights_only=True)
         if state.get("version") != CHECKPOINT_VERSION:
             raise ValueError(f"{self.checkpoint_path} has an unknown checkpoint version")
-        recorded = (state["seed"], state["model"], tuple(state["atom_types"]))
-        wanted = (self.spec.seed, str(self.model_path), tuple(self.atom_types.tolist()))
+        recorded = (
+            state["seed"],
+            state["model"],
+            tuple(state["atom_types"]),
+            state["trajectory_interval"],
+        )
+        wanted = (
+            self.spec.seed,
+            str(self.model_path),
+            tuple(self.atom_types.tolist()),
+            self.trajectory_interval,
+        )
         if recorded != wanted:
             raise ValueError(
-                f"{self.directory} holds chain {self.spec.name!r} with another seed, model or "
-                f"molecule (seed {state['seed']}, model {state['model']}); resume it with the "
-                "same settings or write to another folder"
+                f"{self.directory} holds chain {self.spec.name!r} with another seed, model, "
+                f"molecule or trajectory interval (seed {state['seed']}, model {state['model']}, "
+                f"interval {state['trajectory_interval']}); resume it with the same settings or "
+                "write to another folder"
             )
-        self.positions = state["positions"]
+        self.positions = state["positions"].numpy()
         self.generator.set_state(state["generator"])
         self.adaptation_accepted = state["adaptation_accepted"]
         self.statistics = ChainStatistics(**state["statistics"])
@@ -292,7 +307,8 @@ class _Chain:
             "seed": self.spec.seed,
             "model": str(self.model_path),
             "atom_types": self.atom_types.tolist(),
-            "positions": self.positions,
+            "trajectory_interval": self.trajectory_interval,
+            "positions": torch.from_numpy(self.positions),
             "generator": self.generator.get_state(),
             "adaptation_accepted": self.adaptation_accepted,
             "statistics": statistics,

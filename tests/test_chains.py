@@ -300,6 +300,11 @@ def test_resume_refuses_other_settings(mixed_specs, tmp_path):
     other = ChainSpec(**{**spec.__dict__, "seed": spec.seed + 1})
     with pytest.raises(ValueError, match="another seed"):
         ChainSampler([other], tmp_path, trajectory_interval=5).run(20)
+    with pytest.raises(ValueError, match="trajectory interval"):
+        ChainSampler([spec], tmp_path, trajectory_interval=2).run(20)
+    (tmp_path / spec.name / "trajectory.dcd").unlink()
+    with pytest.raises(ValueError, match="cannot be resumed"):
+        ChainSampler([spec], tmp_path, trajectory_interval=5).run(20)
 
 
 def particle_topology(num_atoms: int) -> app.Topology:
