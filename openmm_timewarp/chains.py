@@ -186,7 +186,7 @@ class _Chain:
         self,
         spec: ChainSpec,
         model_path: Path,
-        metadata_atom_types: np.ndarray,
+        atom_types: np.ndarray,
         temperature_K: float,
         tau_ps: float,
         directory: Path,
@@ -195,7 +195,7 @@ class _Chain:
     ) -> None:
         self.spec = spec
         self.model_path = model_path
-        self.atom_types = metadata_atom_types
+        self.atom_types = atom_types
         self.directory = directory
         self.trajectory_interval = trajectory_interval
         self.tau_ps = tau_ps
@@ -206,10 +206,10 @@ class _Chain:
         if centres is None:
             centres = chiral_centres(spec.topology)
         self.centres = np.asarray(centres, dtype=np.int64).reshape(-1, 4)
+        # The Context only evaluates energies: its integrator never steps.
         self.context = openmm.Context(spec.system, openmm.VerletIntegrator(0.001), platform)
         self.generator = torch.Generator()
         self.statistics = ChainStatistics(spec.name, str(model_path), spec.seed)
-        self.adaptation_accepted = 0
         self.positions = np.asarray(spec.positions, dtype=np.float64)
         self.energy = math.nan
         self.dcd_handle = None
@@ -293,7 +293,6 @@ class _Chain:
             )
         self.positions = state["positions"].numpy()
         self.generator.set_state(state["generator"])
-        self.adaptation_accepted = state["adaptation_accepted"]
         self.statistics = ChainStatistics(**state["statistics"])
 
     def save_checkpoint(self) -> None:
@@ -310,7 +309,6 @@ class _Chain:
             "trajectory_interval": self.trajectory_interval,
             "positions": torch.from_numpy(self.positions),
             "generator": self.generator.get_state(),
-            "adaptation_accepted": self.adaptation_accepted,
             "statistics": statistics,
         }
         temporary = self.checkpoint_path.with_suffix(".tmp")
@@ -327,7 +325,7 @@ class _Chain:
 
     def batch_size(self, max_proposals: int, steps: int) -> int:
         """The integrator's adaptive K, capped by the steps left to ``steps``."""
-        rate = self.adaptation_accepted / (self.statistics.proposals + 1)
+        rate = self.statistics.accepted / (self.statistics.proposals + 1)
         size = max_proposals if rate <= 0.0 else math.ceil(math.log(0.1) / math.log1p(-rate))
         return max(1, min(size, max_proposals, steps - self.statistics.steps))
 
@@ -367,7 +365,6 @@ class _Chain:
                 self.positions = proposal
                 self.energy = energy
                 stats.accepted += 1
-                self.adaptation_accepted += 1
             if stats.steps % self.trajectory_interval == 0:
                 self.dcd.writeModel(self.positions)
                 stats.frames += 1
@@ -395,10 +392,10 @@ class ChainSampler:
     ----------
     chains
         The chains this process runs (see :func:`chains_for_rank`); names must be distinct.
-    temperature
-        Quantity or kelvin; defaults to each model's training temperature.
     output
         Folder of the chains' folders; chains found there are resumed.
+    temperature
+        Quantity or kelvin; defaults to each model's training temperature.
     max_proposals
         The largest K (proposals per chain per model call).
     trajectory_interval
@@ -438,6 +435,7 @@ class ChainSampler:
         self.device = torch.device(device) if device is not None else model_device()
         openmm_platform = openmm.Platform.getPlatformByName(platform)
         self.groups: list[_Group] = []
+        self.chains: list[_Chain] = []  # in the order given
         modules: dict[Path, tuple[torch.jit.ScriptModule, object]] = {}
         groups: dict[tuple, _Group] = {}
         for spec in chains:
@@ -450,10 +448,15 @@ class ChainSampler:
             if atom_types is None:
                 atom_types = atom_types_for_topology(spec.topology, metadata)
             atom_types = np.asarray(atom_types, dtype=np.int64).reshape(-1)
-            if len(atom_types) != spec.system.getNumParticles():
+            num_particles = spec.system.getNumParticles()
+            if len(atom_types) != num_particles:
                 raise ValueError(
-                    f"chain {spec.name}: {len(atom_types)} atom types for "
-                    f"{spec.system.getNumParticles()} particles"
+                    f"chain {spec.name}: {len(atom_types)} atom types for {num_particles} particles"
+                )
+            if metadata.num_atoms is not None and metadata.num_atoms != num_particles:
+                raise ValueError(
+                    f"chain {spec.name}: the model {path} is for {metadata.num_atoms} atoms, the "
+                    f"System has {num_particles}"
                 )
             if temperature is None:
                 temperature_K = metadata.temperature_K
@@ -483,10 +486,7 @@ class ChainSampler:
                 )
                 self.groups.append(groups[key])
             groups[key].chains.append(chain)
-
-    @property
-    def chains(self) -> list[_Chain]:
-        return [chain for group in self.groups for chain in group.chains]
+            self.chains.append(chain)
 
     def run(self, steps: int, progress: bool = False) -> list[ChainStatistics]:
         """Advance every chain to ``steps`` steps in all (resuming where it stands) and return

@@ -393,6 +393,11 @@ def test_bad_inputs_are_refused(mixed_specs, tmp_path):
         ChainSampler([spec, spec], tmp_path)
     with pytest.raises(ValueError, match="trajectory_interval"):
         ChainSampler([spec], tmp_path, trajectory_interval=0)
+    two_atoms = export_simple_proposal(
+        GaussianRandomWalk(0.01), tmp_path / "two.pt", num_atoms=2, atom_types=ELEMENTS
+    )
+    with pytest.raises(ValueError, match="is for 2 atoms"):
+        ChainSampler([ChainSpec(**{**spec.__dict__, "model": two_atoms})], tmp_path)
     constrained = create_system(build_peptide("A").topology)
     constrained.addConstraint(0, 1, 0.1)
     with pytest.raises(ValueError, match="constraints"):
