@@ -157,18 +157,6 @@ class ICProposalBase(nn.Module):
         x = self.transform.to_cartesian(q, origin.expand(batch, 3), rotation.expand(batch, 3, 3))
         return x[:, atom_types].to(dtype)
 
-    def current_state(
-        self, positions: torch.Tensor, atom_types: torch.Tensor, num_proposals: int
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Internal coordinates, origins and rotations of chains ``[C, N, 3]``, repeated for each
-        of their ``num_proposals`` proposals (``[C * B, ...]``, chain by chain)."""
-        q, origin, rotation = self.internal(positions, atom_types)
-        return (
-            q.repeat_interleave(num_proposals, dim=0),
-            origin.repeat_interleave(num_proposals, dim=0),
-            rotation.repeat_interleave(num_proposals, dim=0),
-        )
-
     def forward(
         self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -180,16 +168,26 @@ class ICProposalBase(nn.Module):
     def forward_chains(
         self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Proposals ``[C, B, N, 3]`` and logQRatio ``[C, B]`` for chains ``[C, N, 3]``."""
-        q_current, origin, rotation = self.current_state(positions, atom_types, noise.shape[1])
-        q_new, log_q_forward, log_q_reverse = self.propose(q_current, self.base_uniforms(noise))
+        """Proposals ``[C, B, N, 3]`` and logQRatio ``[C, B]`` for chains ``[C, N, 3]``; the
+        C * B proposals are computed as one batch, chain by chain."""
+        num_proposals = noise.shape[1]
+        q, origin, rotation = self.internal(positions, atom_types)
+        q_new, log_q_forward, log_q_reverse = self.propose(
+            q, self.base_uniforms(noise), num_proposals
+        )
         log_ratio = (
             log_q_reverse
             - log_q_forward
             + self.transform.log_det_jacobian(q_new)
-            - self.transform.log_det_jacobian(q_current)
+            - self.transform.log_det_jacobian(q).repeat_interleave(num_proposals)
         )
-        proposals = self.cartesian(q_new, origin, rotation, atom_types, positions.dtype)
+        proposals = self.cartesian(
+            q_new,
+            origin.repeat_interleave(num_proposals, dim=0),
+            rotation.repeat_interleave(num_proposals, dim=0),
+            atom_types,
+            positions.dtype,
+        )
         shape = noise.shape
         return (
             proposals.reshape(shape[0], shape[1], shape[2], 3),
@@ -197,10 +195,11 @@ class ICProposalBase(nn.Module):
         )
 
     def propose(
-        self, q_current: torch.Tensor, uniforms: torch.Tensor
+        self, q: torch.Tensor, uniforms: torch.Tensor, num_proposals: int
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """New internal coordinates from ``q_current`` and base uniforms (one row per proposal),
-        with ``log q(i' | i)`` and ``log q(i | i')`` per unit volume of internal coordinates."""
+        """``num_proposals`` new internal coordinates for each chain's ``q [C, M]`` from base
+        uniforms ``[C * B, ...]``, with ``log q(i' | i)`` and ``log q(i | i')`` per unit volume of
+        internal coordinates, all ``[C * B]``."""
         raise NotImplementedError
 
 
@@ -239,10 +238,11 @@ class ICIndependentProposal(ICProposalBase):
         return -self.log_density(q)
 
     def propose(
-        self, q_current: torch.Tensor, uniforms: torch.Tensor
+        self, q: torch.Tensor, uniforms: torch.Tensor, num_proposals: int
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         q_new, log_q_new = self.sample(uniforms[:, : self.num_internal])
-        return q_new, log_q_new, self.log_density(q_current)
+        # The current state's density once per chain, not once per proposal.
+        return q_new, log_q_new, self.log_density(q).repeat_interleave(num_proposals)
 
 
 class ICConditionalProposal(ICProposalBase):
@@ -284,8 +284,9 @@ class ICConditionalProposal(ICProposalBase):
         return -self.log_density(q_next, q_cond)
 
     def propose(
-        self, q_current: torch.Tensor, uniforms: torch.Tensor
+        self, q: torch.Tensor, uniforms: torch.Tensor, num_proposals: int
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        q_current = q.repeat_interleave(num_proposals, dim=0)
         q_new, log_q_forward = self.sample(uniforms[:, : self.num_internal], q_current)
         return q_new, log_q_forward, self.log_density(q_current, q_new)
 
@@ -349,7 +350,9 @@ class ICMixtureProposal(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Proposals ``[C, B, N, 3]`` and logQRatio ``[C, B]`` for chains ``[C, N, 3]``."""
         conditional = self.conditional
-        q, origin, rotation = conditional.current_state(positions, atom_types, noise.shape[1])
+        num_proposals = noise.shape[1]
+        q_chains, origin, rotation = conditional.internal(positions, atom_types)
+        q = q_chains.repeat_interleave(num_proposals, dim=0)
         uniforms = conditional.base_uniforms(noise)
         base = uniforms[:, : self.num_internal]
         # The component choice, uniform through the normal CDF, from the first spare noise number.
@@ -375,14 +378,26 @@ class ICMixtureProposal(nn.Module):
         log_forward = torch.logaddexp(
             self.log_weight + log_c_forward, self.log_complement + log_i_forward
         )
-        log_reverse = self.log_density(q, q_new)
+        # log_density(q, q_new) written out, with the independent density of each chain's
+        # current state computed once per chain rather than once per proposal.
+        log_reverse = torch.logaddexp(
+            self.log_weight + conditional.log_density(q, q_new),
+            self.log_complement
+            + self.independent.log_density(q_chains).repeat_interleave(num_proposals),
+        )
         log_ratio = (
             log_reverse
             - log_forward
             + conditional.transform.log_det_jacobian(q_new)
             - conditional.transform.log_det_jacobian(q)
         )
-        proposals = conditional.cartesian(q_new, origin, rotation, atom_types, positions.dtype)
+        proposals = conditional.cartesian(
+            q_new,
+            origin.repeat_interleave(num_proposals, dim=0),
+            rotation.repeat_interleave(num_proposals, dim=0),
+            atom_types,
+            positions.dtype,
+        )
         shape = noise.shape
         return (
             proposals.reshape(shape[0], shape[1], shape[2], 3),
