@@ -315,26 +315,35 @@ def particle_topology(num_atoms: int) -> app.Topology:
     return topology
 
 
-def analytic_samples(system, start, model_path, folder, seed) -> np.ndarray:
-    """Positions every THIN steps after BURN_IN of one chain run by ChainSampler."""
-    spec = ChainSpec(
-        name="chain",
-        system=system,
-        topology=particle_topology(len(start)),
-        positions=start,
-        model=model_path,
-        seed=seed,
-        atom_types=[0] * len(start),
-        chiral_centres=[],
-    )
-    sampler = ChainSampler([spec], folder, temperature=TEMPERATURE, trajectory_interval=THIN)
-    (statistics,) = sampler.run(BURN_IN + EXACTNESS_STEPS)
-    assert 0.05 < statistics.acceptance_rate < 0.95
-    assert statistics.model_calls < statistics.proposals
-    trajectory = mdtraj.load(
-        str(folder / "chain" / "trajectory.dcd"), top=str(folder / "chain" / "topology.pdb")
-    )
-    return trajectory.xyz[BURN_IN // THIN :].astype(np.float64)
+def analytic_samples(
+    system, start, model_path, folder, seed, num_chains=1, steps=EXACTNESS_STEPS
+) -> np.ndarray:
+    """Positions every THIN steps after BURN_IN of ``num_chains`` chains run together by
+    ChainSampler, chain after chain: ``[samples, atoms, 3]``."""
+    specs = [
+        ChainSpec(
+            name=f"chain-{index}",
+            system=system,
+            topology=particle_topology(len(start)),
+            positions=start,
+            model=model_path,
+            seed=chain_seed(seed, index),
+            atom_types=[0] * len(start),
+            chiral_centres=[],
+        )
+        for index in range(num_chains)
+    ]
+    sampler = ChainSampler(specs, folder, temperature=TEMPERATURE, trajectory_interval=THIN)
+    samples = []
+    for spec, statistics in zip(specs, sampler.run(BURN_IN + steps), strict=True):
+        assert 0.05 < statistics.acceptance_rate < 0.95
+        assert statistics.model_calls < statistics.proposals
+        chain_folder = folder / spec.name
+        trajectory = mdtraj.load(
+            str(chain_folder / "trajectory.dcd"), top=str(chain_folder / "topology.pdb")
+        )
+        samples.append(trajectory.xyz[BURN_IN // THIN :].astype(np.float64))
+    return np.concatenate(samples)
 
 
 @pytest.mark.parametrize("flipped", [False, True], ids=["exact", "flipped logQRatio"])
@@ -356,6 +365,27 @@ def test_double_well_is_sampled_exactly(flipped, tmp_path):
     samples = analytic_samples(double_well_system(), start, path, tmp_path, seed=22)
     failures = compare(double_well_observables(samples))
     assert (failures != []) == flipped
+
+
+@pytest.mark.slow
+def test_many_chains_of_every_analytic_case_are_exact(tmp_path):
+    """Three chains of each proposal of the integrator's exactness tests, 30,000 steps each, in
+    one sampler per case; the pooled averages must match the exact ones."""
+    cases = [
+        (harmonic_system, proposal, HARMONIC_CENTRES, harmonic_observables, 2)
+        for proposal in HARMONIC_PROPOSALS.values()
+    ] + [
+        (double_well_system, proposal, np.array([[-0.1, 0.0, 0.0]]), double_well_observables, None)
+        for proposal in DOUBLE_WELL_PROPOSALS.values()
+    ]
+    failures = []
+    for index, (make_system, proposal, start, observables, num_atoms) in enumerate(cases):
+        path = export_simple_proposal(proposal(), tmp_path / f"{index}.pt", num_atoms=num_atoms)
+        samples = analytic_samples(
+            make_system(), start, path, tmp_path / str(index), 30 + index, 3, 3 * EXACTNESS_STEPS
+        )
+        failures += compare(observables(samples))
+    assert failures == []
 
 
 class ForwardOnly(torch.nn.Module):
