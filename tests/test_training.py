@@ -227,13 +227,16 @@ def write_synthetic_data(root: Path, sequence: str, termini: str, frames: int) -
     return root
 
 
-def test_transferable_flow_on_two_dipeptides_runs_a_third(tmp_path):
+def test_transferable_flow_on_two_dipeptides_runs_a_third(tmp_path, capsys):
     """`timewarp train` on two dipeptide folders: one model of any size that an unseen dipeptide
     runs through TimewarpIntegrator."""
     folders = [
         write_synthetic_data(tmp_path / "data" / name, name, "zwitterionic", 400)
         for name in ("AG", "SV")
     ]
+    internal = ["--family", "ic-conditional", "--tau-ps", "2", "-o", str(tmp_path / "ic")]
+    assert main(["train", *map(str, folders), *internal]) == 2
+    assert "tied to one molecule" in capsys.readouterr().err
     output = tmp_path / "transferable"
     options = ["--family", "timewarp-flow", "--tau-ps", "2", "--max-steps", "40"]
     options += ["--batch-size", "16", "--validate-every", "10", "--checkpoint-every", "20"]
