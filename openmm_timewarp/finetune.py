@@ -56,6 +56,7 @@ from tqdm import tqdm
 
 from openmm_timewarp.energy import ReducedPotential
 from openmm_timewarp.internal.proposals import ICIndependentProposal
+from openmm_timewarp.training import validation_nll
 
 if TYPE_CHECKING:
     from openmm_timewarp.cli import TrainingFolder
@@ -302,8 +303,6 @@ def fine_tune(
 
     def validate() -> tuple[float, float, float]:
         """Mean acceptance probability, median log acceptance, validation NLL."""
-        from openmm_timewarp.training import validation_nll
-
         model.eval()
         with torch.no_grad():
             log_alpha = log_acceptance(

@@ -270,6 +270,19 @@ def test_fine_tune_after_maximum_likelihood(data_dir, tmp_path, capsys):
     assert len(log_rows(output / "fine-tune-reverse-kl")) == 4
 
 
+def test_fine_tune_of_a_timewarp_flow(data_dir, tmp_path):
+    """The acceptance objective runs through the contract's forward of any family."""
+    output = tmp_path / "flow"
+    options = ["--family", "timewarp-flow", "--tau-ps", "2", "--max-steps", "2", *FAST]
+    fine = [*FINE_TUNE, "--fine-tune-steps", "2"]
+    assert train(data_dir, "-o", output, *options, "--batch-size", "4", *fine) == 0
+    metadata = check_model_file(output / "model.pt", data_dir)
+    assert metadata.family == "timewarp-flow"
+    assert metadata.training["fine_tune"]["steps"] == 2
+    assert metadata.training["fine_tune"]["skipped_steps"] == 0
+    assert len(log_rows(output / "fine-tune-acceptance")) == 3
+
+
 def test_bad_fine_tune_options_are_refused(trained, data_dir, tmp_path, capsys):
     conditional = [
         *["--family", "ic-conditional", "--tau-ps", "5", "--max-steps", "4", "--name", "tiny"],
