@@ -630,13 +630,22 @@ def _train(args: argparse.Namespace) -> int:
     from openmm_timewarp.training import distributed_process_group
 
     _check_train_options(args)
+    if args.fine_tune_steps:
+        _fine_tune_settings(args)  # bad fine-tune options are refused before training starts
     if args.family == "ic-mixture":
-        if args.fine_tune_steps:
-            raise ValueError("fine-tune the components in their own folders, not the mixture")
         return _export_mixture(args)
     # Under torchrun every process trains; process 0 alone writes the folder (docs/training.md).
     with distributed_process_group():
         return _train_in_process(args)
+
+
+def _fine_tune_settings(args: argparse.Namespace):
+    """The ``--fine-tune-*`` options as checked ``finetune.FineTuneSettings`` for the family."""
+    from openmm_timewarp.finetune import FineTuneSettings, settings_for_family
+
+    names = FineTuneSettings.__dataclass_fields__
+    values = {name: getattr(args, f"fine_tune_{name}") for name in names}
+    return settings_for_family(args.family, **values)
 
 
 def _training_record(args: argparse.Namespace) -> dict:
@@ -708,12 +717,10 @@ def _train_in_process(args: argparse.Namespace) -> int:
     }
     folder.save_record()
     if args.fine_tune_steps:
-        from openmm_timewarp.finetune import FineTuneSettings, fine_tune_folder
+        from openmm_timewarp.finetune import fine_tune_folder
 
-        names = FineTuneSettings.__dataclass_fields__
-        settings = FineTuneSettings(**{name: getattr(args, f"fine_tune_{name}") for name in names})
         folder.record["summary"]["fine_tune"] = fine_tune_folder(
-            folder, settings, progress=not args.no_progress
+            folder, _fine_tune_settings(args), progress=not args.no_progress
         )
         folder.save_record()
     model_path = args.model_file or args.output / MODEL_FILE

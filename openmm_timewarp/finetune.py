@@ -143,6 +143,19 @@ class FineTuneSettings:
             raise ValueError("checkpoint_every must be a multiple of validate_every")
 
 
+def settings_for_family(family: str, **values) -> FineTuneSettings:
+    """:class:`FineTuneSettings` from ``values``, refused if they do not fit the model family."""
+    settings = FineTuneSettings(**values)
+    if family == "ic-mixture":
+        raise ValueError("fine-tune the components in their own folders, not the mixture")
+    if settings.objective == "reverse-kl" and family != "ic-independent":
+        raise ValueError(
+            f"the reverse-kl objective is for ic-independent models, not {family}: "
+            "use --fine-tune-objective acceptance"
+        )
+    return settings
+
+
 @dataclass(frozen=True)
 class FineTuneResult:
     steps: int
@@ -502,11 +515,7 @@ def fine_tune_folder(
             f"{folder.path} was trained on {facts['forcefield']} data; the fine-tune builds "
             f"{FORCEFIELD_NAME} Systems only"
         )
-    if settings.objective == "reverse-kl" and recipe["family"] != "ic-independent":
-        raise ValueError(
-            f"the reverse-kl objective is for ic-independent models, not {recipe['family']}: "
-            "use --fine-tune-objective acceptance"
-        )
+    settings_for_family(recipe["family"], **asdict(settings))
     potential = ReducedPotential(create_system(folder.topology), facts["temperature_K"])
     model = folder.model
     proposal = model.flow if isinstance(model, RotationAugmented) else model

@@ -284,16 +284,14 @@ def test_fine_tune_of_a_timewarp_flow(data_dir, tmp_path):
 
 
 def test_bad_fine_tune_options_are_refused(trained, data_dir, tmp_path, capsys):
-    conditional = [
-        *["--family", "ic-conditional", "--tau-ps", "5", "--max-steps", "4", "--name", "tiny"],
-        *SMALL_IC,
-    ]
+    """Refused before any training: no folder is written."""
+    conditional = ["--family", "ic-conditional", "--tau-ps", "5", "--max-steps", "4", *SMALL_IC]
     bad = ["--fine-tune-steps", "1", "--fine-tune-objective", "reverse-kl"]
-    assert train(data_dir, "-o", trained["ic-conditional"], *conditional, *bad) == 2
+    assert train(data_dir, "-o", tmp_path / "conditional", *conditional, *bad) == 2
     assert "reverse-kl objective is for ic-independent" in capsys.readouterr().err
-    independent = ["--family", "ic-independent", "--max-steps", "4", "--name", "tiny", *SMALL_IC]
+    independent = ["--family", "ic-independent", "--max-steps", "4", *SMALL_IC]
     heavy = ["--fine-tune-steps", "1", "--fine-tune-weight", "2"]
-    assert train(data_dir, "-o", trained["ic-independent"], *independent, *heavy) == 2
+    assert train(data_dir, "-o", tmp_path / "independent", *independent, *heavy) == 2
     assert "weight must lie in [0, 1]" in capsys.readouterr().err
     mixture = [
         *["--conditional", trained["ic-conditional"], "--independent", trained["ic-independent"]],
@@ -301,3 +299,4 @@ def test_bad_fine_tune_options_are_refused(trained, data_dir, tmp_path, capsys):
     ]
     assert train("-o", tmp_path / "mix", "--family", "ic-mixture", *mixture) == 2
     assert "not the mixture" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
