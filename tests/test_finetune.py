@@ -91,6 +91,16 @@ def test_energies_and_gradients_match_the_context(molecule, potential):
         torch.testing.assert_close(x.grad[index], expected, rtol=1e-12, atol=1e-12)
 
 
+def test_cpu_platform_agrees_with_reference(molecule, potential):
+    x = molecule[2][:3].double()
+    cpu = ReducedPotential(molecule[1], TEMPERATURE_K, platform="CPU")
+    energies, gradients = cpu.evaluate(x.numpy())
+    expected_energies, expected_gradients = potential.evaluate(x.numpy())
+    np.testing.assert_allclose(energies, expected_energies, atol=1e-3)  # kT; CPU is mixed precision
+    scale = np.abs(expected_gradients).max()
+    np.testing.assert_allclose(gradients, expected_gradients, atol=1e-5 * scale)
+
+
 def test_gradient_equals_finite_differences_of_the_energy(molecule, potential):
     x = molecule[2][5].double().clone().requires_grad_(True)
     potential(x[None]).sum().backward()
