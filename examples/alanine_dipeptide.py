@@ -147,6 +147,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"speed: {args.steps / seconds:.1f} steps/s "
         f"({args.steps} steps in {seconds:.1f} s, {integrator.getNumModelCalls()} model calls)"
     )
+    print(
+        f"time: model calls {integrator.getModelSeconds():.1f} s, energy evaluations "
+        f"{integrator.getEnergySeconds():.1f} s, reporters and the rest "
+        f"{seconds - integrator.getModelSeconds() - integrator.getEnergySeconds():.1f} s"
+    )
     print(f"phi > 0 fraction: {np.mean(phi > 0):.4f} (of {len(phi)} frames)")
     ramachandran_plot(
         phi, psi, plot_path, f"TimewarpIntegrator, {args.steps} steps, acceptance {acceptance:.3f}"
