@@ -43,11 +43,11 @@ loss and counted; a step whose gradient is not finite is skipped and counted.
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -56,7 +56,7 @@ from tqdm import tqdm
 
 from openmm_timewarp.energy import ReducedPotential
 from openmm_timewarp.internal.proposals import ICIndependentProposal
-from openmm_timewarp.training import validation_nll
+from openmm_timewarp.training import read_log, validation_nll, warmup_learning_rate, write_log
 
 if TYPE_CHECKING:
     from openmm_timewarp.cli import TrainingFolder
@@ -231,28 +231,6 @@ def reverse_kl(
     return lin_log_cut(potential(x) - reference_energy, energy_cut) + log_q_cartesian
 
 
-def _learning_rate(settings: FineTuneSettings, step: int) -> float:
-    if settings.warmup_steps == 0:
-        return settings.learning_rate
-    return settings.learning_rate * min(1.0, (step + 1) / settings.warmup_steps)
-
-
-def _read_log(path: Path, up_to_step: int) -> list[dict[str, str]]:
-    if not path.exists():
-        return []
-    with path.open(newline="") as handle:
-        return [row for row in csv.DictReader(handle) if int(row["step"]) <= up_to_step]
-
-
-def _write_log(path: Path, rows: list[dict[str, str]]) -> None:
-    temporary = path.with_suffix(".tmp")
-    with temporary.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(temporary, path)
-
-
 def _mean(values: list[float]) -> str:
     return f"{sum(values) / len(values):.6g}" if values else ""
 
@@ -359,7 +337,8 @@ def fine_tune(
         cpu_elapsed = checkpoint["cpu_seconds"]
         best_state = checkpoint["best_model"]
         potential.num_nonfinite = checkpoint["nonfinite_energies"]
-    log_rows = _read_log(log_path, step)
+    log_rows = read_log(log_path, step)
+    learning_rate_at = partial(warmup_learning_rate, settings.learning_rate, settings.warmup_steps)
 
     def save_checkpoint() -> None:
         state = {
@@ -380,7 +359,7 @@ def fine_tune(
         }
         torch.save(state, checkpoint_path.with_suffix(".tmp"))
         os.replace(checkpoint_path.with_suffix(".tmp"), checkpoint_path)
-        _write_log(log_path, log_rows)
+        write_log(log_path, log_rows, LOG_COLUMNS)
 
     curves: dict[str, list[float]] = {"loss": [], "objective": [], "nll": [], "acceptance": []}
     grad_norm = math.nan
@@ -407,7 +386,7 @@ def fine_tune(
                 "validation_median_log_acceptance": f"{median_log_acceptance:.6g}",
                 "nonfinite_energies": str(potential.num_nonfinite),
                 "skipped_steps": str(skipped),
-                "learning_rate": f"{_learning_rate(settings, max(step - 1, 0)):.6g}",
+                "learning_rate": f"{learning_rate_at(max(step - 1, 0)):.6g}",
                 "grad_norm": f"{grad_norm:.6g}",
                 "seconds": f"{time.perf_counter() - started:.2f}",
             }
@@ -424,7 +403,7 @@ def fine_tune(
     weight = settings.weight
     while step < settings.steps:
         for group in optimiser.param_groups:
-            group["lr"] = _learning_rate(settings, step)
+            group["lr"] = learning_rate_at(step)
         index = torch.randint(num_pairs, (settings.batch_size,), generator=generator)
         nll = model.training_nll(train_pairs[0][index], train_pairs[1][index], atom_types).mean()
         start_index = torch.randint(num_pairs, (settings.num_starts,), generator=generator)

@@ -50,6 +50,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -287,23 +288,26 @@ def _validation_subset(
     return pairs[0][index], pairs[1][index]
 
 
-def _learning_rate(settings: TrainingSettings, step: int) -> float:
-    if settings.warmup_steps == 0:
-        return settings.learning_rate
-    return settings.learning_rate * min(1.0, (step + 1) / settings.warmup_steps)
+def warmup_learning_rate(learning_rate: float, warmup_steps: int, step: int) -> float:
+    """The learning rate of optimisation step ``step`` (from 0) under a linear warm-up."""
+    if warmup_steps == 0:
+        return learning_rate
+    return learning_rate * min(1.0, (step + 1) / warmup_steps)
 
 
-def _read_log(path: Path, up_to_step: int) -> list[dict[str, str]]:
+def read_log(path: Path, up_to_step: int) -> list[dict[str, str]]:
+    """The rows of a CSV curve log up to ``up_to_step`` (a resumed run rewrites the rest)."""
     if not path.exists():
         return []
     with path.open(newline="") as handle:
         return [row for row in csv.DictReader(handle) if int(row["step"]) <= up_to_step]
 
 
-def _write_log(path: Path, rows: list[dict[str, str]]) -> None:
+def write_log(path: Path, rows: list[dict[str, str]], columns: tuple[str, ...]) -> None:
+    """Write a CSV curve log atomically (an interrupted write leaves the previous one)."""
     temporary = path.with_suffix(".tmp")
     with temporary.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)
+        writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
     os.replace(temporary, path)
@@ -415,9 +419,10 @@ def _train_peptides(
         step, best_step, stale = checkpoint["step"], checkpoint["best_step"], checkpoint["stale"]
         best_nll, elapsed = checkpoint["best_nll"], checkpoint["seconds"]
         best_state = checkpoint["best_model"]
-    log_rows = _read_log(log_path, step)
+    log_rows = read_log(log_path, step)
+    learning_rate_at = partial(warmup_learning_rate, settings.learning_rate, settings.warmup_steps)
     if main:
-        _write_log(log_path, log_rows)
+        write_log(log_path, log_rows, LOG_COLUMNS)
 
     def save_checkpoint() -> None:
         state = {
@@ -434,7 +439,7 @@ def _train_peptides(
         }
         torch.save(state, checkpoint_path.with_suffix(".tmp"))
         os.replace(checkpoint_path.with_suffix(".tmp"), checkpoint_path)
-        _write_log(log_path, log_rows)
+        write_log(log_path, log_rows, LOG_COLUMNS)
 
     stopped_early = stale >= settings.patience
     pair_counts = torch.tensor([len(p.train[0]) for p in peptides], dtype=torch.float64)
@@ -452,7 +457,7 @@ def _train_peptides(
     started = time.perf_counter() - elapsed
     while step < settings.max_steps and not stopped_early:
         for param_group in optimiser.param_groups:
-            param_group["lr"] = _learning_rate(settings, step)
+            param_group["lr"] = learning_rate_at(step)
         draws = generator if group is None else _step_generator(settings.seed, rank, step)
         which = 0
         if len(peptides) > 1:
@@ -494,7 +499,7 @@ def _train_peptides(
                         "step": str(step),
                         "train_nll": f"{sum(losses) / len(losses):.6g}",
                         "validation_nll": f"{nll:.6g}",
-                        "learning_rate": f"{_learning_rate(settings, step - 1):.6g}",
+                        "learning_rate": f"{learning_rate_at(step - 1):.6g}",
                         "grad_norm": f"{grad_norm:.6g}",
                         "seconds": f"{elapsed:.2f}",
                     }
