@@ -87,6 +87,22 @@ class ModelMetadata:
             raise ValueError(f"malformed {METADATA_FILE}: {error}") from error
 
 
+class ChainBatchedProposal(torch.nn.Module):
+    """Base of proposal models whose ``forward`` is the one-chain case of ``forward_chains``.
+
+    Subclasses define ``forward_chains(positions [C, N, 3], atom_types [N], noise [C, B, N, d])``
+    (docs/contract.md); ``forward`` then needs no second implementation.
+    """
+
+    def forward(
+        self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        proposals, log_q_ratio = self.forward_chains(
+            positions.unsqueeze(0), atom_types, noise.unsqueeze(0)
+        )
+        return proposals[0], log_q_ratio[0]
+
+
 class _ContractModule(torch.nn.Module):
     """Carries the contract attributes next to any proposal module, so the integrator reads them."""
 

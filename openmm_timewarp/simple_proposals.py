@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from openmm_timewarp.contract import ModelMetadata, export
+from openmm_timewarp.contract import ChainBatchedProposal, ModelMetadata, export
 
 __all__ = [
     "DriftedGaussianWalk",
@@ -31,7 +31,7 @@ def _gaussian_log_kernel(displacement: torch.Tensor, sigma: float) -> torch.Tens
     return -0.5 * (displacement / sigma).square().sum(dim=(-2, -1))
 
 
-class GaussianRandomWalk(torch.nn.Module):
+class GaussianRandomWalk(ChainBatchedProposal):
     """x' = x + sigma * noise: symmetric, so logQRatio = 0."""
 
     def __init__(self, sigma: float) -> None:
@@ -41,14 +41,6 @@ class GaussianRandomWalk(torch.nn.Module):
         self.noise_dim: int = 3
         self.sigma: float = float(sigma)
 
-    def forward(
-        self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        proposals, log_q_ratio = self.forward_chains(
-            positions.unsqueeze(0), atom_types, noise.unsqueeze(0)
-        )
-        return proposals[0], log_q_ratio[0]
-
     def forward_chains(
         self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,7 +48,7 @@ class GaussianRandomWalk(torch.nn.Module):
         return proposals, torch.zeros(noise.shape[:2], dtype=positions.dtype)
 
 
-class IndependentGaussian(torch.nn.Module):
+class IndependentGaussian(ChainBatchedProposal):
     """x' = centre + sigma * noise, whatever x is (an independence proposal).
 
     logQRatio = log q(x) - log q(x'), with q = N(centre, sigma^2 I).
@@ -71,14 +63,6 @@ class IndependentGaussian(torch.nn.Module):
         self.sigma: float = float(sigma)
         self.register_buffer("centre", torch.tensor(centre, dtype=torch.float32).reshape(-1, 3))
 
-    def forward(
-        self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        proposals, log_q_ratio = self.forward_chains(
-            positions.unsqueeze(0), atom_types, noise.unsqueeze(0)
-        )
-        return proposals[0], log_q_ratio[0]
-
     def forward_chains(
         self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,7 +72,7 @@ class IndependentGaussian(torch.nn.Module):
         return proposals, log_q_current.unsqueeze(1) - log_q_proposed
 
 
-class DriftedGaussianWalk(torch.nn.Module):
+class DriftedGaussianWalk(ChainBatchedProposal):
     """x' = x + drift + sigma * noise: an asymmetric walk.
 
     logQRatio = log N(x - x' - drift) - log N(x' - x - drift), both with width sigma.
@@ -101,14 +85,6 @@ class DriftedGaussianWalk(torch.nn.Module):
         self.noise_dim: int = 3
         self.sigma: float = float(sigma)
         self.register_buffer("drift", torch.tensor(drift, dtype=torch.float32).reshape(-1, 3))
-
-    def forward(
-        self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        proposals, log_q_ratio = self.forward_chains(
-            positions.unsqueeze(0), atom_types, noise.unsqueeze(0)
-        )
-        return proposals[0], log_q_ratio[0]
 
     def forward_chains(
         self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor

@@ -31,9 +31,8 @@ import math
 
 import torch
 from openmm import app
-from torch import nn
 
-from openmm_timewarp.contract import ModelMetadata
+from openmm_timewarp.contract import ChainBatchedProposal, ModelMetadata
 from openmm_timewarp.internal.flows import SplineFlow, feature_dim, unit_features
 from openmm_timewarp.internal.zmatrix import InternalCoordinateTransform, ZMatrix, build_zmatrix
 
@@ -77,7 +76,7 @@ def coordinate_bounds(
     return lower.float(), upper.float()
 
 
-class ICProposalBase(nn.Module):
+class ICProposalBase(ChainBatchedProposal):
     """Shared parts: the Z-matrix transform, the scaling to [0, 1] and the atom permutation."""
 
     noise_dim: int
@@ -156,14 +155,6 @@ class ICProposalBase(nn.Module):
         batch = q.shape[0]
         x = self.transform.to_cartesian(q, origin.expand(batch, 3), rotation.expand(batch, 3, 3))
         return x[:, atom_types].to(dtype)
-
-    def forward(
-        self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        proposals, log_q_ratio = self.forward_chains(
-            positions.unsqueeze(0), atom_types, noise.unsqueeze(0)
-        )
-        return proposals[0], log_q_ratio[0]
 
     def forward_chains(
         self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
@@ -291,7 +282,7 @@ class ICConditionalProposal(ICProposalBase):
         return q_new, log_q_forward, self.log_density(q_current, q_new)
 
 
-class ICMixtureProposal(nn.Module):
+class ICMixtureProposal(ChainBatchedProposal):
     """``w q_c(i' | i) + (1 - w) q_ind(i')``; logQRatio uses the mixture density both ways."""
 
     noise_dim: int
@@ -336,14 +327,6 @@ class ICMixtureProposal(nn.Module):
         q_cond, _, _ = self.conditional.internal(x_cond, atom_types)
         q_next, _, _ = self.conditional.internal(x_next, atom_types)
         return -self.log_density(q_next, q_cond)
-
-    def forward(
-        self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        proposals, log_q_ratio = self.forward_chains(
-            positions.unsqueeze(0), atom_types, noise.unsqueeze(0)
-        )
-        return proposals[0], log_q_ratio[0]
 
     def forward_chains(
         self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
