@@ -51,8 +51,8 @@ from openmm_timewarp.contract import (
     chiral_centres,
     has_forward_chains,
     load_model,
-    resolve_model_path,
 )
+from openmm_timewarp.internal.rotors import model_file_for_topology
 from openmm_timewarp.md import _truncate_dcd, _write_json_atomically, count_dcd_frames
 from openmm_timewarp.peptides import TERMINI, build_peptide, create_system
 
@@ -440,7 +440,7 @@ class ChainSampler:
         groups: dict[tuple, _Group] = {}
         for spec in chains:
             _check_system(spec)
-            path = resolve_model_path(spec.model).resolve()
+            path = model_file_for_topology(spec.model, spec.topology)
             if path not in modules:
                 modules[path] = _load_chain_model(path, self.device)
             module, metadata = modules[path]

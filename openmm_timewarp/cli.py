@@ -196,11 +196,15 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
-TRAIN_FAMILIES = ("ic-independent", "ic-conditional", "timewarp-flow", "ic-mixture")
+TRAIN_FAMILIES = ("ic-independent", "ic-conditional", "timewarp-flow", "ic-rotor", "ic-mixture")
 TRAIN_RECORD_FILE = "train.json"
 TRAIN_DATA_FILE = "data.pt"
 TRAIN_TOPOLOGY_FILE = "topology.pdb"
 MODEL_FILE = "model.pt"
+#: Families that train one model on several molecules (one data folder each).
+TRANSFERABLE_FAMILIES = ("timewarp-flow", "ic-rotor")
+#: Families trained on frames rather than pairs (x(t), x(t + tau)).
+FRAME_FAMILIES = ("ic-independent", "ic-rotor")
 #: Nominal time per step of an independence proposal (Timewarp's tau), stored in its metadata.
 INDEPENDENT_NOMINAL_TAU_PS = 500.0
 _SETTING_HELP = {
@@ -246,7 +250,8 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
         "--tau-ps",
         type=float,
         help="lag of the training pairs (x(t), x(t + tau)), required for ic-conditional and "
-        "timewarp-flow; for ic-independent (trained on frames) the nominal time per step stored "
+        "timewarp-flow; for ic-independent and ic-rotor (trained on frames) the nominal time "
+        "per step stored "
         f"in the model (default {INDEPENDENT_NOMINAL_TAU_PS:g})",
     )
     parser.add_argument("--name", help="model name (default: the data folder's name)")
@@ -369,10 +374,10 @@ def _check_train_options(args: argparse.Namespace) -> None:
         return
     if not args.data:
         raise ValueError(f"{args.family} trains on a data folder: give DATA (`timewarp simulate`)")
-    if len(args.data) > 1 and args.family != "timewarp-flow":
+    if len(args.data) > 1 and args.family not in TRANSFERABLE_FAMILIES:
         raise ValueError(
             f"{args.family} is tied to one molecule: give one DATA folder (several folders train "
-            "a transferable --family timewarp-flow)"
+            "a transferable --family timewarp-flow or ic-rotor)"
         )
     if any(option is not None for option in mixture_options):
         raise ValueError("--conditional, --independent and --weight are for --family ic-mixture")
@@ -395,13 +400,15 @@ def _training_recipe(args: argparse.Namespace) -> dict:
     )
     if args.family == "timewarp-flow":
         architecture = {"preset": args.preset or "cpu-small"}
+    elif args.family == "ic-rotor":
+        architecture = {"hidden": args.hidden, "num_bins": args.num_bins}
     else:
         architecture = {
             "num_couplings": args.num_couplings,
             "hidden": args.hidden,
             "num_bins": args.num_bins,
         }
-    independent = args.family == "ic-independent"
+    independent = args.family in FRAME_FAMILIES
     return {
         "family": args.family,
         # One folder as a string, as in earlier versions, so that their trainings resume.
@@ -514,6 +521,22 @@ def _flow_metadata(topology: app.Topology, record: dict) -> ModelMetadata:
     )
 
 
+def _rotor_metadata(record: dict) -> ModelMetadata:
+    """Metadata of a transferable ic-rotor network: ``peptide-atom`` vocabulary, any size."""
+    from openmm_timewarp.dipeptides import peptide_atom_vocabulary
+
+    return ModelMetadata(
+        name=record["name"],
+        family="ic-rotor",
+        tau_ps=record["recipe"]["tau_ps"],
+        temperature_K=record["facts"]["temperature_K"],
+        forcefield=record["facts"]["forcefield"],
+        atom_type_scheme="peptide-atom",
+        atom_types=list(peptide_atom_vocabulary()),
+        num_atoms=None,
+    )
+
+
 @dataclass
 class TrainingFolder:
     """What a `timewarp train` folder holds, with its model built (untrained parameters)."""
@@ -549,6 +572,14 @@ class TrainingFolder:
             atom_types = torch.from_numpy(atom_types_for_topology(topology, metadata))
             config = preset(recipe["architecture"]["preset"], len(metadata.atom_types))
             model = RotationAugmented(TimewarpProposal(config), seed)
+        elif recipe["family"] == "ic-rotor":
+            from openmm_timewarp.internal.rotors import RotorNetwork, RotorTrainingModel
+
+            metadata = _rotor_metadata(record)
+            atom_types = torch.from_numpy(atom_types_for_topology(topology, metadata))
+            network = RotorNetwork(len(metadata.atom_types), **recipe["architecture"])
+            topologies = [_pdb_topology(p["topology"]) for p in data["peptides"]]
+            model = RotorTrainingModel(network, topologies)
         else:
             model = proposal_for_frames(
                 recipe["family"], topology, data["train"][1], seed=seed, **recipe["architecture"]
@@ -598,6 +629,13 @@ class TrainingFolder:
             "settings": recipe["settings"],
         }
         model = self.model
+        if recipe["family"] == "ic-rotor":
+            from openmm_timewarp.internal.rotors import save_network
+
+            save_network(
+                model.network, path, replace(_rotor_metadata(self.record), training=training)
+            )
+            return
         if recipe["family"] == "timewarp-flow":
             metadata = replace(_flow_metadata(self.topology, self.record), training=training)
             model = model.flow
@@ -664,7 +702,7 @@ def _training_record(args: argparse.Namespace) -> dict:
             record["name"] = args.name
     else:
         _make_folder(args.output)
-        if len(args.data) > 1:
+        if len(args.data) > 1 or args.family == "ic-rotor":
             facts = _snapshot_peptides(args.data, recipe, args.output)
             name = args.name or args.data[0].resolve().parent.name
         else:

@@ -26,7 +26,14 @@ from openmm import app
 FORMAT_VERSION = 1
 METADATA_FILE = "timewarp.json"
 BUNDLED_MODEL_DIR = Path(__file__).parent / "models"
-MODEL_FAMILIES = ("timewarp-flow", "ic-conditional", "ic-independent", "ic-mixture", "simple")
+MODEL_FAMILIES = (
+    "timewarp-flow",
+    "ic-conditional",
+    "ic-independent",
+    "ic-mixture",
+    "ic-rotor",
+    "simple",
+)
 ATOM_TYPE_SCHEMES = ("element", "residue-atom", "peptide-atom")
 #: Residues the ``peptide-atom`` scheme types by atom name alone (``CA``, ``HB2``, ...): the 20
 #: amino acids, amber14's protonation variants and the ACE / NME / NHE caps.
@@ -176,6 +183,15 @@ def export(
     else:
         atom_types = torch.randint(len(metadata.atom_types), (num_atoms,), generator=generator)
     check_contract(scripted, example_positions, atom_types)
+    return save_module(scripted, path, metadata)
+
+
+def save_module(module: torch.nn.Module, path: str | os.PathLike, metadata: ModelMetadata) -> Path:
+    """Script ``module`` (unless it is) and save it with ``metadata`` as ``timewarp.json``."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise ValueError(f"cannot write {path}: folder {path.parent} does not exist")
+    scripted = module if isinstance(module, torch.jit.ScriptModule) else _script(module)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.jit.save(scripted, str(path), _extra_files={METADATA_FILE: metadata.to_json()})

@@ -9,6 +9,7 @@ it equals :func:`dipeptide_split`. Regenerate it (only when the recipe changes) 
 
 The training list keeps the random order of the draw, so any prefix of it (the first 16 sequences
 simulated on a small machine, say) is itself a random sample; the held-out list is sorted.
+``--list held-out --shuffle 1 --count 8`` draws a random evaluation subset of the held-out ones.
 
 ``python -m openmm_timewarp.dipeptides --list train --count 16`` prints sequences one per line, for
 shell loops and job arrays (``examples/generate_dipeptide_data.sh``).
@@ -112,6 +113,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--list", choices=("train", "held-out"), help="print these sequences")
     parser.add_argument("--count", type=int, help="print only the first COUNT of them")
     parser.add_argument("--start", type=int, default=0, help="skip the first START of them")
+    parser.add_argument(
+        "--shuffle",
+        type=int,
+        metavar="SEED",
+        help="list them in a random order drawn with SEED (a random evaluation subset)",
+    )
     args = parser.parse_args(argv)
     if args.write:
         write_split(dipeptide_split())
@@ -119,6 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.list is not None:
         split = load_split()
         sequences = split.training if args.list == "train" else split.held_out
+        if args.shuffle is not None:
+            order = np.random.default_rng(args.shuffle).permutation(len(sequences))
+            sequences = tuple(sequences[i] for i in order)
         end = None if args.count is None else args.start + args.count
         print("\n".join(sequences[args.start : end]))
     if not args.write and args.list is None:

@@ -23,8 +23,8 @@ from openmm_timewarp.contract import (
     atom_types_for_topology,
     chiral_centres,
     load_metadata,
-    resolve_model_path,
 )
+from openmm_timewarp.internal.rotors import model_file_for_topology
 
 __all__ = ["TimewarpIntegrator"]
 
@@ -55,7 +55,8 @@ class TimewarpIntegrator(timewarpplugin.TimewarpIntegrator):
     Parameters
     ----------
     model
-        A proposal-model file or the name of a bundled model (``"alanine-dipeptide"``).
+        A proposal-model file or the name of a bundled model (``"alanine-dipeptide"``, or the
+        transferable ``"dipeptides"``, which is built for the given topology on first use).
     temperature
         The temperature, a quantity or a number in kelvin.
     topology
@@ -86,7 +87,7 @@ class TimewarpIntegrator(timewarpplugin.TimewarpIntegrator):
         exploration_threshold: unit.Quantity | float = 300.0 * unit.kilojoule_per_mole,
         seed: int = 0,
     ) -> None:
-        path = resolve_model_path(model).resolve()
+        path = model_file_for_topology(model, topology)
         self._metadata = load_metadata(path)
         if atom_types is None:
             if topology is None:

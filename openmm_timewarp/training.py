@@ -210,12 +210,23 @@ def load_training_data(
     With ``tau_ps`` the pairs ``(x(t), x(t + tau))``; with ``None`` the frames, as
     ``(frames, frames)`` for an independent model.
     """
-    from openmm_timewarp.datasets import load_frames, load_pairs
+    from openmm_timewarp.datasets import (
+        DEFAULT_FRACTIONS,
+        list_trajectories,
+        load_frames,
+        load_pairs,
+    )
 
     if tau_ps is None:
         train_frames = load_frames(data_dir, "train")
-        # A gap of 100 ps keeps validation frames from being near-copies of the last train frames.
-        validation_frames = load_frames(data_dir, "validation", gap_ps=100.0)
+        # A gap keeps validation frames from being near-copies of the last train frames: 100 ps,
+        # or half the validation segment of the shortest trajectory if that is shorter.
+        trajectories = list_trajectories(data_dir)
+        shortest_ps = min(t.num_frames * t.frame_interval_ps for t in trajectories)
+        interval_ps = trajectories[0].frame_interval_ps
+        gap_ps = min(100.0, 0.5 * DEFAULT_FRACTIONS[1] * shortest_ps)
+        gap_ps = interval_ps * math.floor(gap_ps / interval_ps)
+        validation_frames = load_frames(data_dir, "validation", gap_ps=gap_ps)
         return (train_frames, train_frames), (validation_frames, validation_frames)
     return load_pairs(data_dir, tau_ps, "train"), load_pairs(data_dir, tau_ps, "validation")
 

@@ -76,51 +76,23 @@ def coordinate_bounds(
     return lower.float(), upper.float()
 
 
-class ICProposalBase(ChainBatchedProposal):
-    """Shared parts: the Z-matrix transform, the scaling to [0, 1] and the atom permutation."""
+class ZMatrixProposal(ChainBatchedProposal):
+    """Shared parts of proposals on one Z-matrix: the transform and the atom permutation."""
 
     noise_dim: int
     num_internal: int
-    log_volume: float
 
-    def __init__(self, zmatrix: ZMatrix, lower: torch.Tensor, upper: torch.Tensor) -> None:
+    def __init__(self, zmatrix: ZMatrix) -> None:
         super().__init__()
         self.labels = list(zmatrix.labels)
         self.transform = InternalCoordinateTransform(zmatrix)
         self.noise_dim = NOISE_DIM
         self.num_internal = zmatrix.num_internal
-        if lower.shape != (self.num_internal,) or upper.shape != (self.num_internal,):
-            raise ValueError(f"bounds must have shape ({self.num_internal},), one per coordinate")
-        if not bool((upper > lower).all()):
-            raise ValueError("every upper bound must exceed its lower bound")
-        circular = torch.zeros(self.num_internal, dtype=torch.bool)
-        circular[self.transform.num_bonds + self.transform.num_angles :] = True
-        self.register_buffer("circular", circular)
-        self.register_buffer("interval_index", torch.nonzero(~circular).flatten())
-        self.register_buffer("circular_index", torch.nonzero(circular).flatten())
-        self.register_buffer("lower", lower.float().clone())
-        self.register_buffer("width", (upper - lower).float().clone())
         self.register_buffer("identity_order", torch.arange(zmatrix.num_atoms))
-        self.log_volume = float(torch.log(upper.double() - lower.double()).sum())
 
-    def to_unit(self, q: torch.Tensor) -> torch.Tensor:
-        u = (q - self.lower) / self.width
-        return torch.where(self.circular, torch.remainder(u, 1.0), u)
-
-    def from_unit(self, u: torch.Tensor) -> torch.Tensor:
-        return self.lower + u * self.width
-
-    def features(self, q: torch.Tensor) -> torch.Tensor:
-        """Conditioning features of internal coordinates (``2u - 1``; cos, sin of torsions)."""
-        return unit_features(self.to_unit(q), self.interval_index, self.circular_index)
-
-    def base_uniforms(self, noise: torch.Tensor) -> torch.Tensor:
-        """All noise numbers of each proposal, flattened and mapped through the normal CDF.
-
-        ``noise [C, B, N, noise_dim]`` gives ``[C * B, N * noise_dim]``, chain by chain.
-        """
-        z = noise.reshape(noise.shape[0] * noise.shape[1], -1).to(self.lower.dtype)
-        return 0.5 * (1.0 + torch.erf(z / math.sqrt(2.0)))
+    def compute_dtype(self) -> torch.dtype:
+        """The dtype internal coordinates are computed in."""
+        return torch.float64
 
     def model_order(self, atom_types: torch.Tensor) -> torch.Tensor:
         """For each Z-matrix atom, the System atom that has its label (``atom_types`` inverted)."""
@@ -140,7 +112,7 @@ class ICProposalBase(ChainBatchedProposal):
         self, positions: torch.Tensor, atom_types: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Internal coordinates and frame of System positions ``[B, N, 3]`` (batched)."""
-        x = positions[:, self.model_order(atom_types)].to(self.lower.dtype)
+        x = positions[:, self.model_order(atom_types)].to(self.compute_dtype())
         return self.transform.to_internal(x)
 
     def cartesian(
@@ -155,6 +127,49 @@ class ICProposalBase(ChainBatchedProposal):
         batch = q.shape[0]
         x = self.transform.to_cartesian(q, origin.expand(batch, 3), rotation.expand(batch, 3, 3))
         return x[:, atom_types].to(dtype)
+
+
+class ICProposalBase(ZMatrixProposal):
+    """Proposals on internal coordinates scaled to [0, 1] within per-coordinate bounds."""
+
+    log_volume: float
+
+    def __init__(self, zmatrix: ZMatrix, lower: torch.Tensor, upper: torch.Tensor) -> None:
+        super().__init__(zmatrix)
+        if lower.shape != (self.num_internal,) or upper.shape != (self.num_internal,):
+            raise ValueError(f"bounds must have shape ({self.num_internal},), one per coordinate")
+        if not bool((upper > lower).all()):
+            raise ValueError("every upper bound must exceed its lower bound")
+        circular = torch.zeros(self.num_internal, dtype=torch.bool)
+        circular[self.transform.num_bonds + self.transform.num_angles :] = True
+        self.register_buffer("circular", circular)
+        self.register_buffer("interval_index", torch.nonzero(~circular).flatten())
+        self.register_buffer("circular_index", torch.nonzero(circular).flatten())
+        self.register_buffer("lower", lower.float().clone())
+        self.register_buffer("width", (upper - lower).float().clone())
+        self.log_volume = float(torch.log(upper.double() - lower.double()).sum())
+
+    def compute_dtype(self) -> torch.dtype:
+        return self.lower.dtype
+
+    def to_unit(self, q: torch.Tensor) -> torch.Tensor:
+        u = (q - self.lower) / self.width
+        return torch.where(self.circular, torch.remainder(u, 1.0), u)
+
+    def from_unit(self, u: torch.Tensor) -> torch.Tensor:
+        return self.lower + u * self.width
+
+    def features(self, q: torch.Tensor) -> torch.Tensor:
+        """Conditioning features of internal coordinates (``2u - 1``; cos, sin of torsions)."""
+        return unit_features(self.to_unit(q), self.interval_index, self.circular_index)
+
+    def base_uniforms(self, noise: torch.Tensor) -> torch.Tensor:
+        """All noise numbers of each proposal, flattened and mapped through the normal CDF.
+
+        ``noise [C, B, N, noise_dim]`` gives ``[C * B, N * noise_dim]``, chain by chain.
+        """
+        z = noise.reshape(noise.shape[0] * noise.shape[1], -1).to(self.lower.dtype)
+        return 0.5 * (1.0 + torch.erf(z / math.sqrt(2.0)))
 
     def forward_chains(
         self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
