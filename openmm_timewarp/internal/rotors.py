@@ -114,15 +114,10 @@ class MoleculeFeatures:
     coordinate_kinds: torch.Tensor  # [M] BOND, ANGLE, FIXED_TORSION or ROTOR
 
 
-def molecule_features(
-    topology: app.Topology, zmatrix: ZMatrix, vocabulary: Sequence[str]
-) -> MoleculeFeatures:
-    """The network's inputs for ``topology`` and its Z-matrix (``vocabulary``: peptide-atom names).
-
-    Raises ValueError (from the ``peptide-atom`` scheme) for atoms that are not peptide atoms.
-    """
+def peptide_atom_codes(topology: app.Topology, vocabulary: Sequence[str]) -> torch.Tensor:
+    """The ``peptide-atom`` code of every atom; ValueError for residues that are not peptide."""
     metadata = ModelMetadata(
-        name="features",
+        name=FAMILY,
         family=FAMILY,
         tau_ps=1.0,
         temperature_K=300.0,
@@ -130,7 +125,17 @@ def molecule_features(
         atom_type_scheme="peptide-atom",
         atom_types=list(vocabulary),
     )
-    names = torch.from_numpy(atom_types_for_topology(topology, metadata))
+    return torch.from_numpy(atom_types_for_topology(topology, metadata))
+
+
+def molecule_features(
+    topology: app.Topology, zmatrix: ZMatrix, vocabulary: Sequence[str]
+) -> MoleculeFeatures:
+    """The network's inputs for ``topology`` and its Z-matrix (``vocabulary``: peptide-atom names).
+
+    Raises ValueError (from the ``peptide-atom`` scheme) for atoms that are not peptide atoms.
+    """
+    names = peptide_atom_codes(topology, vocabulary)
     atoms = list(topology.atoms())
     neighbours = _bond_graph(topology)
     rings = _ring_bonds(neighbours)
@@ -437,6 +442,7 @@ def rotor_proposal(
         raise ValueError(f"walk_scale must be positive, got {walk_scale}")
     if not any(True for _ in topology.bonds()):
         raise ValueError("the Topology has no bonds: build it with its residue templates")
+    peptide_atom_codes(topology, _vocabulary())  # a clear error for non-peptides comes first
     zmatrix = build_zmatrix(topology)
     features = molecule_features(topology, zmatrix, _vocabulary())
     with torch.no_grad():

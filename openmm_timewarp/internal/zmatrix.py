@@ -199,27 +199,6 @@ def torsion_angles(
     return torch.atan2((torch.linalg.cross(axis, v) * w).sum(-1), (v * w).sum(-1))
 
 
-def place_atoms(
-    a: torch.Tensor,
-    b: torch.Tensor,
-    c: torch.Tensor,
-    bond: torch.Tensor,
-    angle: torch.Tensor,
-    torsion: torch.Tensor,
-) -> torch.Tensor:
-    """Positions d with |d - c| = bond, angle d-c-b = angle, dihedral a-b-c-d = torsion (NeRF)."""
-    bc = _unit(c - b)
-    normal = _unit(torch.linalg.cross(b - a, bc))
-    in_plane = torch.linalg.cross(normal, bc)
-    radial = bond * torch.sin(angle)
-    return (
-        c
-        + (-bond * torch.cos(angle)).unsqueeze(-1) * bc
-        + (radial * torch.cos(torsion)).unsqueeze(-1) * in_plane
-        + (radial * torch.sin(torsion)).unsqueeze(-1) * normal
-    )
-
-
 class InternalCoordinateTransform(torch.nn.Module):
     """Batched Cartesian <-> internal coordinates of one Z-matrix (TorchScript-able).
 
@@ -309,19 +288,35 @@ class InternalCoordinateTransform(torch.nn.Module):
             dim=1,
         )
         local = local.index_copy(1, self.row_atoms[:3], first_three)
+        # Atom d with |d - c| = bond, angle d-c-b = angle and dihedral a-b-c-d = torsion (NeRF) is
+        # c + [bc, m, n] @ (-r cos(angle), r sin(angle) cos(torsion), r sin(angle) sin(torsion))
+        # in the frame bc (along b -> c), n (normal to the a-b-c plane), m = n x bc. The
+        # coefficients need no placed positions, so they are computed once for all rows, which
+        # keeps the work per level of the tree (run one level after another) to a few operations.
         placed_bonds = bonds[:, 2:]
         placed_angles = angles[:, 1:]
+        radial = placed_bonds * torch.sin(placed_angles)
+        coefficients = torch.stack(
+            [
+                -placed_bonds * torch.cos(placed_angles),
+                radial * torch.cos(torsions),
+                radial * torch.sin(torsions),
+            ],
+            dim=-1,
+        ).unsqueeze(-1)
+        references = torch.stack([self.ref_l, self.ref_k, self.ref_j], dim=1)
         for level in range(len(self.level_offsets) - 1):
             start = self.level_offsets[level]
             end = self.level_offsets[level + 1]
-            new = place_atoms(
-                local[:, self.ref_l[start:end]],
-                local[:, self.ref_k[start:end]],
-                local[:, self.ref_j[start:end]],
-                placed_bonds[:, start:end],
-                placed_angles[:, start:end],
-                torsions[:, start:end],
+            a, b, c = (
+                local[:, references[start:end].reshape(-1)]
+                .reshape(batch, end - start, 3, 3)
+                .unbind(2)
             )
+            bc = _unit(c - b)
+            normal = _unit(torch.linalg.cross(b - a, bc))
+            axes = torch.stack([bc, torch.linalg.cross(normal, bc), normal], dim=-1)
+            new = c + (axes @ coefficients[:, start:end]).squeeze(-1)
             local = local.index_copy(1, self.placed[start:end], new)
         return origin.unsqueeze(1) + local @ rotation.transpose(1, 2)
 
