@@ -51,7 +51,7 @@ from tqdm import tqdm
 from openmm_timewarp import metrics
 from openmm_timewarp.datasets import list_trajectories
 from openmm_timewarp.md import RunSettings, TrajectoryRun
-from openmm_timewarp.peptides import TERMINI, build_peptide, create_system
+from openmm_timewarp.peptides import TERMINI, build_peptide, create_system, with_hbond_constraints
 
 TIMEWARP = "timewarp"
 EXPLORATION = "timewarp-exploration"
@@ -135,18 +135,6 @@ class Reference:
 
 
 # ----------------------------------------------------------------------------- systems and samplers
-
-
-def with_hbond_constraints(system: openmm.System, topology: app.Topology) -> openmm.System:
-    """A copy of ``system`` with every bond to hydrogen constrained at its force-field length."""
-    constrained = openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(system))
-    hydrogens = {atom.index for atom in topology.atoms() if atom.element == app.element.hydrogen}
-    bonds = next(f for f in constrained.getForces() if isinstance(f, openmm.HarmonicBondForce))
-    for index in range(bonds.getNumBonds()):
-        i, j, length, _ = bonds.getBondParameters(index)
-        if i in hydrogens or j in hydrogens:
-            constrained.addConstraint(i, j, length)
-    return constrained
 
 
 def _make_integrator(
@@ -993,11 +981,7 @@ def _target_lines(report: dict) -> list[str]:
     if TIMEWARP in samplers:
         reference = report["reference"]["state_populations"]
         mh = samplers[TIMEWARP]["state_populations"]
-        z = {
-            name: (mh[name]["population"] - ref["population"])
-            / max(math.hypot(mh[name]["error"], ref["error"]), 1e-12)
-            for name, ref in reference.items()
-        }
+        z = state_population_deviations(report)
         worst = max(z, key=lambda name: abs(z[name]))
         verdict = _agreement(z[worst])
         lines.append(
@@ -1015,6 +999,17 @@ def _target_lines(report: dict) -> list[str]:
             f"reference's own half-to-half JSD {floor:.3f}"
         )
     return lines or ["- no Timewarp sampler in this run"]
+
+
+def state_population_deviations(report: dict) -> dict[str, float]:
+    """(MH population - reference population) / combined standard error, for every state."""
+    reference = report["reference"]["state_populations"]
+    mh = report["samplers"][TIMEWARP]["state_populations"]
+    return {
+        name: (mh[name]["population"] - ref["population"])
+        / max(math.hypot(mh[name]["error"], ref["error"]), 1e-12)
+        for name, ref in reference.items()
+    }
 
 
 def _agreement(deviation_sigma: float) -> str:

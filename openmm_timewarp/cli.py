@@ -101,6 +101,12 @@ def _add_simulate(subparsers: argparse._SubParsersAction) -> None:
         help="advance all trajectories together in rounds of this length, so that data read "
         "before the end covers every start (default: each runs to the end in turn)",
     )
+    parser.add_argument(
+        "--hydrogen-constraints",
+        action="store_true",
+        help="constrain bonds to hydrogen (with --timestep-fs 2: a 4x cheaper reference for "
+        "backbone free energies; not the training-data protocol)",
+    )
     parser.add_argument("--platform", default="Reference")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("-o", "--output", type=Path, required=True, help="data folder")
@@ -140,6 +146,7 @@ def _simulate(args: argparse.Namespace) -> int:
             equilibration_ps=args.equilibration_ps,
             seed=args.seed + index,
             platform=args.platform,
+            hydrogen_constraints=args.hydrogen_constraints,
         )
         name = (label or "extended").replace(",", "_")
         runs.append((args.output / f"{index:02d}-{name}", settings))

@@ -194,6 +194,18 @@ def create_system(
     return system
 
 
+def with_hbond_constraints(system: openmm.System, topology: app.Topology) -> openmm.System:
+    """A copy of ``system`` with every bond to hydrogen constrained at its force-field length."""
+    constrained = openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(system))
+    hydrogens = {atom.index for atom in topology.atoms() if atom.element == app.element.hydrogen}
+    bonds = next(f for f in constrained.getForces() if isinstance(f, openmm.HarmonicBondForce))
+    for index in range(bonds.getNumBonds()):
+        i, j, length, _ = bonds.getBondParameters(index)
+        if i in hydrogens or j in hydrogens:
+            constrained.addConstraint(i, j, length)
+    return constrained
+
+
 def _expression_constant(expression: str, name: str) -> float:
     match = re.search(rf"\b{name}=([-+0-9.eE]+)", expression)
     if match is None:

@@ -7,7 +7,7 @@ import openmm
 import pytest
 import torch
 
-from openmm_timewarp import benchmark
+from openmm_timewarp import benchmark, peptides
 from openmm_timewarp.peptides import build_peptide, create_system
 
 torch.set_num_threads(1)
@@ -70,7 +70,7 @@ def _check_schema(report: dict, samplers: tuple[str, ...]) -> None:
 def test_hbond_constraints_cover_every_bond_to_hydrogen():
     modeller = build_peptide("A")
     system = create_system(modeller.topology)
-    constrained = benchmark.with_hbond_constraints(system, modeller.topology)
+    constrained = peptides.with_hbond_constraints(system, modeller.topology)
     hydrogens = sum(atom.element.symbol == "H" for atom in modeller.topology.atoms())
     assert system.getNumConstraints() == 0
     assert constrained.getNumConstraints() == hydrogens == 12

@@ -98,8 +98,8 @@ def brute_force_check(proposal: ICRotorProposal, x: torch.Tensor, noise: torch.T
         if rotor_move[index]:
             assert change[0, ~rotor].abs().max() < 1e-7  # the local geometry is kept
             expected = (
-                rotor_log_density(q[:, rotor], proposal.raw).sum()
-                - rotor_log_density(q_new[:, rotor], proposal.raw).sum()
+                rotor_log_density(q[:, rotor], proposal.raw, proposal.uniform_weight).sum()
+                - rotor_log_density(q_new[:, rotor], proposal.raw, proposal.uniform_weight).sum()
             )
         else:
             assert change[0, rotor].abs().max() < 1e-7  # rotors are kept

@@ -11,7 +11,8 @@ Each proposal is one of two moves, chosen with probability ``rotor_weight`` by a
 
 - *rotor move*: each rotor torsion (a Z-matrix torsion that is not relative to a sibling and
   whose bond is in no ring) is, with probability ``rotor_fraction``, drawn afresh from its own
-  circular spline density ``q_k``, independent of the current state; all other internal
+  density ``q_k`` (a circular spline mixed with the uniform density), independent of the
+  current state; all other internal
   coordinates stay. One noise number per rotor does both: ``v < rotor_fraction`` selects it and
   ``v / rotor_fraction``, uniform given the selection, draws it. Since bonds and angles stay, the
   Jacobian of the internal-coordinate map cancels and
@@ -58,6 +59,9 @@ from openmm_timewarp.contract import (
     resolve_model_path,
     save_module,
 )
+from openmm_timewarp.internal import proposals as proposals_module
+from openmm_timewarp.internal import splines
+from openmm_timewarp.internal import zmatrix as zmatrix_module
 from openmm_timewarp.internal.proposals import ZMatrixProposal
 from openmm_timewarp.internal.splines import num_spline_parameters, rational_quadratic
 from openmm_timewarp.internal.zmatrix import InternalCoordinateTransform, ZMatrix, build_zmatrix
@@ -73,6 +77,7 @@ MEAN_SCALE = (0.03, 0.3, 2.0)
 LOG_WIDTH_CENTRE = (math.log(0.005), math.log(0.08), math.log(0.15))
 DEFAULT_ROTOR_WEIGHT = 0.8
 DEFAULT_ROTOR_FRACTION = 0.25
+DEFAULT_UNIFORM_WEIGHT = 0.2
 DEFAULT_WALK_SCALE = 0.1
 
 
@@ -241,13 +246,22 @@ def _unit_torsion(torsion: torch.Tensor) -> torch.Tensor:
     return torch.remainder((torsion + math.pi) / (2.0 * math.pi), 1.0)
 
 
-def rotor_log_density(torsions: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
-    """``log q_k(tau_k)`` per rotor (per radian) of torsions ``[B, R]``; ``raw [R, 3K + 1]``."""
+def rotor_log_density(
+    torsions: torch.Tensor, raw: torch.Tensor, uniform_weight: float = 0.0
+) -> torch.Tensor:
+    """``log q_k(tau_k)`` per rotor (per radian) of torsions ``[B, R]``: the spline of
+    ``raw [R, 3K + 1]``, mixed with the uniform density by ``uniform_weight``."""
     circular = torch.ones_like(torsions, dtype=torch.bool)
     _, log_derivative = rational_quadratic(
         _unit_torsion(torsions), raw.expand(torsions.shape[0], -1, -1), circular, True
     )
-    return log_derivative - math.log(2.0 * math.pi)
+    log_spline = log_derivative - math.log(2.0 * math.pi)
+    if uniform_weight <= 0.0:
+        return log_spline
+    return torch.logaddexp(
+        log_spline + math.log1p(-uniform_weight),
+        torch.full_like(log_spline, math.log(uniform_weight / (2.0 * math.pi))),
+    )
 
 
 def non_rotor_log_density(
@@ -325,13 +339,16 @@ class ICRotorProposal(ZMatrixProposal):
 
     ``raw [R, 3K + 1]`` are the rotors' spline parameters, ``steps [M - R]`` the walk's step of
     every other coordinate, ``rotor_weight`` the probability of a rotor move, ``rotor_fraction``
-    the probability that a rotor move redraws a given rotor.
+    the probability that a rotor move redraws a given rotor, ``uniform_weight`` the weight of the
+    uniform density in each rotor's ``q_k`` (a floor that keeps every rotor state proposed, also
+    where the learned density has little mass, as on molecules unlike the training set).
     """
 
     num_bonds: int
     num_angles: int
     rotor_weight: float
     rotor_fraction: float
+    uniform_weight: float
 
     def __init__(
         self,
@@ -341,12 +358,15 @@ class ICRotorProposal(ZMatrixProposal):
         steps: torch.Tensor,
         rotor_weight: float = DEFAULT_ROTOR_WEIGHT,
         rotor_fraction: float = DEFAULT_ROTOR_FRACTION,
+        uniform_weight: float = DEFAULT_UNIFORM_WEIGHT,
     ) -> None:
         super().__init__(zmatrix)
         if not 0.0 < rotor_weight < 1.0:
             raise ValueError(f"rotor_weight must lie strictly between 0 and 1, got {rotor_weight}")
         if not 0.0 < rotor_fraction <= 1.0:
             raise ValueError(f"rotor_fraction must lie in (0, 1], got {rotor_fraction}")
+        if not 0.0 <= uniform_weight < 1.0:
+            raise ValueError(f"uniform_weight must lie in [0, 1), got {uniform_weight}")
         if rotor.shape != (zmatrix.num_internal,) or rotor.dtype != torch.bool:
             raise ValueError("rotor must mark each internal coordinate (bool)")
         if raw.shape[0] != int(rotor.sum()) or steps.shape != (int((~rotor).sum()),):
@@ -355,6 +375,7 @@ class ICRotorProposal(ZMatrixProposal):
         self.num_angles = zmatrix.num_atoms - 2
         self.rotor_weight = float(rotor_weight)
         self.rotor_fraction = float(rotor_fraction)
+        self.uniform_weight = float(uniform_weight)
         self.register_buffer("rotor_index", torch.nonzero(rotor).flatten())
         self.register_buffer("walk_index", torch.nonzero(~rotor).flatten())
         walk_is_torsion = self.walk_index >= self.num_bonds + self.num_angles
@@ -364,7 +385,7 @@ class ICRotorProposal(ZMatrixProposal):
 
     def rotor_log_density(self, q: torch.Tensor) -> torch.Tensor:
         """``sum_k log q_k`` of the rotors of internal coordinates ``q [B, M]``."""
-        return rotor_log_density(q[:, self.rotor_index], self.raw).sum(-1)
+        return rotor_log_density(q[:, self.rotor_index], self.raw, self.uniform_weight).sum(-1)
 
     def forward_chains(
         self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
@@ -378,16 +399,19 @@ class ICRotorProposal(ZMatrixProposal):
         uniform = 0.5 * (1.0 + torch.erf(normal / math.sqrt(2.0)))
         rotor_move = uniform[:, self.num_internal] < self.rotor_weight
 
-        # Rotor move: the selected rotors drawn from their splines by the inverse of their CDF.
+        # Rotor move: the selected rotors drawn from q_k. The rotor's noise number, uniform
+        # given the selection, also picks the component (uniform density or spline) and the value
+        # within it: the spline's by the inverse of its CDF.
         rotor_uniform = uniform[:, self.rotor_index]
         selected = rotor_uniform < self.rotor_fraction
+        within = (rotor_uniform / self.rotor_fraction).clamp_max(1.0)
+        flat = within < self.uniform_weight
+        spline_uniform = (within - self.uniform_weight) / (1.0 - self.uniform_weight)
         circular = torch.ones_like(rotor_uniform, dtype=torch.bool)
         unit, _ = rational_quadratic(
-            (rotor_uniform / self.rotor_fraction).clamp_max(1.0),
-            self.raw.expand(q.shape[0], -1, -1),
-            circular,
-            False,
+            spline_uniform.clamp(0.0, 1.0), self.raw.expand(q.shape[0], -1, -1), circular, False
         )
+        unit = torch.where(flat, within / max(self.uniform_weight, 1e-12), unit)
         redrawn = torch.where(selected, 2.0 * math.pi * unit - math.pi, q[:, self.rotor_index])
         q_rotor = q.index_copy(1, self.rotor_index, redrawn)
 
@@ -434,6 +458,7 @@ def rotor_proposal(
     topology: app.Topology,
     rotor_weight: float = DEFAULT_ROTOR_WEIGHT,
     rotor_fraction: float = DEFAULT_ROTOR_FRACTION,
+    uniform_weight: float = DEFAULT_UNIFORM_WEIGHT,
     walk_scale: float = DEFAULT_WALK_SCALE,
 ) -> ICRotorProposal:
     """The rotor proposal of ``network`` (a :class:`RotorNetwork`, scripted or not) for one
@@ -458,7 +483,7 @@ def rotor_proposal(
     log_centre = torch.tensor(LOG_WIDTH_CENTRE, dtype=torch.float64)[kinds]
     steps = walk_scale * torch.exp(log_centre + parameters[~rotor, -1])
     return ICRotorProposal(
-        zmatrix, rotor, parameters[rotor, :-2], steps, rotor_weight, rotor_fraction
+        zmatrix, rotor, parameters[rotor, :-2], steps, rotor_weight, rotor_fraction, uniform_weight
     )
 
 
@@ -493,7 +518,8 @@ def proposal_file_for_topology(model: str | os.PathLike, topology: app.Topology)
     """The proposal file of a transferable ``ic-rotor`` model for ``topology``.
 
     Built on first use and cached (``$OPENMM_TIMEWARP_CACHE``, else ``~/.cache/openmm-timewarp``)
-    under a hash of the model file and the molecule, so later loads and checkpoints find it.
+    under a hash of the model file, the molecule and the code that builds proposals, so later
+    loads and checkpoints find it.
     """
     path = resolve_model_path(model)
     metadata = load_metadata(path)
@@ -501,6 +527,10 @@ def proposal_file_for_topology(model: str | os.PathLike, topology: app.Topology)
         raise ValueError(f"{path} is not a transferable {FAMILY} model")
     atoms = list(topology.atoms())
     digest = hashlib.sha256(path.read_bytes())
+    # The code that builds the proposal is part of the key, so a new version rebuilds it.
+    for module in (splines, zmatrix_module, proposals_module):
+        digest.update(Path(module.__file__).read_bytes())
+    digest.update(Path(__file__).read_bytes())
     for atom in atoms:
         digest.update(f"{atom.residue.index}:{atom.residue.name}:{atom.name};".encode())
     for bond in topology.bonds():
