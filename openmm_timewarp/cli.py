@@ -630,7 +630,10 @@ class TrainingFolder:
         training = {
             **{key: facts[key] for key in ("data_ns", "frames", "train_pairs", "validation_pairs")},
             **self.record["summary"],
-            "data": recipe["data"],
+            # Folder names, not this machine's paths: the file travels.
+            "data": [Path(d).name for d in recipe["data"]]
+            if isinstance(recipe["data"], list)
+            else Path(recipe["data"]).name,
             "pairs_tau_ps": recipe["pairs_tau_ps"],
             "architecture": recipe["architecture"],
             "settings": recipe["settings"],

@@ -335,3 +335,29 @@ def test_transferable_file_runs_any_dipeptide_in_the_integrator(transferable_fil
 def test_transferable_file_needs_a_topology(transferable_file):
     with pytest.raises(ValueError, match="give the topology"):
         TimewarpIntegrator(transferable_file, 310.0, atom_types=[0] * 30)
+
+
+def test_bundled_dipeptides_model_is_transferable_and_never_saw_a_held_out_sequence(
+    tmp_path, monkeypatch
+):
+    from openmm_timewarp.contract import bundled_models
+    from openmm_timewarp.dipeptides import load_split
+
+    if "dipeptides" not in bundled_models():
+        pytest.skip("the transferable model is not bundled")
+    monkeypatch.setenv("OPENMM_TIMEWARP_CACHE", str(tmp_path))
+    metadata = load_metadata("dipeptides")
+    assert metadata.family == "ic-rotor" and metadata.num_atoms is None
+    assert metadata.atom_type_scheme == "peptide-atom"
+    split = load_split()
+    trained_on = set(metadata.training["data"])
+    assert trained_on and trained_on <= set(split.training)
+    assert not trained_on & set(split.held_out)
+    modeller = build_peptide(split.held_out[0], "zwitterionic")
+    integrator = TimewarpIntegrator("dipeptides", 310.0, topology=modeller.topology, seed=1)
+    context = openmm.Context(
+        create_system(modeller.topology), integrator, openmm.Platform.getPlatformByName("CPU")
+    )
+    context.setPositions(modeller.positions)
+    integrator.step(200)
+    assert integrator.getNumAccepted() > 0
