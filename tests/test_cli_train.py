@@ -13,7 +13,12 @@ import torch
 from openmm import app, unit
 
 from openmm_timewarp.cli import main, random_rotations
-from openmm_timewarp.contract import atom_types_for_topology, check_contract, load_model
+from openmm_timewarp.contract import (
+    atom_types_for_topology,
+    check_contract,
+    load_metadata,
+    load_model,
+)
 from openmm_timewarp.flow import TimewarpProposal
 from openmm_timewarp.internal.proposals import ICIndependentProposal
 from openmm_timewarp.md import PROGRESS_FILE, RUN_FILE, TOPOLOGY_FILE, TRAJECTORY_FILE, RunSettings
@@ -175,6 +180,27 @@ def test_timewarp_flow_trains_and_exports(data_dir, tmp_path):
     assert metadata.family == "timewarp-flow" and metadata.atom_type_scheme == "element"
     assert metadata.atom_types == ["C", "H", "N", "O"] and metadata.num_atoms == 22
     assert metadata.training["architecture"] == {"preset": "cpu-small"}
+
+
+def test_transferable_rotor_model_trains_and_proposes_for_another_peptide(
+    data_dir, tmp_path, monkeypatch
+):
+    from openmm_timewarp.internal.rotors import model_file_for_topology
+
+    monkeypatch.setenv("OPENMM_TIMEWARP_CACHE", str(tmp_path / "cache"))
+    output = tmp_path / "rotor"
+    options = ["--family", "ic-rotor", "--hidden", "16", "--num-bins", "4", "--max-steps", "4"]
+    assert train(data_dir, "-o", output, *options, *FAST) == 0
+    metadata = load_metadata(output / "model.pt")
+    assert metadata.family == "ic-rotor" and metadata.num_atoms is None
+    assert metadata.atom_type_scheme == "peptide-atom"
+    assert metadata.training["data"] == data_dir.name and metadata.training["steps"] == 4
+    # Built for a molecule it never saw, the proposal meets the contract.
+    modeller = build_peptide("WE", "zwitterionic")
+    module, built = load_model(model_file_for_topology(output / "model.pt", modeller.topology))
+    assert built.num_atoms == modeller.topology.getNumAtoms()
+    positions = torch.tensor(np.array(modeller.positions.value_in_unit(unit.nanometer)))
+    check_contract(module, positions.float(), torch.arange(built.num_atoms))
 
 
 def test_random_rotations_are_proper_rotations():
