@@ -134,6 +134,33 @@ class ZMatrixProposal(ChainBatchedProposal):
         x = self.transform.to_cartesian(q, origin.expand(batch, 3), rotation.expand(batch, 3, 3))
         return x[:, atom_types].to(dtype)
 
+    def chain_outputs(
+        self,
+        q_new: torch.Tensor,
+        log_ratio: torch.Tensor,
+        origin: torch.Tensor,
+        rotation: torch.Tensor,
+        atom_types: torch.Tensor,
+        noise_shape: list[int],
+        dtype: torch.dtype,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``forward_chains``' outputs from the internal coordinates ``[C * B, M]`` and logQRatio
+        ``[C * B]`` of all proposals (chain by chain) and each chain's frame ``[C, ...]``:
+        proposals ``[C, B, N, 3]`` placed in their chain's frame, and logQRatio ``[C, B]``, both
+        in ``dtype`` (the positions')."""
+        num_chains, num_proposals, num_atoms = noise_shape[0], noise_shape[1], noise_shape[2]
+        proposals = self.cartesian(
+            q_new,
+            origin.repeat_interleave(num_proposals, dim=0),
+            rotation.repeat_interleave(num_proposals, dim=0),
+            atom_types,
+            dtype,
+        )
+        return (
+            proposals.reshape(num_chains, num_proposals, num_atoms, 3),
+            log_ratio.reshape(num_chains, num_proposals).to(dtype),
+        )
+
 
 class ICProposalBase(ZMatrixProposal):
     """Proposals on internal coordinates scaled to [0, 1] within per-coordinate bounds."""
@@ -193,17 +220,8 @@ class ICProposalBase(ZMatrixProposal):
             + self.transform.log_det_jacobian(q_new)
             - self.transform.log_det_jacobian(q).repeat_interleave(num_proposals)
         )
-        proposals = self.cartesian(
-            q_new,
-            origin.repeat_interleave(num_proposals, dim=0),
-            rotation.repeat_interleave(num_proposals, dim=0),
-            atom_types,
-            positions.dtype,
-        )
-        shape = noise.shape
-        return (
-            proposals.reshape(shape[0], shape[1], shape[2], 3),
-            log_ratio.reshape(shape[0], shape[1]).to(positions.dtype),
+        return self.chain_outputs(
+            q_new, log_ratio, origin, rotation, atom_types, noise.shape, positions.dtype
         )
 
     def propose(
@@ -395,17 +413,8 @@ class ICMixtureProposal(ChainBatchedProposal):
             + conditional.transform.log_det_jacobian(q_new)
             - conditional.transform.log_det_jacobian(q)
         )
-        proposals = conditional.cartesian(
-            q_new,
-            origin.repeat_interleave(num_proposals, dim=0),
-            rotation.repeat_interleave(num_proposals, dim=0),
-            atom_types,
-            positions.dtype,
-        )
-        shape = noise.shape
-        return (
-            proposals.reshape(shape[0], shape[1], shape[2], 3),
-            log_ratio.reshape(shape[0], shape[1]).to(positions.dtype),
+        return conditional.chain_outputs(
+            q_new, log_ratio, origin, rotation, atom_types, noise.shape, positions.dtype
         )
 
 

@@ -433,17 +433,8 @@ class ICRotorProposal(ZMatrixProposal):
         bonds, angles, _ = self.transform.split(q_new)
         valid = (bonds > 0.0).all(-1) & (angles > 0.0).all(-1) & (angles < math.pi).all(-1)
         log_ratio = torch.where(valid, log_ratio, torch.full_like(log_ratio, -math.inf))
-        proposals = self.cartesian(
-            q_new,
-            origin.repeat_interleave(num_proposals, dim=0),
-            rotation.repeat_interleave(num_proposals, dim=0),
-            atom_types,
-            positions.dtype,
-        )
-        shape = noise.shape
-        return (
-            proposals.reshape(shape[0], shape[1], shape[2], 3),
-            log_ratio.reshape(shape[0], shape[1]).to(positions.dtype),
+        return self.chain_outputs(
+            q_new, log_ratio, origin, rotation, atom_types, noise.shape, positions.dtype
         )
 
 
