@@ -11,10 +11,14 @@ proposals in order, exactly as :class:`~openmm_timewarp.TimewarpIntegrator` does
   with energies from the chain's Context;
 - the first accepted proposal ends the chain's round and the rest are discarded; while proposals
   are rejected the state does not change, so the batch is exact sequential Metropolis-Hastings.
+  For an independence proposal (the model's ``independent`` attribute, docs/contract.md) the round
+  goes on through the whole batch, each ratio rebased on the proposal last accepted, as the
+  integrator does.
 
 One proposal is one step. K adapts to the chain's running acceptance rate a like the integrator's
 batch, ``K = ceil(log 0.1 / log(1 - a))`` between 1 and ``max_proposals`` (the maximum until the
-first acceptance), and never exceeds the chain's remaining steps. Each chain has its own seeded
+first acceptance, and always for an independence proposal), and never exceeds the chain's
+remaining steps. Each chain has its own seeded
 generator for its noise and its acceptance uniforms, and its K depends on its own history only:
 a chain gives the same trajectory alone, among other chains, on any rank.
 
@@ -323,18 +327,23 @@ class _Chain:
         energy = self.context.getState(getEnergy=True).getPotentialEnergy()
         return energy.value_in_unit(unit.kilojoule_per_mole)
 
-    def batch_size(self, max_proposals: int, steps: int) -> int:
-        """The integrator's adaptive K, capped by the steps left to ``steps``."""
+    def batch_size(self, max_proposals: int, steps: int, independent: bool) -> int:
+        """The integrator's K, capped by the steps left to ``steps``: adaptive, or the maximum
+        for an independence proposal (whose batches survive acceptances)."""
         rate = self.statistics.accepted / (self.statistics.proposals + 1)
-        size = max_proposals if rate <= 0.0 else math.ceil(math.log(0.1) / math.log1p(-rate))
+        size = max_proposals
+        if not independent and rate > 0.0:
+            size = math.ceil(math.log(0.1) / math.log1p(-rate))
         return max(1, min(size, max_proposals, steps - self.statistics.steps))
 
     def draw_noise(self, num_proposals: int, noise_dim: int) -> torch.Tensor:
         num_atoms = self.positions.shape[0]
         return torch.randn(num_proposals, num_atoms, noise_dim, generator=self.generator)
 
-    def walk(self, proposals: np.ndarray, log_q_ratios: np.ndarray) -> None:
-        """Sequential MH over ``proposals [K, N, 3]`` until the first acceptance."""
+    def walk(self, proposals: np.ndarray, log_q_ratios: np.ndarray, independent: bool) -> None:
+        """Sequential MH over ``proposals [K, N, 3]`` until the first acceptance; for an
+        independence proposal over all of them, each ratio rebased on the last proposal accepted
+        (``logQRatio[j] - logQRatio[k]``, as the integrator does, docs/contract.md)."""
         stats = self.statistics
         stats.model_calls += 1
         finite = np.isfinite(log_q_ratios) & np.isfinite(proposals).all(axis=(1, 2))
@@ -344,6 +353,7 @@ class _Chain:
             with np.errstate(invalid="ignore"):
                 after = signed_volumes(proposals, self.centres)
             inverted = (before * after < 0.0).any(axis=-1)
+        offset = 0.0  # logQRatio of the proposal the chain last moved to in this batch
         for proposal, log_q_ratio, is_finite, is_inverted in zip(
             proposals, log_q_ratios, finite, inverted, strict=True
         ):
@@ -359,7 +369,7 @@ class _Chain:
                 if not math.isfinite(energy):
                     stats.rejected_non_finite += 1
                 else:
-                    log_acceptance = -(energy - self.energy) / self.kT + float(log_q_ratio)
+                    log_acceptance = -(energy - self.energy) / self.kT + float(log_q_ratio) - offset
                     accepted = log_acceptance >= 0.0 or self.uniform() < math.exp(log_acceptance)
             if accepted:
                 self.positions = proposal
@@ -369,7 +379,9 @@ class _Chain:
                 self.dcd.writeModel(self.positions)
                 stats.frames += 1
             if accepted:
-                return
+                if not independent:
+                    return
+                offset = float(log_q_ratio)
 
     def uniform(self) -> float:
         return float(torch.rand(1, generator=self.generator, dtype=torch.float64))
@@ -381,6 +393,7 @@ class _Group:
 
     module: torch.jit.ScriptModule
     noise_dim: int
+    independent: bool
     atom_types: torch.Tensor
     chains: list[_Chain]
 
@@ -481,6 +494,7 @@ class ChainSampler:
                 groups[key] = _Group(
                     module,
                     int(module.noise_dim),
+                    bool(getattr(module, "independent", False)),
                     torch.from_numpy(atom_types).to(self.device),
                     [],
                 )
@@ -531,7 +545,7 @@ class ChainSampler:
         return [chain.statistics for chain in chains]
 
     def _round(self, group: _Group, active: list[_Chain], steps: int) -> None:
-        sizes = [chain.batch_size(self.max_proposals, steps) for chain in active]
+        sizes = [chain.batch_size(self.max_proposals, steps, group.independent) for chain in active]
         noise = [
             chain.draw_noise(size, group.noise_dim)
             for chain, size in zip(active, sizes, strict=True)
@@ -554,7 +568,7 @@ class ChainSampler:
         log_q_ratios = log_q_ratios.to("cpu", torch.float64).reshape(-1).numpy()
         offsets = np.cumsum([0, *sizes])
         for chain, start, end in zip(active, offsets[:-1], offsets[1:], strict=True):
-            chain.walk(proposals[start:end], log_q_ratios[start:end])
+            chain.walk(proposals[start:end], log_q_ratios[start:end], group.independent)
 
 
 def _check_system(spec: ChainSpec) -> None:

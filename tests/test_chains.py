@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from openmm import app, unit
-from proposal_wrappers import SignFlipped
+from proposal_wrappers import DeclaredIndependent, SignFlipped
 from test_flow import NUM_ATOM_TYPES, make_inputs
 from test_flow import make_model as make_flow
 from test_ic_proposals import make_models as make_ic_models
@@ -334,16 +334,27 @@ def analytic_samples(
         for index in range(num_chains)
     ]
     sampler = ChainSampler(specs, folder, temperature=TEMPERATURE, trajectory_interval=THIN)
+    independent = sampler.groups[0].independent
     samples = []
     for spec, statistics in zip(specs, sampler.run(BURN_IN + steps), strict=True):
         assert 0.05 < statistics.acceptance_rate < 0.95
-        assert statistics.model_calls < statistics.proposals
+        if independent:  # batches survive acceptances: full batches only
+            assert statistics.model_calls <= statistics.proposals // sampler.max_proposals + 1
+        else:
+            assert statistics.model_calls > statistics.accepted
         chain_folder = folder / spec.name
         trajectory = mdtraj.load(
             str(chain_folder / "trajectory.dcd"), top=str(chain_folder / "topology.pdb")
         )
         samples.append(trajectory.xyz[BURN_IN // THIN :].astype(np.float64))
     return np.concatenate(samples)
+
+
+def test_harmonic_check_fails_when_a_walk_declares_itself_independent(tmp_path):
+    proposal = DeclaredIndependent(HARMONIC_PROPOSALS["random walk"]())
+    path = export_simple_proposal(proposal, tmp_path / "m.pt", num_atoms=2)
+    samples = analytic_samples(harmonic_system(), HARMONIC_CENTRES, path, tmp_path, seed=21)
+    assert compare(harmonic_observables(samples)) != []
 
 
 @pytest.mark.parametrize("flipped", [False, True], ids=["exact", "flipped logQRatio"])
@@ -443,7 +454,7 @@ def test_chirality_inverting_proposals_are_rejected_and_counted(dipeptide, tmp_p
     chain = sampler.chains[0]
     chain.open()
     mirrored = positions * np.array([1.0, 1.0, -1.0])
-    chain.walk(np.stack([mirrored, positions]), np.zeros(2))
+    chain.walk(np.stack([mirrored, positions]), np.zeros(2), independent=False)
     chain.close()
     assert chain.statistics.rejected_chirality == 1
     assert chain.statistics.accepted == 1
