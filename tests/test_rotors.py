@@ -16,6 +16,7 @@ from openmm_timewarp.internal.rotors import (
     ROTOR,
     ICRotorProposal,
     RotorNetwork,
+    backbone_rotors,
     model_file_for_topology,
     molecule_features,
     rotor_log_density,
@@ -76,6 +77,15 @@ def test_rotors_are_the_rotatable_bonds():
         and {label.split(":")[2] for label in name.split()[1].split("-")[1:3]} <= ring_atoms
     ]
     assert ring_torsions and all(kinds[name] != ROTOR for name in ring_torsions)
+    topology = build_peptide("FA", "zwitterionic").topology
+    features = molecule_features(topology, build_zmatrix(topology), peptide_atom_vocabulary())
+    rotor_bonds = [
+        {label.split(":")[2] for label in name.split()[1].split("-")[1:3]}
+        for name, kind in kinds.items()
+        if kind == ROTOR
+    ]
+    backbone = [bond in ({"N", "CA"}, {"CA", "C"}, {"C", "N"}) for bond in rotor_bonds]
+    assert backbone_rotors(topology, features).tolist() == backbone and sum(backbone) == 5
 
 
 def brute_force_check(proposal: ICRotorProposal, x: torch.Tensor, noise: torch.Tensor) -> None:
@@ -112,7 +122,9 @@ def brute_force_check(proposal: ICRotorProposal, x: torch.Tensor, noise: torch.T
 @pytest.mark.parametrize("sequence", ["AG", "WP", "RE"])
 def test_log_q_ratio_of_both_moves(sequence):
     modeller = build_peptide(sequence, "zwitterionic")
-    proposal = rotor_proposal(random_network(1), modeller.topology).double()
+    proposal = rotor_proposal(
+        random_network(1), modeller.topology, rotor_fraction=0.3, backbone_fraction=0.7
+    ).double()
     x = positions_of(modeller)
     noise = torch.randn(12, x.shape[0], 3, generator=torch.Generator().manual_seed(3)).double()
     flat = noise.view(12, -1)

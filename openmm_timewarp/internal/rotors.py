@@ -10,11 +10,12 @@ peptides through the types of the atoms around each rotor.
 Each proposal is one of two moves, chosen with probability ``rotor_weight`` by a noise number:
 
 - *rotor move*: each rotor torsion (a Z-matrix torsion that is not relative to a sibling and
-  whose bond is in no ring) is, with probability ``rotor_fraction``, drawn afresh from its own
+  whose bond is in no ring) is, with probability ``rotor_fraction`` (``backbone_fraction`` for the
+  backbone's N-CA, CA-C and C-N bonds, the slow ones), drawn afresh from its own
   density ``q_k`` (a circular spline mixed with the uniform density), independent of the
   current state; all other internal
-  coordinates stay. One noise number per rotor does both: ``v < rotor_fraction`` selects it and
-  ``v / rotor_fraction``, uniform given the selection, draws it. Since bonds and angles stay, the
+  coordinates stay. One noise number per rotor does both: ``v < f`` selects it and ``v / f``,
+  uniform given the selection, draws it. Since bonds and angles stay, the
   Jacobian of the internal-coordinate map cancels and
   ``logQRatio = sum_k log q_k(tau_k) - log q_k(tau_k')`` (zero terms for rotors not redrawn).
   Redrawing a few rotors at a time keeps acceptance up where the rotors are correlated, which
@@ -78,6 +79,9 @@ LOG_WIDTH_CENTRE = (math.log(0.005), math.log(0.08), math.log(0.15))
 DEFAULT_ROTOR_WEIGHT = 0.8
 DEFAULT_ROTOR_FRACTION = 0.25
 DEFAULT_UNIFORM_WEIGHT = 0.2
+DEFAULT_BACKBONE_FRACTION = 0.25
+#: Atom names of the backbone bonds whose rotors are the slow ones (phi, psi, omega).
+BACKBONE_BONDS = frozenset({frozenset(("N", "CA")), frozenset(("CA", "C")), frozenset(("C", "N"))})
 DEFAULT_WALK_SCALE = 0.1
 
 
@@ -339,7 +343,8 @@ class ICRotorProposal(ZMatrixProposal):
 
     ``raw [R, 3K + 1]`` are the rotors' spline parameters, ``steps [M - R]`` the walk's step of
     every other coordinate, ``rotor_weight`` the probability of a rotor move, ``rotor_fraction``
-    the probability that a rotor move redraws a given rotor, ``uniform_weight`` the weight of the
+    the probability that a rotor move redraws a given rotor (``backbone_fraction`` for those that
+    ``backbone`` ``[R]`` marks), ``uniform_weight`` the weight of the
     uniform density in each rotor's ``q_k`` (a floor that keeps every rotor state proposed, also
     where the learned density has little mass, as on molecules unlike the training set).
     """
@@ -347,7 +352,6 @@ class ICRotorProposal(ZMatrixProposal):
     num_bonds: int
     num_angles: int
     rotor_weight: float
-    rotor_fraction: float
     uniform_weight: float
 
     def __init__(
@@ -359,12 +363,15 @@ class ICRotorProposal(ZMatrixProposal):
         rotor_weight: float = DEFAULT_ROTOR_WEIGHT,
         rotor_fraction: float = DEFAULT_ROTOR_FRACTION,
         uniform_weight: float = DEFAULT_UNIFORM_WEIGHT,
+        backbone: torch.Tensor | None = None,
+        backbone_fraction: float = DEFAULT_BACKBONE_FRACTION,
     ) -> None:
         super().__init__(zmatrix)
         if not 0.0 < rotor_weight < 1.0:
             raise ValueError(f"rotor_weight must lie strictly between 0 and 1, got {rotor_weight}")
-        if not 0.0 < rotor_fraction <= 1.0:
-            raise ValueError(f"rotor_fraction must lie in (0, 1], got {rotor_fraction}")
+        for name, fraction in (("rotor", rotor_fraction), ("backbone", backbone_fraction)):
+            if not 0.0 < fraction <= 1.0:
+                raise ValueError(f"{name}_fraction must lie in (0, 1], got {fraction}")
         if not 0.0 <= uniform_weight < 1.0:
             raise ValueError(f"uniform_weight must lie in [0, 1), got {uniform_weight}")
         if rotor.shape != (zmatrix.num_internal,) or rotor.dtype != torch.bool:
@@ -374,7 +381,12 @@ class ICRotorProposal(ZMatrixProposal):
         self.num_bonds = zmatrix.num_atoms - 1
         self.num_angles = zmatrix.num_atoms - 2
         self.rotor_weight = float(rotor_weight)
-        self.rotor_fraction = float(rotor_fraction)
+        if backbone is None:
+            backbone = torch.zeros(raw.shape[0], dtype=torch.bool)
+        if backbone.shape != (raw.shape[0],):
+            raise ValueError("backbone must mark each rotor (bool)")
+        fractions = torch.where(backbone, backbone_fraction, rotor_fraction).double()
+        self.register_buffer("fractions", fractions)
         self.uniform_weight = float(uniform_weight)
         self.register_buffer("rotor_index", torch.nonzero(rotor).flatten())
         self.register_buffer("walk_index", torch.nonzero(~rotor).flatten())
@@ -403,8 +415,8 @@ class ICRotorProposal(ZMatrixProposal):
         # given the selection, also picks the component (uniform density or spline) and the value
         # within it: the spline's by the inverse of its CDF.
         rotor_uniform = uniform[:, self.rotor_index]
-        selected = rotor_uniform < self.rotor_fraction
-        within = (rotor_uniform / self.rotor_fraction).clamp_max(1.0)
+        selected = rotor_uniform < self.fractions
+        within = (rotor_uniform / self.fractions).clamp_max(1.0)
         flat = within < self.uniform_weight
         spline_uniform = (within - self.uniform_weight) / (1.0 - self.uniform_weight)
         circular = torch.ones_like(rotor_uniform, dtype=torch.bool)
@@ -451,6 +463,7 @@ def rotor_proposal(
     rotor_fraction: float = DEFAULT_ROTOR_FRACTION,
     uniform_weight: float = DEFAULT_UNIFORM_WEIGHT,
     walk_scale: float = DEFAULT_WALK_SCALE,
+    backbone_fraction: float = DEFAULT_BACKBONE_FRACTION,
 ) -> ICRotorProposal:
     """The rotor proposal of ``network`` (a :class:`RotorNetwork`, scripted or not) for one
     peptide Topology; the walk's step is ``walk_scale`` times each coordinate's learned width."""
@@ -474,7 +487,25 @@ def rotor_proposal(
     log_centre = torch.tensor(LOG_WIDTH_CENTRE, dtype=torch.float64)[kinds]
     steps = walk_scale * torch.exp(log_centre + parameters[~rotor, -1])
     return ICRotorProposal(
-        zmatrix, rotor, parameters[rotor, :-2], steps, rotor_weight, rotor_fraction, uniform_weight
+        zmatrix,
+        rotor,
+        parameters[rotor, :-2],
+        steps,
+        rotor_weight,
+        rotor_fraction,
+        uniform_weight,
+        backbone_rotors(topology, features),
+        backbone_fraction,
+    )
+
+
+def backbone_rotors(topology: app.Topology, features: MoleculeFeatures) -> torch.Tensor:
+    """For each rotor (in coordinate order), whether its bond is a backbone N-CA, CA-C or C-N."""
+    names = [atom.name for atom in topology.atoms()]
+    rotors = features.coordinate_atoms[features.coordinate_kinds == ROTOR]
+    return torch.tensor(
+        [frozenset((names[j], names[k])) in BACKBONE_BONDS for _, j, k, _ in rotors.tolist()],
+        dtype=torch.bool,
     )
 
 
