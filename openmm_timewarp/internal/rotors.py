@@ -77,9 +77,9 @@ MEAN_CENTRE = (0.12, 1.9, 0.0)
 MEAN_SCALE = (0.03, 0.3, 2.0)
 LOG_WIDTH_CENTRE = (math.log(0.005), math.log(0.08), math.log(0.15))
 DEFAULT_ROTOR_WEIGHT = 0.8
-DEFAULT_ROTOR_FRACTION = 0.25
+DEFAULT_ROTOR_FRACTION = 0.2
 DEFAULT_UNIFORM_WEIGHT = 0.2
-DEFAULT_BACKBONE_FRACTION = 0.25
+DEFAULT_BACKBONE_FRACTION = 0.7
 #: Atom names of the backbone bonds whose rotors are the slow ones (phi, psi, omega).
 BACKBONE_BONDS = frozenset({frozenset(("N", "CA")), frozenset(("CA", "C")), frozenset(("C", "N"))})
 DEFAULT_WALK_SCALE = 0.1
