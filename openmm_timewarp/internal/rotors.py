@@ -298,7 +298,6 @@ class RotorTrainingModel(nn.Module):
     def __init__(self, network: RotorNetwork, topologies: Sequence[app.Topology]) -> None:
         super().__init__()
         self.network = network
-        self.vocabulary_size = network.name_embedding.num_embeddings
         self.molecules: dict[tuple[int, ...], tuple[MoleculeFeatures, nn.Module]] = {}
         self.transforms = nn.ModuleList()
         vocabulary = _vocabulary()
