@@ -502,20 +502,9 @@ def _snapshot_peptides(folders: list[Path], recipe: dict, output: Path) -> dict:
 def _flow_metadata(topology: app.Topology, record: dict) -> ModelMetadata:
     """Metadata of a Timewarp flow trained here: element vocabulary of the data's molecule, or
     for several molecules the residue-independent ``peptide-atom`` vocabulary and any size."""
-    from openmm_timewarp.dipeptides import peptide_atom_vocabulary
-
     recipe, facts = record["recipe"], record["facts"]
     if isinstance(recipe["data"], list):
-        return ModelMetadata(
-            name=record["name"],
-            family="timewarp-flow",
-            tau_ps=recipe["tau_ps"],
-            temperature_K=facts["temperature_K"],
-            forcefield=facts["forcefield"],
-            atom_type_scheme="peptide-atom",
-            atom_types=list(peptide_atom_vocabulary()),
-            num_atoms=None,
-        )
+        return _transferable_metadata(record, "timewarp-flow")
     return ModelMetadata(
         name=record["name"],
         family="timewarp-flow",
@@ -528,13 +517,13 @@ def _flow_metadata(topology: app.Topology, record: dict) -> ModelMetadata:
     )
 
 
-def _rotor_metadata(record: dict) -> ModelMetadata:
-    """Metadata of a transferable ic-rotor network: ``peptide-atom`` vocabulary, any size."""
+def _transferable_metadata(record: dict, family: str) -> ModelMetadata:
+    """Metadata of a model trained on several molecules: ``peptide-atom`` vocabulary, any size."""
     from openmm_timewarp.dipeptides import peptide_atom_vocabulary
 
     return ModelMetadata(
         name=record["name"],
-        family="ic-rotor",
+        family=family,
         tau_ps=record["recipe"]["tau_ps"],
         temperature_K=record["facts"]["temperature_K"],
         forcefield=record["facts"]["forcefield"],
@@ -582,7 +571,7 @@ class TrainingFolder:
         elif recipe["family"] == "ic-rotor":
             from openmm_timewarp.internal.rotors import RotorNetwork, RotorTrainingModel
 
-            metadata = _rotor_metadata(record)
+            metadata = _transferable_metadata(record, "ic-rotor")
             atom_types = torch.from_numpy(atom_types_for_topology(topology, metadata))
             network = RotorNetwork(len(metadata.atom_types), **recipe["architecture"])
             topologies = [_pdb_topology(p["topology"]) for p in data["peptides"]]
@@ -643,7 +632,9 @@ class TrainingFolder:
             from openmm_timewarp.internal.rotors import save_network
 
             save_network(
-                model.network, path, replace(_rotor_metadata(self.record), training=training)
+                model.network,
+                path,
+                replace(_transferable_metadata(self.record, "ic-rotor"), training=training),
             )
             return
         if recipe["family"] == "timewarp-flow":

@@ -21,6 +21,7 @@ from test_integrator_sampling import (
     HARMONIC_PROPOSALS,
     TEMPERATURE,
     THIN,
+    analytic_cases,
     compare,
     double_well_observables,
     double_well_system,
@@ -382,15 +383,10 @@ def test_double_well_is_sampled_exactly(flipped, tmp_path):
 def test_many_chains_of_every_analytic_case_are_exact(tmp_path):
     """Three chains of each proposal of the integrator's exactness tests, 30,000 steps each, in
     one sampler per case; the pooled averages must match the exact ones."""
-    cases = [
-        (harmonic_system, proposal, HARMONIC_CENTRES, harmonic_observables, 2)
-        for proposal in HARMONIC_PROPOSALS.values()
-    ] + [
-        (double_well_system, proposal, np.array([[-0.1, 0.0, 0.0]]), double_well_observables, None)
-        for proposal in DOUBLE_WELL_PROPOSALS.values()
-    ]
     failures = []
-    for index, (make_system, proposal, start, observables, num_atoms) in enumerate(cases):
+    for index, (make_system, proposal, start, observables, num_atoms) in enumerate(
+        analytic_cases()
+    ):
         path = export_simple_proposal(proposal(), tmp_path / f"{index}.pt", num_atoms=num_atoms)
         samples = analytic_samples(
             make_system(), start, path, tmp_path / str(index), 30 + index, 3, 3 * EXACTNESS_STEPS

@@ -192,18 +192,24 @@ def test_double_well_check_fails_with_flipped_log_q_ratio(tmp_path):
     assert compare(double_well_observables(samples)) != []
 
 
-@pytest.mark.slow
-def test_long_chains_are_exact(tmp_path):
-    """Ten times longer chains of every proposal above: tolerances three times tighter."""
-    cases = [
+def analytic_cases() -> list[tuple]:
+    """(system factory, proposal factory, start, observables, num_atoms) of every analytic case."""
+    return [
         (harmonic_system, proposal, HARMONIC_CENTRES, harmonic_observables, 2)
         for proposal in HARMONIC_PROPOSALS.values()
     ] + [
         (double_well_system, proposal, np.array([[-0.1, 0.0, 0.0]]), double_well_observables, None)
         for proposal in DOUBLE_WELL_PROPOSALS.values()
     ]
+
+
+@pytest.mark.slow
+def test_long_chains_are_exact(tmp_path):
+    """Ten times longer chains of every proposal above: tolerances three times tighter."""
     failures = []
-    for index, (make_system, proposal, start, observables, num_atoms) in enumerate(cases):
+    for index, (make_system, proposal, start, observables, num_atoms) in enumerate(
+        analytic_cases()
+    ):
         path = export_simple_proposal(proposal(), tmp_path / f"{index}.pt", num_atoms=num_atoms)
         samples = run_chain(make_system(), path, start, seed=100 + index, steps=10 * STEPS)
         failures += compare(observables(samples))

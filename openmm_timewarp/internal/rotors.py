@@ -35,7 +35,7 @@ vocabulary; a name absent from the training set contributes nothing), element, b
 and hydrogens, ring membership, and the set of atom names of its residue (which tells residues
 apart without a residue vocabulary). :func:`rotor_proposal` turns the network into an
 :class:`ICRotorProposal` for one Topology: the parameters are computed once, so a proposal costs a
-spline per rotor, no network. :func:`proposal_file_for_topology` does this for a transferable
+spline per rotor, no network. :func:`model_file_for_topology` does this for a transferable
 model file and caches the exported result, which is what ``TimewarpIntegrator`` and the
 many-chain sampler load.
 """
@@ -246,6 +246,23 @@ class RotorNetwork(nn.Module):
         return self.net(features)
 
 
+def molecule_parameters(network: torch.nn.Module, features: MoleculeFeatures) -> torch.Tensor:
+    """``network``'s parameters ``[M, 3K + 3]`` of every internal coordinate of one molecule."""
+    return network(
+        features.names,
+        features.graph,
+        features.residue_names,
+        features.coordinate_atoms,
+        features.coordinate_kinds,
+    )
+
+
+def log_widths(kinds: torch.Tensor, parameters: torch.Tensor) -> torch.Tensor:
+    """Log thermal width of each non-rotor coordinate (``kinds`` BOND, ANGLE, FIXED_TORSION)."""
+    centre = torch.tensor(LOG_WIDTH_CENTRE, dtype=parameters.dtype, device=parameters.device)
+    return centre[kinds] + parameters[:, -1]
+
+
 def _unit_torsion(torsion: torch.Tensor) -> torch.Tensor:
     return torch.remainder((torsion + math.pi) / (2.0 * math.pi), 1.0)
 
@@ -276,9 +293,8 @@ def non_rotor_log_density(
     kind = kinds.clamp_max(FIXED_TORSION)
     centre = torch.tensor(MEAN_CENTRE, dtype=values.dtype, device=values.device)[kind]
     scale = torch.tensor(MEAN_SCALE, dtype=values.dtype, device=values.device)[kind]
-    log_centre = torch.tensor(LOG_WIDTH_CENTRE, dtype=values.dtype, device=values.device)[kind]
     mean = centre + scale * parameters[:, -2]
-    log_width = log_centre + parameters[:, -1]
+    log_width = log_widths(kind, parameters)
     difference = values - mean
     torsion = kinds == FIXED_TORSION
     difference = torch.where(
@@ -309,15 +325,6 @@ class RotorTrainingModel(nn.Module):
             self.transforms.append(transform)
             self.molecules[tuple(features.names.tolist())] = (features, transform)
 
-    def parameters_of(self, features: MoleculeFeatures) -> torch.Tensor:
-        return self.network(
-            features.names,
-            features.graph,
-            features.residue_names,
-            features.coordinate_atoms,
-            features.coordinate_kinds,
-        )
-
     def training_nll(
         self, x_cond: torch.Tensor, x_next: torch.Tensor, atom_types: torch.Tensor
     ) -> torch.Tensor:
@@ -327,7 +334,7 @@ class RotorTrainingModel(nn.Module):
         features, transform = self.molecules[key]
         q, _, _ = transform.to_internal(x_next.double())
         q = q.float()
-        parameters = self.parameters_of(features)
+        parameters = molecule_parameters(self.network, features)
         rotor = features.coordinate_kinds == ROTOR
         spline = parameters[rotor, :-2]
         log_q = rotor_log_density(q[:, rotor], spline).sum(-1)
@@ -474,17 +481,9 @@ def rotor_proposal(
     zmatrix = build_zmatrix(topology)
     features = molecule_features(topology, zmatrix, _vocabulary())
     with torch.no_grad():
-        parameters = network(
-            features.names,
-            features.graph,
-            features.residue_names,
-            features.coordinate_atoms,
-            features.coordinate_kinds,
-        ).double()
+        parameters = molecule_parameters(network, features).double()
     rotor = features.coordinate_kinds == ROTOR
-    kinds = features.coordinate_kinds[~rotor]
-    log_centre = torch.tensor(LOG_WIDTH_CENTRE, dtype=torch.float64)[kinds]
-    steps = walk_scale * torch.exp(log_centre + parameters[~rotor, -1])
+    steps = walk_scale * log_widths(features.coordinate_kinds[~rotor], parameters[~rotor]).exp()
     return ICRotorProposal(
         zmatrix,
         rotor,
@@ -522,7 +521,12 @@ def _cache_dir() -> Path:
 
 def model_file_for_topology(model: str | os.PathLike, topology: app.Topology | None) -> Path:
     """The file to load for ``model`` on ``topology``: the model's own file, or for a
-    transferable ``ic-rotor`` network its proposal for this molecule (built once, cached)."""
+    transferable ``ic-rotor`` network its proposal for this molecule.
+
+    That proposal is built on first use and cached (``$OPENMM_TIMEWARP_CACHE``, else
+    ``~/.cache/openmm-timewarp``) under a hash of the model file, the molecule and the code that
+    builds proposals, so later loads and checkpoints find it.
+    """
     path = resolve_model_path(model).resolve()
     metadata = load_metadata(path)
     if not is_transferable(metadata):
@@ -532,20 +536,6 @@ def model_file_for_topology(model: str | os.PathLike, topology: app.Topology | N
             f"the model {metadata.name!r} is transferable: it is built for each molecule from its "
             "Topology; give the topology"
         )
-    return proposal_file_for_topology(path, topology)
-
-
-def proposal_file_for_topology(model: str | os.PathLike, topology: app.Topology) -> Path:
-    """The proposal file of a transferable ``ic-rotor`` model for ``topology``.
-
-    Built on first use and cached (``$OPENMM_TIMEWARP_CACHE``, else ``~/.cache/openmm-timewarp``)
-    under a hash of the model file, the molecule and the code that builds proposals, so later
-    loads and checkpoints find it.
-    """
-    path = resolve_model_path(model)
-    metadata = load_metadata(path)
-    if not is_transferable(metadata):
-        raise ValueError(f"{path} is not a transferable {FAMILY} model")
     atoms = list(topology.atoms())
     digest = hashlib.sha256(path.read_bytes())
     # The code that builds the proposal is part of the key, so a new version rebuilds it.
