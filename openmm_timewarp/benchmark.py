@@ -96,7 +96,11 @@ class BenchmarkSettings:
         if unknown or not self.samplers:
             raise ValueError(f"unknown samplers {sorted(unknown)}; choose from {SAMPLERS}")
         positive = ("budget_s", "md_frame_interval_ps", "reference_ns", "tica_lag_ps")
-        for name in positive + ("reference_frame_interval_ps", "temperature_K"):
+        for name in positive + (
+            "reference_frame_interval_ps",
+            "temperature_K",
+            "exploration_threshold_kj_mol",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         integers = ("num_starts", "timewarp_frame_interval", "max_proposal_batch", "seed")

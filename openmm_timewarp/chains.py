@@ -50,11 +50,13 @@ import torch
 from openmm import app, unit
 from tqdm import tqdm
 
+from openmm_timewarp.checkpoints import load_checkpoint, save_checkpoint
 from openmm_timewarp.contract import (
     atom_types_for_topology,
     chiral_centres,
     has_forward_chains,
     load_model,
+    warn_if_all_non_finite,
 )
 from openmm_timewarp.internal.rotors import model_file_for_topology
 from openmm_timewarp.md import _truncate_dcd, _write_json_atomically, count_dcd_frames
@@ -199,6 +201,7 @@ class _Chain:
     ) -> None:
         self.spec = spec
         self.model_path = model_path
+        self.warned_non_finite = False
         self.atom_types = atom_types
         self.directory = directory
         self.trajectory_interval = trajectory_interval
@@ -273,7 +276,7 @@ class _Chain:
             self.dcd_handle = None
 
     def _load_checkpoint(self) -> None:
-        state = torch.load(self.checkpoint_path, weights_only=True)
+        state = load_checkpoint(self.checkpoint_path)
         if state.get("version") != CHECKPOINT_VERSION:
             raise ValueError(f"{self.checkpoint_path} has an unknown checkpoint version")
         recorded = (
@@ -315,9 +318,7 @@ class _Chain:
             "generator": self.generator.get_state(),
             "statistics": statistics,
         }
-        temporary = self.checkpoint_path.with_suffix(".tmp")
-        torch.save(state, temporary)
-        os.replace(temporary, self.checkpoint_path)
+        save_checkpoint(state, self.checkpoint_path)
         _write_json_atomically(self.directory / STATISTICS_FILE, self.statistics.to_dict())
 
     # Metropolis-Hastings.
@@ -530,6 +531,12 @@ class ChainSampler:
                         self._round(group, active, steps)
                         now = time.perf_counter()
                         for chain, steps_before in zip(active, before, strict=True):
+                            if not chain.warned_non_finite:
+                                chain.warned_non_finite = warn_if_all_non_finite(
+                                    f"chain {chain.spec.name}",
+                                    chain.statistics.proposals,
+                                    chain.statistics.rejected_non_finite,
+                                )
                             chain.statistics.wall_time_s += now - last_time[id(chain)]
                             last_time[id(chain)] = now
                             steps_after = chain.statistics.steps

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from openmm import app
 
 from openmm_timewarp.benchmark import add_benchmark_parser
 from openmm_timewarp.chains import add_sample_parser
+from openmm_timewarp.checkpoints import load_checkpoint, load_model_state, save_checkpoint
 from openmm_timewarp.contract import ModelMetadata
 from openmm_timewarp.peptides import TERMINI
 from openmm_timewarp.training import PeptideData
@@ -86,18 +89,20 @@ def _add_simulate(subparsers: argparse._SubParsersAction) -> None:
         "degrees (built with these angles, restrained during equilibration, then released); "
         "default: one trajectory from an extended chain. Write --start=-70,-40 for a negative PHI.",
     )
-    parser.add_argument("--length-ns", type=float, required=True, help="production length of each")
-    parser.add_argument("--frame-interval-ps", type=float, default=1.0)
-    parser.add_argument("--timestep-fs", type=float, default=0.5)
-    parser.add_argument("--friction-per-ps", type=float, default=0.3)
-    parser.add_argument("--temperature", type=float, default=310.0, help="kelvin")
-    parser.add_argument("--equilibration-ps", type=float, default=20.0)
-    parser.add_argument("--checkpoint-interval-ps", type=float, default=100.0)
+    parser.add_argument(
+        "--length-ns", type=positive_float, required=True, help="production length of each"
+    )
+    parser.add_argument("--frame-interval-ps", type=positive_float, default=1.0)
+    parser.add_argument("--timestep-fs", type=positive_float, default=0.5)
+    parser.add_argument("--friction-per-ps", type=positive_float, default=0.3)
+    parser.add_argument("--temperature", type=positive_float, default=310.0, help="kelvin")
+    parser.add_argument("--equilibration-ps", type=non_negative_float, default=20.0)
+    parser.add_argument("--checkpoint-interval-ps", type=positive_float, default=100.0)
     parser.add_argument("--seed", type=int, default=1, help="trajectory i uses seed + i")
     parser.add_argument("--processes", type=int, default=1, help="trajectories run at a time")
     parser.add_argument(
         "--round-ns",
-        type=float,
+        type=positive_float,
         help="advance all trajectories together in rounds of this length, so that data read "
         "before the end covers every start (default: each runs to the end in turn)",
     )
@@ -111,6 +116,32 @@ def _add_simulate(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("-o", "--output", type=Path, required=True, help="data folder")
     parser.set_defaults(handler=_simulate)
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    value = _finite_float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """An argparse type: a finite number >= 0."""
+    value = _finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be zero or positive, got {text}")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
 
 
 def _steps(interval_ps: float, timestep_fs: float, what: str) -> int:
@@ -127,6 +158,11 @@ def _simulate(args: argparse.Namespace) -> int:
 
     frame_steps = _steps(args.frame_interval_ps, args.timestep_fs, "--frame-interval-ps")
     num_frames = round(args.length_ns * 1000.0 / args.frame_interval_ps)
+    if num_frames < 1:
+        raise ValueError(
+            f"--length-ns {args.length_ns} is shorter than one frame "
+            f"(--frame-interval-ps {args.frame_interval_ps})"
+        )
     checkpoint_frames = max(1, round(args.checkpoint_interval_ps / args.frame_interval_ps))
     round_frames = None
     if args.round_ns is not None:
@@ -447,9 +483,9 @@ def _snapshot_training_data(data: Path, recipe: dict, output: Path) -> dict:
     if len(temperatures) != 1:
         raise ValueError(f"{data} mixes temperatures {sorted(temperatures)}; keep one per folder")
     train_pairs, validation_pairs = load_training_data(data, recipe["pairs_tau_ps"])
-    temporary = output / f"{TRAIN_DATA_FILE}.tmp"
-    torch.save({"train": train_pairs, "validation": validation_pairs}, temporary)
-    temporary.replace(output / TRAIN_DATA_FILE)
+    save_checkpoint(
+        {"train": train_pairs, "validation": validation_pairs}, output / TRAIN_DATA_FILE
+    )
     shutil.copyfile(trajectories[0].directory / TOPOLOGY_FILE, output / TRAIN_TOPOLOGY_FILE)
     return {
         "temperature_K": temperatures.pop(),
@@ -492,9 +528,7 @@ def _snapshot_peptides(folders: list[Path], recipe: dict, output: Path) -> dict:
         facts["validation_pairs"] += len(validation_pairs[0])
     if len(temperatures) != 1:
         raise ValueError(f"the data folders mix temperatures {sorted(temperatures)}; keep one")
-    temporary = output / f"{TRAIN_DATA_FILE}.tmp"
-    torch.save({"peptides": peptides}, temporary)
-    temporary.replace(output / TRAIN_DATA_FILE)
+    save_checkpoint({"peptides": peptides}, output / TRAIN_DATA_FILE)
     (output / TRAIN_TOPOLOGY_FILE).write_text(peptides[0]["topology"])
     return {**facts, "temperature_K": temperatures.pop(), "forcefield": FORCEFIELD_NAME}
 
@@ -560,7 +594,7 @@ class TrainingFolder:
 
         recipe = record["recipe"]
         topology = app.PDBFile(str(path / TRAIN_TOPOLOGY_FILE)).topology
-        data = torch.load(path / TRAIN_DATA_FILE)
+        data = load_checkpoint(path / TRAIN_DATA_FILE)
         seed = recipe["settings"]["seed"]
         torch.manual_seed(seed)  # the layers' initial weights come from torch's generator
         if recipe["family"] == "timewarp-flow":
@@ -603,7 +637,8 @@ class TrainingFolder:
 
         if not (self.path / BEST_MODEL_FILE).is_file() or not self.record["summary"]:
             raise ValueError(f"{self.path} has not finished training: rerun its `timewarp train`")
-        self.model.load_state_dict(torch.load(self.path / BEST_MODEL_FILE))
+        best = self.path / BEST_MODEL_FILE
+        load_model_state(self.model, load_checkpoint(best), best)
 
     def save_record(self) -> None:
         _write_json(self.path / TRAIN_RECORD_FILE, self.record)
@@ -701,8 +736,12 @@ def _training_record(args: argparse.Namespace) -> dict:
             )
         if args.name:
             record["name"] = args.name
-    else:
-        _make_folder(args.output)
+        folder = TrainingFolder.with_record(args.output, record)
+        folder.save_record()
+        return record
+    created = not args.output.exists()
+    _make_folder(args.output)
+    try:
         if len(args.data) > 1 or args.family == "ic-rotor":
             facts = _snapshot_peptides(args.data, recipe, args.output)
             name = args.name or args.data[0].resolve().parent.name
@@ -710,9 +749,13 @@ def _training_record(args: argparse.Namespace) -> dict:
             facts = _snapshot_training_data(args.data[0], recipe, args.output)
             name = args.name or args.data[0].resolve().name
         record = {"recipe": recipe, "facts": facts, "name": name, "summary": {}, "cpu_seconds": 0.0}
-    # Written once the model could be built, so that a refused option leaves no record behind.
-    folder = TrainingFolder.with_record(args.output, record)
-    folder.save_record()
+        # Written once the model could be built, so that a refused option leaves no record.
+        folder = TrainingFolder.with_record(args.output, record)
+        folder.save_record()
+    except BaseException:
+        if created:  # a folder this command made and could not start: leave nothing behind
+            shutil.rmtree(args.output, ignore_errors=True)
+        raise
     return record
 
 
@@ -809,6 +852,27 @@ def _export_mixture(args: argparse.Namespace) -> int:
 
 
 #: Subcommand registrations, in the order ``--help`` lists them.
+def _add_resave(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "resave",
+        help="re-save model files with this version's checksum (same weights)",
+        description="Re-save proposal-model files in place, with the checksum that this version "
+        "verifies on load (docs/trust.md). For files written by older versions: loading one runs "
+        "its TorchScript, so re-save only files you trust.",
+    )
+    parser.add_argument("models", nargs="+", type=Path, help="model files")
+    parser.set_defaults(handler=_resave)
+
+
+def _resave(args: argparse.Namespace) -> int:
+    from openmm_timewarp.contract import resave
+
+    for path in args.models:
+        resave(path)
+        print(f"{path}: re-saved with a checksum")
+    return 0
+
+
 SUBCOMMANDS: list[Register] = [
     _add_build,
     _add_simulate,
@@ -816,6 +880,7 @@ SUBCOMMANDS: list[Register] = [
     _add_train,
     add_benchmark_parser,
     add_sample_parser,
+    _add_resave,
 ]
 
 
@@ -836,6 +901,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
+    except KeyboardInterrupt:
+        print(
+            f"timewarp {args.command}: interrupted; run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 130
     except (ValueError, RuntimeError, OSError) as error:
         print(f"timewarp {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -11,6 +11,8 @@ OpenMM Topology into the model's atom type codes and chiral centres.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
 import os
@@ -25,6 +27,11 @@ from openmm import app
 
 FORMAT_VERSION = 1
 METADATA_FILE = "timewarp.json"
+#: SHA-256 of the rest of the file (docs/trust.md), an extra file beside the metadata.
+CHECKSUM_FILE = "timewarp.sha256"
+#: Records left out of the checksum: the checksum itself, and the archive's id that torch
+#: derives from all records (so from the checksum too).
+_UNHASHED_RECORDS = (f"extra/{CHECKSUM_FILE}", ".data/serialization_id")
 BUNDLED_MODEL_DIR = Path(__file__).parent / "models"
 MODEL_FAMILIES = (
     "timewarp-flow",
@@ -187,15 +194,87 @@ def export(
 
 
 def save_module(module: torch.nn.Module, path: str | os.PathLike, metadata: ModelMetadata) -> Path:
-    """Script ``module`` (unless it is) and save it with ``metadata`` as ``timewarp.json``."""
+    """Script ``module`` (unless it is) and save it with ``metadata`` as ``timewarp.json`` and
+    the checksum of its content, which :func:`load_metadata` and :func:`load_model` verify."""
     path = Path(path)
     if not path.parent.is_dir():
         raise ValueError(f"cannot write {path}: folder {path.parent} does not exist")
     scripted = module if isinstance(module, torch.jit.ScriptModule) else _script(module)
+    tensors = dict(scripted.named_parameters()) | dict(scripted.named_buffers())
+    broken = [name for name, value in tensors.items() if not bool(torch.isfinite(value).all())]
+    if broken:
+        raise ValueError(f"not saving {path}: non-finite values in {', '.join(broken[:5])}")
+    extra_files = {METADATA_FILE: metadata.to_json()}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.jit.save(scripted, str(path), _extra_files={METADATA_FILE: metadata.to_json()})
+        draft = io.BytesIO()
+        torch.jit.save(scripted, draft, _extra_files=extra_files)
+        with zipfile.ZipFile(draft) as archive:
+            extra_files[CHECKSUM_FILE] = _content_checksum(archive)
+        torch.jit.save(scripted, str(path), _extra_files=extra_files)
+    verify_checksum(path)
     return path
+
+
+def _content_checksum(archive: zipfile.ZipFile) -> str:
+    """SHA-256 over the archive's records (names without the top folder, which torch names
+    after the file), the checksum record and the archive id left out."""
+    digest = hashlib.sha256()
+    for name in sorted(archive.namelist(), key=lambda n: n.partition("/")[2]):
+        record = name.partition("/")[2]
+        if record in _UNHASHED_RECORDS:
+            continue
+        data = archive.read(name)
+        digest.update(f"{record}\0{len(data)}\0".encode())
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def verify_checksum(path: str | os.PathLike) -> None:
+    """Raise ``ValueError`` unless ``path`` is a model file whose checksum matches its content.
+
+    The checksum finds corruption and truncation; it is no signature (docs/trust.md).
+    """
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if n.endswith(f"/extra/{CHECKSUM_FILE}")]
+            recorded = archive.read(names[0]).decode(errors="replace").strip() if names else None
+            actual = _content_checksum(archive)
+    except Exception as error:  # zipfile raises many kinds on damaged archives
+        raise ValueError(
+            f"{path} is not a TorchScript proposal-model file (or is truncated or corrupt): "
+            f"{error!r}"
+        ) from error
+    if recorded is None:
+        raise ValueError(
+            f"{path} has no checksum: it was written by an older version of openmm-timewarp or "
+            f"not by openmm_timewarp.export; if you trust it, re-save it with "
+            f"`timewarp resave {path}`"
+        )
+    if recorded != actual:
+        raise ValueError(
+            f"{path} is corrupt or was altered after it was written: its content does not match "
+            "its checksum"
+        )
+
+
+def resave(path: str | os.PathLike, output: str | os.PathLike | None = None) -> Path:
+    """Re-save a model file (by default in place) with this version's checksum, same weights.
+
+    For files written before model files had a checksum, or by ``torch.jit.save`` with the
+    metadata: loading one runs its TorchScript, so re-save only files you trust.
+    """
+    path = Path(path)
+    metadata = _read_metadata(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = torch.jit.load(str(path), map_location="cpu")
+    target = Path(output) if output is not None else path
+    temporary = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+    save_module(module, temporary, metadata)
+    temporary.replace(target)
+    return target
 
 
 def check_contract(
@@ -227,6 +306,51 @@ def check_contract(
         )
     if has_forward_chains(module):
         check_forward_chains(module, positions, atom_types, batch_size)
+    if bool(getattr(module, "independent", False)):
+        check_independence(module, positions, atom_types, batch_size)
+
+
+def check_independence(
+    module: torch.nn.Module,
+    positions: torch.Tensor,
+    atom_types: torch.Tensor,
+    batch_size: int = 3,
+    position_tolerance_nm: float = 1e-3,
+    ratio_tolerance: float = 1e-2,
+) -> None:
+    """Raise ``ValueError`` unless ``module`` proposes as an independence proposal
+    (docs/contract.md): with the same noise, a state of other geometry gets the same proposals up
+    to a rigid motion (the external frame each proposal keeps), and logQRatios that differ by one
+    constant (``log q(x1) - log q(x2)``)."""
+    generator = torch.Generator().manual_seed(2)
+    first = positions.float()
+    second = first + 0.05 * torch.randn(first.shape, generator=generator)
+    noise = torch.randn(batch_size, first.shape[0], module.noise_dim, generator=generator)
+    with torch.no_grad():
+        proposals_first, ratios_first = module(first, atom_types.long(), noise)
+        proposals_second, ratios_second = module(second, atom_types.long(), noise)
+    deviation = _superposed_rmsd(proposals_first.double(), proposals_second.double()).max()
+    shifts = (ratios_first - ratios_second).double()
+    spread = shifts.max() - shifts.min()
+    if not (deviation <= position_tolerance_nm and spread <= ratio_tolerance):
+        raise ValueError(
+            "the model declares itself independent, but its proposals depend on the current "
+            f"state (same noise, two states: proposals differ by {float(deviation):.3g} nm after "
+            f"superposition, logQRatio shifts spread over {float(spread):.3g}); an independence "
+            "declaration that is wrong samples the wrong distribution"
+        )
+
+
+def _superposed_rmsd(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """RMSD of each configuration pair ``a[k]``, ``b[k]`` ([B, N, 3]) after the rotation and
+    translation that superpose them best (Kabsch)."""
+    a = a - a.mean(dim=1, keepdim=True)
+    b = b - b.mean(dim=1, keepdim=True)
+    u, _, vh = torch.linalg.svd(a.transpose(1, 2) @ b)
+    sign = torch.sign(torch.linalg.det(u @ vh))
+    u = torch.cat([u[..., :2], u[..., 2:] * sign[:, None, None]], dim=-1)
+    rotated = a @ (u @ vh)
+    return ((rotated - b) ** 2).sum(dim=-1).mean(dim=-1).sqrt()
 
 
 def has_forward_chains(module: torch.nn.Module) -> bool:
@@ -275,28 +399,60 @@ def check_forward_chains(
         )
 
 
+#: Proposals a chain must have drawn before "every one was non-finite" is worth a warning.
+NON_FINITE_WARNING_PROPOSALS = 10
+
+
+def warn_if_all_non_finite(chain: str, proposed: int, rejected_non_finite: int) -> bool:
+    """Warn (``RuntimeWarning``) and return ``True`` if every proposal of ``chain`` so far was
+    rejected as non-finite: the chain cannot move, and the model is most likely broken."""
+    if proposed < NON_FINITE_WARNING_PROPOSALS or rejected_non_finite < proposed:
+        return False
+    warnings.warn(
+        f"{chain}: all {proposed} proposals so far were non-finite (NaN or infinite positions, "
+        "logQRatio or energy), so the chain has not moved; the proposal model is broken or "
+        "does not fit this System",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return True
+
+
 def bundled_models() -> list[str]:
     """Names of the models shipped with the package."""
     return sorted(path.stem for path in BUNDLED_MODEL_DIR.glob("*.pt"))
 
 
 def resolve_model_path(model: str | os.PathLike) -> Path:
-    """The file of ``model``: an existing path, or the name of a bundled model."""
+    """The file of ``model``: a bundled model's name, else a path.
+
+    A string that names a bundled model means that model, whatever files the working folder
+    holds (write ``./name`` for a file there); a ``Path`` means that file, or the bundled model
+    of that name if no such file exists.
+    """
+    bundled = bundled_models()
+    if isinstance(model, str) and model in bundled:
+        return BUNDLED_MODEL_DIR / f"{model}.pt"
     path = Path(model)
     if path.is_file():
         return path
-    bundled = BUNDLED_MODEL_DIR / f"{model}.pt"
-    if isinstance(model, str) and os.sep not in model and bundled.is_file():
-        return bundled
+    if str(model) in bundled:
+        return BUNDLED_MODEL_DIR / f"{model}.pt"
     raise ValueError(
         f"no proposal model {str(model)!r}: not a file, and not a bundled model "
-        f"(bundled: {', '.join(bundled_models()) or 'none'})"
+        f"(bundled: {', '.join(bundled) or 'none'})"
     )
 
 
 def load_metadata(model: str | os.PathLike) -> ModelMetadata:
-    """Read the metadata of a proposal-model file without loading its code."""
+    """Read the metadata of a proposal-model file, its checksum verified, without loading its
+    code."""
     path = resolve_model_path(model)
+    verify_checksum(path)
+    return _read_metadata(path)
+
+
+def _read_metadata(path: Path) -> ModelMetadata:
     try:
         with zipfile.ZipFile(path) as archive:
             names = [name for name in archive.namelist() if name.endswith(f"extra/{METADATA_FILE}")]
@@ -305,16 +461,21 @@ def load_metadata(model: str | os.PathLike) -> ModelMetadata:
                     f"{path} has no {METADATA_FILE}: export it with openmm_timewarp.export"
                 )
             return ModelMetadata.from_json(archive.read(names[0]).decode())
-    except zipfile.BadZipFile as error:
-        raise ValueError(f"{path} is not a TorchScript proposal-model file") from error
+    except Exception as error:  # zipfile raises many kinds on damaged archives
+        raise ValueError(f"{path} is not a TorchScript proposal-model file: {error!r}") from error
 
 
 def load_model(model: str | os.PathLike) -> tuple[torch.jit.ScriptModule, ModelMetadata]:
-    """Load a proposal-model file (path or bundled name) and its metadata."""
-    metadata = load_metadata(model)
+    """Load a proposal-model file (path or bundled name), its checksum verified, and its
+    metadata."""
+    path = resolve_model_path(model)
+    metadata = load_metadata(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        module = torch.jit.load(str(resolve_model_path(model)), map_location="cpu")
+        try:
+            module = torch.jit.load(str(path), map_location="cpu")
+        except RuntimeError as error:  # a damaged zip structure that the checksum cannot see
+            raise ValueError(f"cannot load {path}: {str(error).splitlines()[0]}") from error
     return module, metadata
 
 
@@ -343,6 +504,8 @@ def atom_types_for_topology(topology: app.Topology, metadata: ModelMetadata) -> 
         labels = [atom.name for atom in atoms]
     else:
         labels = [residue_atom_label(atom) for atom in atoms]
+    if metadata.atom_type_scheme != "element":
+        _check_peptide_atom_elements(atoms)
     index = {label: code for code, label in enumerate(metadata.atom_types)}
     unknown = sorted({label for label in labels if label not in index})
     if unknown:
@@ -354,6 +517,23 @@ def atom_types_for_topology(topology: app.Topology, metadata: ModelMetadata) -> 
     if metadata.atom_type_scheme == "residue-atom" and len(set(labels)) != len(labels):
         raise ValueError("the Topology has atoms with the same residue and atom name")
     return np.array([index[label] for label in labels], dtype=np.int64)
+
+
+def _check_peptide_atom_elements(atoms: list[app.topology.Atom]) -> None:
+    """Refuse peptide atoms whose name contradicts their element (a name swap such as N <-> CA
+    would otherwise give the model other atoms than it names, and acceptance zero)."""
+    wrong = [
+        f"{residue_atom_label(atom)} is {atom.element.symbol}"
+        for atom in atoms
+        if atom.residue.name in PEPTIDE_RESIDUES
+        and atom.element is not None
+        and not atom.name.lstrip("0123456789").upper().startswith(atom.element.symbol.upper())
+    ]
+    if wrong:
+        raise ValueError(
+            "atom names do not fit their elements (in amino acids a name starts with its "
+            f"element): {', '.join(wrong[:5])}{' ...' if len(wrong) > 5 else ''}; fix the names"
+        )
 
 
 def chiral_centres(topology: app.Topology) -> list[tuple[int, int, int, int]]:

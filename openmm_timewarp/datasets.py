@@ -28,7 +28,14 @@ import numpy as np
 import openmm.app as app
 import torch
 
-from openmm_timewarp.md import PROGRESS_FILE, RUN_FILE, TOPOLOGY_FILE, TRAJECTORY_FILE, RunSettings
+from openmm_timewarp.md import (
+    PROGRESS_FILE,
+    RUN_FILE,
+    TOPOLOGY_FILE,
+    TRAJECTORY_FILE,
+    RunSettings,
+    count_dcd_frames,
+)
 from openmm_timewarp.peptides import backbone_torsions
 
 Split = Literal["train", "validation", "test"]
@@ -102,14 +109,42 @@ def list_trajectories(data_dir: str | os.PathLike) -> list[Trajectory]:
     for folder in folders:
         if not (folder / RUN_FILE).exists():
             continue
-        settings = RunSettings.from_json(json.loads((folder / RUN_FILE).read_text()))
+        settings = RunSettings.from_json(_read_record(folder / RUN_FILE))
         frames = 0
         if (folder / PROGRESS_FILE).exists():
-            frames = int(json.loads((folder / PROGRESS_FILE).read_text())["frames"])
+            frames = _committed_frames(folder)
         trajectories.append(Trajectory(folder, settings, frames))
     if not trajectories:
         raise ValueError(f"No trajectories (folders with {RUN_FILE}) under {data_dir}.")
     return trajectories
+
+
+def _read_record(path: Path) -> dict:
+    try:
+        record = json.loads(path.read_text())
+        if not isinstance(record, dict):
+            raise ValueError("not a JSON object")
+        return record
+    except (ValueError, OSError) as error:
+        raise ValueError(f"{path} is unreadable ({error}); the run folder was damaged.") from None
+
+
+def _committed_frames(folder: Path) -> int:
+    """Frames that ``progress.json`` records, checked against the DCD on disk."""
+    path = folder / PROGRESS_FILE
+    try:
+        frames = int(_read_record(path)["frames"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{path} is unreadable ({error}); the run folder was damaged.") from None
+    trajectory = folder / TRAJECTORY_FILE
+    num_atoms = app.PDBFile(str(folder / TOPOLOGY_FILE)).topology.getNumAtoms()
+    on_disk = count_dcd_frames(trajectory, num_atoms) if trajectory.is_file() else 0
+    if frames < 0 or on_disk < frames:
+        raise ValueError(
+            f"{trajectory} holds {on_disk} frames but {path} records {frames}: the trajectory "
+            "was damaged outside `timewarp simulate`."
+        )
+    return frames
 
 
 def load_topology(data_dir: str | os.PathLike) -> app.Topology:

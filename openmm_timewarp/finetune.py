@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING
 import torch
 from tqdm import tqdm
 
+from openmm_timewarp import checkpoints
 from openmm_timewarp.energy import ReducedPotential
 from openmm_timewarp.internal.proposals import ICIndependentProposal
 from openmm_timewarp.training import read_log, validation_nll, warmup_learning_rate, write_log
@@ -318,13 +319,13 @@ def fine_tune(
     best_acceptance, initial_acceptance, best_nll = -math.inf, math.nan, math.nan
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if checkpoint_path.exists():
-        checkpoint = torch.load(checkpoint_path, weights_only=False)
+        checkpoint = checkpoints.load_checkpoint(checkpoint_path)
         if checkpoint["settings"] != asdict(settings):
             raise ValueError(
                 f"{checkpoint_path} was written with other settings {checkpoint['settings']}; "
                 "rerun with those or remove the folder to start the fine-tune again"
             )
-        model.load_state_dict(checkpoint["model"])
+        checkpoints.load_model_state(model, checkpoint["model"], checkpoint_path)
         optimiser.load_state_dict(checkpoint["optimiser"])
         generator.set_state(checkpoint["generator"])
         step, best_step, skipped = (
@@ -357,8 +358,7 @@ def fine_tune(
             "best_model": best_state,
             "nonfinite_energies": potential.num_nonfinite,
         }
-        torch.save(state, checkpoint_path.with_suffix(".tmp"))
-        os.replace(checkpoint_path.with_suffix(".tmp"), checkpoint_path)
+        checkpoints.save_checkpoint(state, checkpoint_path)
         write_log(log_path, log_rows, LOG_COLUMNS)
 
     curves: dict[str, list[float]] = {"loss": [], "objective": [], "nll": [], "acceptance": []}
@@ -452,7 +452,7 @@ def fine_tune(
             save_checkpoint()
     bar.close()
     model.load_state_dict(best_state)
-    torch.save(best_state, best_path)
+    checkpoints.save_checkpoint(best_state, best_path)
     return FineTuneResult(
         steps=step,
         best_step=best_step,

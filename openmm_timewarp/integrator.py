@@ -23,6 +23,7 @@ from openmm_timewarp.contract import (
     atom_types_for_topology,
     chiral_centres,
     load_metadata,
+    warn_if_all_non_finite,
 )
 from openmm_timewarp.internal.rotors import model_file_for_topology
 
@@ -121,6 +122,17 @@ class TimewarpIntegrator(timewarpplugin.TimewarpIntegrator):
         view._owner = integrator
         view._metadata = None
         return view
+
+    def step(self, steps: int) -> None:
+        """Take ``steps`` Metropolis-Hastings steps; warns once if every proposal so far was
+        non-finite."""
+        super().step(steps)
+        if not getattr(self, "_warned_non_finite", False):
+            self._warned_non_finite = warn_if_all_non_finite(
+                f"TimewarpIntegrator ({self.getModelPath()})",
+                self.getNumProposed(),
+                self.getNumRejectedNonFinite(),
+            )
 
     def getMetadata(self) -> ModelMetadata:
         """The proposal model's metadata (``timewarp.json``)."""

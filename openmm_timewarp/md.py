@@ -8,6 +8,9 @@ records one frame every ``frame_interval_steps`` steps.
 One run is one folder:
 
 - ``topology.pdb``: the topology and the first production frame;
+- ``system.xml``: the production System, so that a resumed run (in any process) integrates
+  the very same System rather than one rebuilt from ``topology.pdb`` (whose bond order, and so the
+  order of force terms and their rounding, differs);
 - ``trajectory.dcd``: the frames (mdtraj/OpenMM readable), appended in blocks;
 - ``run.json``: the settings the run was started with (a resume must ask for the same ones);
 - ``progress.json``: the commit record: frames written and the checkpoint that continues after them;
@@ -62,6 +65,7 @@ TOPOLOGY_FILE = "topology.pdb"
 TRAJECTORY_FILE = "trajectory.dcd"
 RUN_FILE = "run.json"
 PROGRESS_FILE = "progress.json"
+SYSTEM_FILE = "system.xml"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,10 +132,12 @@ def parse_start(text: str) -> tuple[float, float]:
         return BASINS[text]
     try:
         phi, psi = (float(part) for part in text.split(","))
+        if not (math.isfinite(phi) and math.isfinite(psi)):
+            raise ValueError("not finite")
     except ValueError:
         raise ValueError(
             f"Cannot read start {text!r}: give a basin name ({', '.join(BASINS)}) "
-            "or PHI,PSI in degrees."
+            "or PHI,PSI in degrees (finite numbers)."
         ) from None
     return phi, psi
 
@@ -232,14 +238,18 @@ def count_dcd_frames(path: Path, num_atoms: int) -> int:
 
 
 def _truncate_dcd(path: Path, num_atoms: int, num_frames: int, interval: int) -> None:
-    """Cut a DCD back to its first ``num_frames`` frames and make the header agree."""
+    """Cut a DCD back to its first ``num_frames`` frames and make the header agree: the frame
+    count, and the step of the last frame (``first step + (frames - 1) x interval``, as
+    ``app.DCDFile`` writes it)."""
     header, frame = _dcd_layout(path, num_atoms)
     with open(path, "rb+") as handle:
+        handle.seek(12)
+        first_step = struct.unpack("<i", handle.read(4))[0]
         handle.truncate(header + num_frames * frame)
         handle.seek(8)
         handle.write(struct.pack("<i", num_frames))
         handle.seek(20)
-        handle.write(struct.pack("<i", max(0, num_frames - 1) * interval))
+        handle.write(struct.pack("<i", first_step + max(0, num_frames - 1) * interval))
         handle.flush()
         os.fsync(handle.fileno())
 
@@ -308,6 +318,7 @@ class TrajectoryRun:
         positions = simulation.context.getState(getPositions=True).getPositions()
         with open(self.directory / TOPOLOGY_FILE, "w") as handle:
             app.PDBFile.writeFile(topology, positions, handle, keepIds=True)
+        (self.directory / SYSTEM_FILE).write_text(openmm.XmlSerializer.serialize(simulation.system))
         with open(self.directory / TRAJECTORY_FILE, "wb") as handle:
             app.DCDFile(
                 handle, topology, self.settings.timestep_fs * unit.femtosecond,
@@ -337,7 +348,7 @@ class TrajectoryRun:
         pdb = app.PDBFile(str(self.directory / TOPOLOGY_FILE))
         simulation = app.Simulation(
             pdb.topology,
-            _system(self.settings, pdb.topology),
+            self._saved_system(pdb.topology),
             _integrator(self.settings),
             _platform(self.settings.platform),
         )
@@ -358,6 +369,25 @@ class TrajectoryRun:
         # Frames written after the last commit are recomputed identically from the checkpoint.
         _truncate_dcd(trajectory, num_atoms, progress["frames"], self.settings.frame_interval_steps)
         return simulation, progress["frames"]
+
+    def _saved_system(self, topology: app.Topology) -> openmm.System:
+        """The System the run started with; rebuilt from the topology for folders written
+        before it was kept (such a resume continues the run, but not bit for bit)."""
+        path = self.directory / SYSTEM_FILE
+        if not path.exists():
+            return _system(self.settings, topology)
+        try:
+            system = openmm.XmlSerializer.deserialize(path.read_text())
+        except Exception as error:  # OpenMM raises its own exception types for bad XML
+            raise CheckpointError(
+                f"{path} is unreadable ({error}); move the run folder aside and start again."
+            ) from None
+        if system.getNumParticles() != topology.getNumAtoms():
+            raise CheckpointError(
+                f"{path} has {system.getNumParticles()} particles but {TOPOLOGY_FILE} has "
+                f"{topology.getNumAtoms()} atoms; move the run folder aside and start again."
+            )
+        return system
 
     def _commit(self, simulation: app.Simulation, frames: int) -> None:
         """Save a checkpoint after ``frames`` frames and make it the one to resume from."""

@@ -59,6 +59,8 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from openmm_timewarp import checkpoints
+
 CHECKPOINT_FILE = "checkpoint.pt"
 BEST_MODEL_FILE = "best_model.pt"
 LOG_FILE = "log.csv"
@@ -310,8 +312,14 @@ def read_log(path: Path, up_to_step: int) -> list[dict[str, str]]:
     """The rows of a CSV curve log up to ``up_to_step`` (a resumed run rewrites the rest)."""
     if not path.exists():
         return []
-    with path.open(newline="") as handle:
-        return [row for row in csv.DictReader(handle) if int(row["step"]) <= up_to_step]
+    try:
+        with path.open(newline="") as handle:
+            return [row for row in csv.DictReader(handle) if int(row["step"]) <= up_to_step]
+    except (KeyError, TypeError, ValueError, csv.Error) as error:
+        raise ValueError(
+            f"{path} is damaged ({error!r}); remove it (the curves before this run are then "
+            "lost) or use a new output folder"
+        ) from None
 
 
 def write_log(path: Path, rows: list[dict[str, str]], columns: tuple[str, ...]) -> None:
@@ -418,13 +426,13 @@ def _train_peptides(
     best_nll = math.inf
     best_state = {k: v.clone() for k, v in model.state_dict().items()}
     if checkpoint_path.exists():
-        checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        checkpoint = checkpoints.load_checkpoint(checkpoint_path, map_location=device)
         if checkpoint["settings"] != asdict(settings):
             raise ValueError(
                 f"{checkpoint_path} was written with other settings {checkpoint['settings']}; "
                 "use a new output folder or the same settings"
             )
-        model.load_state_dict(checkpoint["model"])
+        checkpoints.load_model_state(model, checkpoint["model"], checkpoint_path)
         optimiser.load_state_dict(checkpoint["optimiser"])
         generator.set_state(checkpoint["generator"])
         step, best_step, stale = checkpoint["step"], checkpoint["best_step"], checkpoint["stale"]
@@ -448,8 +456,7 @@ def _train_peptides(
             "seconds": elapsed,
             "best_model": best_state,
         }
-        torch.save(state, checkpoint_path.with_suffix(".tmp"))
-        os.replace(checkpoint_path.with_suffix(".tmp"), checkpoint_path)
+        checkpoints.save_checkpoint(state, checkpoint_path)
         write_log(log_path, log_rows, LOG_COLUMNS)
 
     stopped_early = stale >= settings.patience
@@ -530,7 +537,7 @@ def _train_peptides(
         )
     model.load_state_dict(best_state)
     if main:
-        torch.save(best_state, best_path)
+        checkpoints.save_checkpoint(best_state, best_path)
     return TrainingResult(
         steps=step,
         best_step=best_step,

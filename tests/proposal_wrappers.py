@@ -1,6 +1,10 @@
 """Deliberately wrong proposal models shared by the exactness tests."""
 
+from pathlib import Path
+
 import torch
+
+from openmm_timewarp.contract import ModelMetadata, _ContractModule, save_module
 
 
 class SignFlipped(torch.nn.Module):
@@ -33,3 +37,19 @@ class DeclaredIndependent(torch.nn.Module):
         self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return self.proposal(positions, atom_types, noise)
+
+
+def save_without_checks(proposal: torch.nn.Module, path: Path, num_atoms: int) -> Path:
+    """Write ``proposal`` as ``export_simple_proposal`` does but without the contract checks,
+    which refuse a wrong independence declaration: for tests that the sampling checks catch it."""
+    metadata = ModelMetadata(
+        name="unchecked",
+        family="simple",
+        tau_ps=1.0,
+        temperature_K=300.0,
+        forcefield="any",
+        atom_type_scheme="element",
+        atom_types=["X"],
+        num_atoms=num_atoms,
+    )
+    return save_module(_ContractModule(proposal, metadata), path, metadata)

@@ -2,14 +2,13 @@
 resume after an interruption, Boltzmann exactness, and refusal of models without forward_chains."""
 
 import json
-import warnings
 
 import mdtraj
 import numpy as np
 import pytest
 import torch
 from openmm import app, unit
-from proposal_wrappers import DeclaredIndependent, SignFlipped
+from proposal_wrappers import DeclaredIndependent, SignFlipped, save_without_checks
 from test_flow import NUM_ATOM_TYPES, make_inputs
 from test_flow import make_model as make_flow
 from test_ic_proposals import make_models as make_ic_models
@@ -36,14 +35,15 @@ from openmm_timewarp.chains import (
     chains_for_rank,
     process_rank,
 )
+from openmm_timewarp.checkpoints import load_checkpoint
 from openmm_timewarp.cli import main as cli_main
 from openmm_timewarp.contract import (
-    METADATA_FILE,
     ModelMetadata,
     atom_types_for_topology,
     export,
     load_metadata,
     load_model,
+    save_module,
 )
 from openmm_timewarp.internal.proposals import proposal_metadata
 from openmm_timewarp.md import count_dcd_frames
@@ -282,7 +282,7 @@ def test_interrupted_run_resumes_without_losing_or_duplicating_frames(
     monkeypatch.setattr(ChainSampler, "_round", original_round)
     # The interruption left frames after the last checkpoint (the case that needs cutting).
     folder = tmp_path / "resumed" / specs[0].name
-    checkpoint = torch.load(folder / "checkpoint.pt", weights_only=False)
+    checkpoint = load_checkpoint(folder / "checkpoint.pt")
     written = count_dcd_frames(folder / "trajectory.dcd", specs[0].topology.getNumAtoms())
     assert 0 < checkpoint["statistics"]["steps"] < steps
     assert written > checkpoint["statistics"]["frames"]
@@ -353,7 +353,9 @@ def analytic_samples(
 
 def test_harmonic_check_fails_when_a_walk_declares_itself_independent(tmp_path):
     proposal = DeclaredIndependent(HARMONIC_PROPOSALS["random walk"]())
-    path = export_simple_proposal(proposal, tmp_path / "m.pt", num_atoms=2)
+    with pytest.raises(ValueError, match="declares itself independent"):
+        export_simple_proposal(proposal, tmp_path / "m.pt", num_atoms=2)
+    path = save_without_checks(proposal, tmp_path / "m.pt", num_atoms=2)
     samples = analytic_samples(harmonic_system(), HARMONIC_CENTRES, path, tmp_path, seed=21)
     assert compare(harmonic_observables(samples)) != []
 
@@ -411,13 +413,7 @@ class ForwardOnly(torch.nn.Module):
 
 def test_a_model_without_forward_chains_is_refused(dipeptide, tmp_path):
     metadata = ModelMetadata("old", "simple", 1.0, 310.0, "any", "element", list(ELEMENTS))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.jit.save(
-            torch.jit.script(ForwardOnly()),
-            str(tmp_path / "old.pt"),
-            _extra_files={METADATA_FILE: metadata.to_json()},
-        )
+    save_module(ForwardOnly(), tmp_path / "old.pt", metadata)
     assert load_metadata(tmp_path / "old.pt").name == "old"
     spec = peptide_spec("chain", dipeptide, tmp_path / "old.pt", 1)
     with pytest.raises(ValueError, match="no forward_chains.*re-export"):

@@ -12,6 +12,7 @@ import pytest
 import torch
 from openmm import app, unit
 
+from openmm_timewarp.checkpoints import load_checkpoint
 from openmm_timewarp.cli import main, random_rotations
 from openmm_timewarp.contract import (
     atom_types_for_topology,
@@ -145,7 +146,7 @@ def test_rerun_resumes_exactly(data_dir, tmp_path, monkeypatch, family, model_cl
         for run in (straight, resumed)
     ]
     assert curves[0] == curves[1] and len(curves[0]) == 3
-    best = [torch.load(folder / "best_model.pt") for folder in (straight, resumed)]
+    best = [load_checkpoint(folder / "best_model.pt") for folder in (straight, resumed)]
     assert best[0].keys() == best[1].keys()
     assert all(torch.equal(best[0][key], best[1][key]) for key in best[0])
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 from openmm import unit
 
+from openmm_timewarp.checkpoints import load_checkpoint
 from openmm_timewarp.energy import ReducedPotential, thermal_energy
 from openmm_timewarp.finetune import (
     FineTuneSettings,
@@ -220,7 +221,7 @@ def test_short_fine_tune_lowers_its_objective(molecule, potential, pretrained, t
         model, potential, pairs, validation, types(), tmp_path, settings, progress=False
     )
     # The model holds its best-validation-acceptance parameters; compare the last ones too.
-    last = torch.load(tmp_path / "checkpoint.pt", weights_only=False)["model"]
+    last = load_checkpoint(tmp_path / "checkpoint.pt")["model"]
     model.load_state_dict(last)
     after = fixed_objective(model, potential, frames, objective)
     assert after < before - 0.5, (before, after)
@@ -267,7 +268,7 @@ def test_resume_is_bit_identical(molecule, potential, tmp_path, monkeypatch):
     assert curves(tmp_path / "straight") == curves(tmp_path / "resumed")
     assert len(curves(tmp_path / "straight")) == 3
     states = [
-        torch.load(tmp_path / name / "checkpoint.pt", weights_only=False)["model"]
+        load_checkpoint(tmp_path / name / "checkpoint.pt")["model"]
         for name in ("straight", "resumed")
     ]
     assert all(torch.equal(states[0][key], states[1][key]) for key in states[0])

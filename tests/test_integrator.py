@@ -7,7 +7,7 @@ import torch
 from openmm import app, unit
 
 from openmm_timewarp import TimewarpIntegrator, timewarpplugin
-from openmm_timewarp.contract import ModelMetadata
+from openmm_timewarp.contract import ModelMetadata, save_module
 from openmm_timewarp.peptides import build_peptide, create_system
 from openmm_timewarp.simple_proposals import (
     GaussianRandomWalk,
@@ -87,9 +87,7 @@ class BreaksBeyond(torch.nn.Module):
 
 def script_and_save(module: torch.nn.Module, path) -> str:
     """Save a module as TorchScript with metadata, bypassing export's contract checks."""
-    scripted = torch.jit.script(module)
-    torch.jit.save(scripted, str(path), _extra_files={"timewarp.json": _metadata().to_json()})
-    return str(path)
+    return str(save_module(module, path, _metadata()))
 
 
 def _metadata(num_atoms=None) -> ModelMetadata:

@@ -18,6 +18,7 @@ import pytest
 import torch
 from openmm import app, unit
 
+from openmm_timewarp.checkpoints import load_checkpoint
 from openmm_timewarp.cli import main
 from openmm_timewarp.contract import load_model
 from openmm_timewarp.internal.proposals import proposal_for_frames
@@ -111,7 +112,7 @@ def test_early_stopping_keeps_the_best_model(tmp_path):
     )
     assert result.stopped_early and result.steps < settings.max_steps
     assert result.steps == result.best_step + settings.patience * settings.validate_every
-    best = torch.load(result.best_model_path)
+    best = load_checkpoint(result.best_model_path)
     assert torch.equal(best["shift"], model.shift.detach())
 
 

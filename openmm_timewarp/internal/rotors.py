@@ -43,6 +43,7 @@ many-chain sampler load.
 import hashlib
 import math
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -513,10 +514,35 @@ def is_transferable(metadata: ModelMetadata) -> bool:
 
 
 def _cache_dir() -> Path:
+    """The cache folder, created private to the user; refused if others could plant files."""
     root = os.environ.get("OPENMM_TIMEWARP_CACHE")
     if root:
-        return Path(root)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "openmm-timewarp"
+        folder = Path(root)
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+        folder = base / "openmm-timewarp"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    status = folder.stat()
+    if hasattr(os, "getuid") and (
+        status.st_uid != os.getuid() or status.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    ):
+        raise ValueError(
+            f"the model cache {folder} is not private to you (another owner, or writable by "
+            "others), so files there cannot be trusted; point OPENMM_TIMEWARP_CACHE to a folder "
+            "of your own"
+        )
+    return folder
+
+
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _valid_cache_entry(cached: Path, record: Path) -> bool:
+    """Whether ``cached`` is the file built here: its SHA-256 is the one recorded at build time."""
+    if not (cached.is_file() and record.is_file()):
+        return False
+    return record.read_text().strip() == _file_sha256(cached)
 
 
 def model_file_for_topology(model: str | os.PathLike, topology: app.Topology | None) -> Path:
@@ -547,11 +573,11 @@ def model_file_for_topology(model: str | os.PathLike, topology: app.Topology | N
     for bond in topology.bonds():
         digest.update(f"{bond[0].index}-{bond[1].index};".encode())
     cached = _cache_dir() / f"{metadata.name}-{digest.hexdigest()[:20]}.pt"
-    if cached.is_file():
+    record = cached.with_name(f"{cached.name}.sha256")
+    if _valid_cache_entry(cached, record):
         return cached
     network, _ = load_model(path)
     proposal = rotor_proposal(network, topology)
-    cached.parent.mkdir(parents=True, exist_ok=True)
     molecule = ModelMetadata(
         name=f"{metadata.name} for {_sequence(topology)}",
         family=FAMILY,
@@ -565,6 +591,10 @@ def model_file_for_topology(model: str | os.PathLike, topology: app.Topology | N
     )
     temporary = cached.with_name(f"{cached.stem}.{os.getpid()}.tmp")
     export(proposal, temporary, molecule)
+    # The record first: a file without a matching record is rebuilt, never trusted.
+    temporary_record = record.with_name(f"{record.name}.{os.getpid()}.tmp")
+    temporary_record.write_text(_file_sha256(temporary))
+    temporary_record.replace(record)
     temporary.replace(cached)
     return cached
 

@@ -51,9 +51,10 @@ void TimewarpIntegrator::setMaxProposalBatch(int maxBatch) {
 }
 
 void TimewarpIntegrator::setExplorationMode(bool enabled, double threshold) {
-    if (!isfinite(threshold))
-        throw OpenMMException("TimewarpIntegrator: the exploration threshold must be a finite "
-                              "energy in kJ/mol");
+    if (!isfinite(threshold) || threshold <= 0.0)
+        throw OpenMMException("TimewarpIntegrator: the exploration threshold must be a positive "
+                              "finite energy in kJ/mol (a proposal is accepted when it raises the "
+                              "energy by less)");
     explorationMode = enabled;
     explorationThreshold = threshold;
 }

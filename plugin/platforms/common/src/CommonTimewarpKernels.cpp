@@ -162,10 +162,23 @@ void CommonIntegrateTimewarpStepKernel::execute(ContextImpl& context,
         chain.discardProposals();
         chain.energyValid = false;
     }
+    for (int i = 0; i < numAtoms; i++)
+        if (!isfinite(current[i][0]) || !isfinite(current[i][1]) || !isfinite(current[i][2]))
+            throw OpenMMException("TimewarpIntegrator: particle " + to_string(i) +
+                                  " has a non-finite position; the Metropolis-Hastings test "
+                                  "needs a finite state (nothing was changed)");
     if (!chain.energyValid) {
         auto start = chrono::steady_clock::now();
-        chain.energy = context.calcForcesAndEnergy(false, true, groups);
+        double energy = context.calcForcesAndEnergy(false, true, groups);
         chain.energySeconds += secondsSince(start);
+        if (!isfinite(energy)) {
+            stringstream text;
+            text << "TimewarpIntegrator: the current state's potential energy is " << energy
+                 << " kJ/mol; the Metropolis-Hastings test needs a finite one (overlapping atoms? "
+                    "minimise the energy first; nothing was changed)";
+            throw OpenMMException(text.str());
+        }
+        chain.energy = energy;
         chain.energyValid = true;
     }
     // The Context holds `trial` after a rejection; `current` goes back in once, at the end.
