@@ -568,3 +568,37 @@ def test_the_cache_default_folder_is_private(tmp_path, monkeypatch):
 def test_save_module_keeps_simple_metadata(tmp_path):
     path = save_module(Shift(), tmp_path / "s.pt", simple_metadata())
     assert load_metadata(path) == simple_metadata()
+
+
+# Context checkpoints (Simulation.saveCheckpoint): the model and the bytes are checked.
+
+
+def _walk_context(model: Path) -> tuple[TimewarpIntegrator, openmm.Context]:
+    integrator = TimewarpIntegrator(model, 300, atom_types=[0] * 3, seed=1)
+    context = openmm.Context(tethered_particles(3), integrator, REFERENCE)
+    context.setPositions(np.eye(3) * 0.1)
+    return integrator, context
+
+
+def test_a_context_checkpoint_of_another_model_is_refused(tmp_path):
+    first = export_simple_proposal(GaussianRandomWalk(0.05), tmp_path / "a.pt")
+    second = export_simple_proposal(GaussianRandomWalk(0.1), tmp_path / "b.pt")
+    integrator, context = _walk_context(first)
+    integrator.step(10)
+    checkpoint = context.createCheckpoint()
+    other, other_context = _walk_context(second)
+    with pytest.raises(openmm.OpenMMException, match="written with another proposal model"):
+        other_context.loadCheckpoint(checkpoint)
+    assert other.getNumSteps() == 0
+    _walk_context(first)[1].loadCheckpoint(checkpoint)  # the same model's file loads
+
+
+def test_every_truncated_context_checkpoint_is_refused_clearly(tmp_path):
+    model = export_simple_proposal(GaussianRandomWalk(0.05), tmp_path / "a.pt")
+    integrator, context = _walk_context(model)
+    integrator.step(10)
+    checkpoint = context.createCheckpoint()
+    _, fresh = _walk_context(model)
+    for length in range(0, len(checkpoint), max(1, len(checkpoint) // 80)):
+        with pytest.raises(openmm.OpenMMException, match="Checkpoint header|truncated or corrupt"):
+            fresh.loadCheckpoint(checkpoint[:length])

@@ -155,6 +155,8 @@ protected:
 
 private:
     std::string modelPath;
+    // What checkpoints record of the model, so that another model's checkpoint is refused.
+    std::string modelIdentity;
     double temperature;
     std::vector<int> atomTypes, chiralCentres;
     int noiseDim, modelNumAtoms, numAtomTypes;

@@ -13,7 +13,14 @@ using namespace std;
 
 namespace {
 
-const int CHECKPOINT_VERSION = 3;
+const int CHECKPOINT_VERSION = 4;
+// Bounds on counts read from a checkpoint, checked before anything is allocated.
+const long long MAX_TEXT_BYTES = 1 << 20;
+const int MAX_BATCH = 1 << 24;
+
+[[noreturn]] void corrupt() {
+    throw OpenMMException("TimewarpIntegrator: the checkpoint is truncated or corrupt");
+}
 
 template <class T>
 void writeValue(ostream& stream, const T& value) {
@@ -24,6 +31,8 @@ template <class T>
 T readValue(istream& stream) {
     T value;
     stream.read((char*) &value, sizeof(T));
+    if (!stream)
+        corrupt();
     return value;
 }
 
@@ -32,10 +41,35 @@ void writeVector(ostream& stream, const vector<double>& values) {
     stream.write((const char*) values.data(), values.size() * sizeof(double));
 }
 
-vector<double> readVector(istream& stream) {
-    vector<double> values(readValue<long long>(stream));
-    stream.read((char*) values.data(), values.size() * sizeof(double));
+vector<double> readValues(istream& stream, long long count) {
+    vector<double> values(count);
+    stream.read((char*) values.data(), count * sizeof(double));
+    if (!stream)
+        corrupt();
     return values;
+}
+
+/** A vector of exactly ``expected`` values, as writeVector wrote it. */
+vector<double> readVector(istream& stream, long long expected) {
+    if (readValue<long long>(stream) != expected)
+        corrupt();
+    return readValues(stream, expected);
+}
+
+void writeText(ostream& stream, const string& text) {
+    writeValue<long long>(stream, text.size());
+    stream.write(text.data(), text.size());
+}
+
+string readText(istream& stream) {
+    long long size = readValue<long long>(stream);
+    if (size < 0 || size > MAX_TEXT_BYTES)
+        corrupt();
+    string text(size, ' ');
+    stream.read(&text[0], size);
+    if (!stream)
+        corrupt();
+    return text;
 }
 
 } // namespace
@@ -65,8 +99,9 @@ void TimewarpChainState::resetStatistics() {
     modelSeconds = energySeconds = 0.0;
 }
 
-void TimewarpChainState::write(ostream& stream) const {
+void TimewarpChainState::write(ostream& stream, const string& modelIdentity) const {
     writeValue(stream, CHECKPOINT_VERSION);
+    writeText(stream, modelIdentity);
     for (long long count : {numSteps, numProposed, numAccepted, numRejectedNonFinite,
                             numRejectedChirality, numModelCalls, adaptationProposed,
                             adaptationAccepted})
@@ -84,22 +119,30 @@ void TimewarpChainState::write(ostream& stream) const {
     }
     stringstream random;
     random << chainRandom.engine << ' ' << velocityRandom.engine;
-    string text = random.str();
-    writeValue<long long>(stream, text.size());
-    stream.write(text.data(), text.size());
+    writeText(stream, random.str());
 }
 
-void TimewarpChainState::read(istream& stream, int numAtoms) {
+void TimewarpChainState::read(istream& stream, int numAtoms, const string& modelIdentity) {
     if (readValue<int>(stream) != CHECKPOINT_VERSION)
         throw OpenMMException("TimewarpIntegrator: the checkpoint was written by another version of "
                               "the plugin");
+    string recorded = readText(stream);
+    if (recorded != modelIdentity)
+        throw OpenMMException("TimewarpIntegrator: the checkpoint was written with another proposal "
+                              "model (" + recorded + "; this integrator's: " + modelIdentity + ")");
     TimewarpChainState state;
     for (long long* count : {&state.numSteps, &state.numProposed, &state.numAccepted,
                              &state.numRejectedNonFinite, &state.numRejectedChirality,
                              &state.numModelCalls, &state.adaptationProposed,
                              &state.adaptationAccepted})
-        *count = readValue<long long>(stream);
-    state.positions = readVector(stream);
+        if ((*count = readValue<long long>(stream)) < 0)
+            corrupt();
+    // Positions: none before the first step, else one per particle.
+    long long numPositions = readValue<long long>(stream);
+    if (numPositions != 0 && numPositions != 3LL * numAtoms)
+        throw OpenMMException("TimewarpIntegrator: the checkpoint is of a System with another "
+                              "number of particles");
+    state.positions = readValues(stream, numPositions);
     state.energyValid = readValue<bool>(stream);
     state.energy = readValue<double>(stream);
     if (readValue<bool>(stream)) {
@@ -107,21 +150,17 @@ void TimewarpChainState::read(istream& stream, int numAtoms) {
         proposals->size = readValue<int>(stream);
         state.nextProposal = readValue<int>(stream);
         state.logQOffset = readValue<double>(stream);
-        proposals->positions = readVector(stream);
-        proposals->logQRatios = readVector(stream);
-        if ((long long) state.positions.size() != 3LL * numAtoms ||
-            (long long) proposals->positions.size() != 3LL * numAtoms * proposals->size ||
-            (int) proposals->logQRatios.size() != proposals->size)
-            throw OpenMMException("TimewarpIntegrator: the checkpoint's proposal cache does not "
-                                  "match this System");
+        if (numPositions == 0 || proposals->size < 1 || proposals->size > MAX_BATCH ||
+            state.nextProposal < 0 || state.nextProposal > proposals->size)
+            corrupt();
+        proposals->positions = readVector(stream, 3LL * numAtoms * proposals->size);
+        proposals->logQRatios = readVector(stream, proposals->size);
         state.batch = proposals;
     }
-    string text(readValue<long long>(stream), ' ');
-    stream.read(&text[0], text.size());
-    stringstream random(text);
+    stringstream random(readText(stream));
     random >> state.chainRandom.engine >> state.velocityRandom.engine;
-    if (!stream || random.fail())
-        throw OpenMMException("TimewarpIntegrator: the checkpoint is truncated or corrupt");
+    if (random.fail())
+        corrupt();
     state.modelSeconds = modelSeconds;
     state.energySeconds = energySeconds;
     *this = state;

@@ -5,6 +5,7 @@
 #include "openmm/internal/ContextImpl.h"
 #include <cmath>
 #include <string>
+#include <sstream>
 
 using namespace OpenMM;
 using namespace TimewarpPlugin;
@@ -25,6 +26,11 @@ TimewarpIntegrator::TimewarpIntegrator(const string& modelPath, double temperatu
     numAtomTypes = attributes.numAtomTypes;
     independentProposals = attributes.independent;
     setStepSize(attributes.tau);
+    stringstream identity;
+    identity << "checksum " << (attributes.checksum.empty() ? "none" : attributes.checksum)
+             << ", noise_dim " << noiseDim << ", atom types " << numAtomTypes << ", tau "
+             << attributes.tau << (independentProposals ? ", independent" : "");
+    modelIdentity = identity.str();
     if (atomTypes.empty())
         throw OpenMMException("TimewarpIntegrator: atomTypes is empty; give the model's atom-type "
                               "code of every particle (openmm_timewarp derives them from a Topology)");
@@ -145,9 +151,9 @@ double TimewarpIntegrator::computeKineticEnergy() {
 }
 
 void TimewarpIntegrator::createCheckpoint(ostream& stream) const {
-    chain.write(stream);
+    chain.write(stream, modelIdentity);
 }
 
 void TimewarpIntegrator::loadCheckpoint(istream& stream) {
-    chain.read(stream, (int) atomTypes.size());
+    chain.read(stream, (int) atomTypes.size(), modelIdentity);
 }

@@ -27,14 +27,16 @@ ModelAttributes readModelAttributes(const string& path) {
                               "': give the path of an existing TorchScript file or a bundled "
                               "model name");
     torch::jit::Module module;
+    torch::jit::ExtraFilesMap extraFiles{{"timewarp.sha256", ""}};
     try {
-        module = torch::jit::load(path, torch::kCPU);
+        module = torch::jit::load(path, torch::kCPU, extraFiles);
     }
     catch (const exception& error) {
         throw OpenMMException("TimewarpIntegrator: '" + path + "' is not a TorchScript archive " +
                               "that torch::jit::load can read" + CONTRACT_HINT);
     }
     ModelAttributes attributes;
+    attributes.checksum = extraFiles["timewarp.sha256"];
     attributes.noiseDim = readIntAttribute(module, path, "noise_dim");
     attributes.numAtoms = readIntAttribute(module, path, "num_atoms");
     attributes.numAtomTypes = readIntAttribute(module, path, "num_atom_types");

@@ -76,8 +76,11 @@ struct OPENMM_EXPORT_TIMEWARP TimewarpChainState {
     /** Timewarp's batch size ceil(log 0.1 / log(1 - a)) for the running acceptance rate a. */
     int adaptiveBatchSize(int maxBatch) const;
     void resetStatistics();
-    void write(std::ostream& stream) const;
-    void read(std::istream& stream, int numAtoms);
+    /** Write the chain to a checkpoint that names the model it was sampled with. */
+    void write(std::ostream& stream, const std::string& modelIdentity) const;
+    /** Read a checkpoint; throws an OpenMMException, leaving the chain as it was, if the
+     * checkpoint is truncated, corrupt, or of another model or System. */
+    void read(std::istream& stream, int numAtoms, const std::string& modelIdentity);
 };
 
 template <class T>

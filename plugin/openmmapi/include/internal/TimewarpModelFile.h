@@ -14,6 +14,9 @@ struct ModelAttributes {
     // The proposal distribution is the same at every state that shares the proposals' external
     // frame (an independence proposal), so a batch stays valid after an acceptance.
     bool independent;
+    // The SHA-256 that openmm_timewarp stored in the file (extra file timewarp.sha256); empty
+    // for files without one.
+    std::string checksum;
 };
 
 /**
