@@ -127,7 +127,9 @@ class _ContractModule(torch.nn.Module):
         self.tau: float = float(metadata.tau_ps)
         self.num_atoms: int = int(metadata.num_atoms or 0)
         self.num_atom_types: int = len(metadata.atom_types)
-        self.independent: bool = bool(getattr(proposal, "independent", False))
+        declared = getattr(proposal, "independent", False)
+        # Only a bool declares it (a mixture's `independent` is its component module).
+        self.independent: bool = declared if isinstance(declared, bool) else False
 
     def forward(
         self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
@@ -321,12 +323,14 @@ def check_independence(
     """Raise ``ValueError`` unless ``module`` proposes as an independence proposal
     (docs/contract.md): with the same noise, a state of other geometry gets the same proposals up
     to a rigid motion (the external frame each proposal keeps), and logQRatios that differ by one
-    constant (``log q(x1) - log q(x2)``)."""
+    constant (``log q(x1) - log q(x2)``). The two states are proposals of the model from
+    ``positions``, so they lie where its density is positive."""
     generator = torch.Generator().manual_seed(2)
-    first = positions.float()
-    second = first + 0.05 * torch.randn(first.shape, generator=generator)
-    noise = torch.randn(batch_size, first.shape[0], module.noise_dim, generator=generator)
+    num_atoms = positions.shape[0]
+    noise = torch.randn(batch_size, num_atoms, module.noise_dim, generator=generator)
+    state_noise = torch.randn(2, num_atoms, module.noise_dim, generator=generator)
     with torch.no_grad():
+        (first, second), _ = module(positions.float(), atom_types.long(), state_noise)
         proposals_first, ratios_first = module(first, atom_types.long(), noise)
         proposals_second, ratios_second = module(second, atom_types.long(), noise)
     deviation = _superposed_rmsd(proposals_first.double(), proposals_second.double()).max()
