@@ -602,3 +602,23 @@ def test_every_truncated_context_checkpoint_is_refused_clearly(tmp_path):
     for length in range(0, len(checkpoint), max(1, len(checkpoint) // 80)):
         with pytest.raises(openmm.OpenMMException, match="Checkpoint header|truncated or corrupt"):
             fresh.loadCheckpoint(checkpoint[:length])
+
+
+class _HasComponentNamedIndependent(torch.nn.Module):
+    """Like ``ICMixtureProposal``: an attribute ``independent`` that is a module, not a bool."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.noise_dim: int = 1
+        self.independent = torch.nn.Identity()
+
+    def forward(
+        self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return positions.unsqueeze(0) + 0.1 * noise, torch.zeros(noise.shape[0])
+
+
+def test_only_a_bool_declares_independence(tmp_path):
+    path = export_simple_proposal(_HasComponentNamedIndependent(), tmp_path / "m.pt")
+    module, _ = load_model(path)
+    assert module.independent is False
