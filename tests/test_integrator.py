@@ -339,7 +339,8 @@ def test_chirality_inversion_is_rejected(tmp_path):
 def test_non_finite_proposals_are_rejected_and_counted(tmp_path):
     path = export_simple_proposal(NonFinite(), tmp_path / "nonfinite.pt")
     integrator, context = make_context(path, max_proposal_batch=4)
-    integrator.step(12)
+    with pytest.warns(RuntimeWarning, match="all 12 proposals so far were non-finite"):
+        integrator.step(12)
     assert integrator.getNumRejectedNonFinite() == 12
     assert integrator.getNumAccepted() == 0
     assert np.isfinite(positions_of(context)).all()
