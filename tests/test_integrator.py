@@ -270,6 +270,17 @@ def test_model_checksum_and_metadata_come_from_the_one_load(walk_model):
     assert ModelMetadata.from_json(integrator.getModelMetadata()).name == "simple"
 
 
+def test_the_context_uses_the_model_loaded_at_construction(walk_model, tmp_path):
+    copy = tmp_path / "copy.pt"
+    copy.write_bytes(open(walk_model, "rb").read())
+    integrator = TimewarpIntegrator(copy, 300, atom_types=[0] * 4, seed=5)
+    copy.unlink()  # the kernel must not read the file again
+    context = openmm.Context(free_particles(), integrator, REFERENCE)
+    context.setPositions(TETRAHEDRON)
+    integrator.step(20)
+    assert integrator.getNumModelCalls() >= 1
+
+
 def test_model_threads_are_the_models_own(walk_model):
     integrator, _ = make_context(walk_model)
     assert integrator.getModelThreads() == 1  # the measured-fastest default
