@@ -661,3 +661,15 @@ def test_refuses_systems_it_cannot_sample_exactly(walk_model):
     _refused_context(
         walk_model, free_particles(), "chiral-centre index 4", chiral_centres=[(0, 1, 2, 4)]
     )
+
+
+def test_every_plugin_method_has_a_docstring():
+    cls = timewarpplugin.TimewarpIntegrator
+    undocumented = [
+        name
+        for name, member in vars(cls).items()
+        if callable(member)
+        and not name.startswith("_")
+        and len((member.__doc__ or "").strip()) < 20
+    ]
+    assert undocumented == []

@@ -28,6 +28,10 @@ class TimewarpIntegratorProxy;
  * every iteration velocities are drawn from the Maxwell-Boltzmann distribution and the time
  * advances by the model's tau (nominal time: this is a Markov chain, not dynamics).
  *
+ * The model file is read and loaded once, by the constructor; the Context's kernel receives that
+ * module, and XML serialization embeds the file's bytes with their SHA-1.  On GPU platforms use
+ * mixed or double precision: the MH test is exact only to the precision of the energies.
+ *
  * Systems with constraints, virtual sites or periodic boundary conditions are refused.
  */
 class OPENMM_EXPORT_TIMEWARP TimewarpIntegrator : public OpenMM::Integrator {
