@@ -14,6 +14,7 @@ namespace TimewarpPlugin {
  */
 class OPENMM_EXPORT_TIMEWARP TimewarpIntegratorProxy : public OpenMM::SerializationProxy {
 public:
+    // Plain literals: the proxies are registered before dynamic initialisation runs.
     /**
      * The type name written to XML.  It says what registers the proxy, so that OpenMM's error
      * for an XML read before the plugin is loaded tells the user what to import.
@@ -21,7 +22,6 @@ public:
     static constexpr const char* TYPE_NAME = "TimewarpIntegrator (import openmm_timewarp)";
     /** The type name of version 1 files, read only. */
     static constexpr const char* LEGACY_TYPE_NAME = "TimewarpIntegrator";
-    // Plain literals: the proxies are registered before dynamic initialisation runs.
     explicit TimewarpIntegratorProxy(const std::string& typeName = TYPE_NAME);
     void serialize(const void* object, OpenMM::SerializationNode& node) const override;
     void* deserialize(const OpenMM::SerializationNode& node) const override;
