@@ -23,8 +23,8 @@ void checkTemperature(double temperature) {
 TimewarpIntegrator::TimewarpIntegrator(const string& modelPath, double temperature,
                                        const vector<int>& atomTypes,
                                        const vector<int>& chiralCentres)
-    : TimewarpIntegrator(loadModelFile(modelPath), modelPath,
-                         temperature, atomTypes, chiralCentres) {
+    : TimewarpIntegrator(loadModelFile(modelPath), modelPath, temperature, atomTypes,
+                         chiralCentres) {
 }
 
 TimewarpIntegrator::TimewarpIntegrator(shared_ptr<const TimewarpModel> model,
