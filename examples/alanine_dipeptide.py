@@ -28,7 +28,6 @@ matplotlib.use("Agg")  # write files only; no display needed
 import matplotlib.pyplot as plt
 import mdtraj
 import numpy as np
-import torch
 from openmm import Platform, app, unit
 
 from openmm_timewarp import TimewarpIntegrator
@@ -106,9 +105,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     # than the equivalent native GBSAOBCForce; the model was trained with the native one.
     replace_custom_gb_with_gbsaobc(system)
 
-    # The model's batches are small: one thread is as fast on an idle CPU, and extra threads that
-    # wait for cores busy with other work make every call many times slower.
-    torch.set_num_threads(1)
     integrator = TimewarpIntegrator(args.model, TEMPERATURE, topology=pdb.topology, seed=args.seed)
     # was: LangevinMiddleIntegrator(310*kelvin, 1/picosecond, 0.002*picoseconds)
     simulation = app.Simulation(

@@ -77,7 +77,8 @@ class BenchmarkSettings:
     timewarp_frame_interval: int = 10
     md_frame_interval_ps: float = 0.1
     max_frames: int = 100_000
-    max_proposal_batch: int = 64
+    #: None: the integrator's default (a large batch for independence models, else adaptive).
+    max_proposal_batch: int | None = None
     exploration_threshold_kj_mol: float = 300.0
     reference_ns: float = 10.0
     reference_frame_interval_ps: float = 1.0
@@ -105,7 +106,7 @@ class BenchmarkSettings:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         integers = ("num_starts", "timewarp_frame_interval", "max_proposal_batch", "seed")
         for name in integers + ("torch_threads",):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_frames < 4:
             raise ValueError(f"max_frames must be at least 4, got {self.max_frames}")
@@ -166,6 +167,7 @@ def _make_integrator(
         exploration=name == EXPLORATION,
         exploration_threshold=settings.exploration_threshold_kj_mol,
         seed=seed,
+        model_threads=settings.torch_threads,
     )
 
 
@@ -1101,7 +1103,12 @@ def add_benchmark_parser(subparsers: argparse._SubParsersAction) -> None:
         default=defaults.exploration_threshold_kj_mol,
         help="kJ/mol",
     )
-    parser.add_argument("--max-proposal-batch", type=int, default=defaults.max_proposal_batch)
+    parser.add_argument(
+        "--max-proposal-batch",
+        type=int,
+        default=defaults.max_proposal_batch,
+        help="default: the integrator's (1024 for independence models, else adaptive up to 64)",
+    )
     parser.add_argument("--temperature", type=float, default=defaults.temperature_K, help="kelvin")
     parser.add_argument(
         "--torch-threads",

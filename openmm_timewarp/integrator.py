@@ -68,13 +68,25 @@ class TimewarpIntegrator(timewarpplugin.TimewarpIntegrator):
     chiral_centres
         Quadruples of particle indices whose signed volume must keep its sign; ``[]`` for none.
     max_proposal_batch
-        The largest number of proposals drawn per model call.
+        The largest number of proposals drawn per model call; ``None`` takes the model's default:
+        ``DEFAULT_INDEPENDENT_BATCH`` (1024) for independence models, which draw a full batch
+        per call and get faster with larger ones, ``DEFAULT_CONDITIONAL_BATCH`` (64) as the bound
+        of the adaptive batch of state-dependent models (docs/benchmarks.md has the measurement).
     exploration
         Accept by an energy threshold instead of the MH test (fast, not exact).
     exploration_threshold
         The threshold of exploration mode, a quantity or a number in kJ/mol.
     seed
         Seed of the integrator's random numbers; 0 picks a different one each time.
+    model_threads
+        Torch threads for the model's calls on the CPU; 0 keeps torch's own setting. One thread
+        measured fastest (as fast as two on an idle machine, many times faster on a busy one).
+    model_device
+        ``"auto"``: the model runs on the Context's GPU on the CUDA platform when torch has CUDA;
+        ``"cpu"``: always on the CPU (faster for small models with small batches).
+
+    The model file is read once, here; ``XmlSerializer`` embeds it, so a serialized integrator
+    deserializes anywhere ``openmm_timewarp`` is imported.
     """
 
     def __init__(
@@ -84,10 +96,12 @@ class TimewarpIntegrator(timewarpplugin.TimewarpIntegrator):
         topology: app.Topology | None = None,
         atom_types: Sequence[int] | np.ndarray | None = None,
         chiral_centres: Sequence[Sequence[int]] | None = None,
-        max_proposal_batch: int = 64,
+        max_proposal_batch: int | None = None,
         exploration: bool = False,
         exploration_threshold: unit.Quantity | float = 300.0 * unit.kilojoule_per_mole,
         seed: int = 0,
+        model_threads: int = 1,
+        model_device: str = "auto",
     ) -> None:
         path = model_file_for_topology(model, topology)
         self._metadata = load_metadata(path)
@@ -106,9 +120,12 @@ class TimewarpIntegrator(timewarpplugin.TimewarpIntegrator):
             [int(code) for code in np.asarray(atom_types).reshape(-1)],
             [int(index) for index in centres],
         )
-        self.setMaxProposalBatch(max_proposal_batch)
+        if max_proposal_batch is not None:
+            self.setMaxProposalBatch(max_proposal_batch)
         self.setExplorationMode(exploration, exploration_threshold)
         self.setRandomNumberSeed(seed)
+        self.setModelThreads(model_threads)
+        self.setModelDevice(model_device)
 
     @classmethod
     def cast(cls, integrator: openmm.Integrator) -> TimewarpIntegrator:
@@ -138,13 +155,20 @@ class TimewarpIntegrator(timewarpplugin.TimewarpIntegrator):
             )
 
     def getMetadata(self) -> ModelMetadata:
-        """The proposal model's metadata (``timewarp.json``)."""
+        """The proposal model's metadata (``timewarp.json``), from the model the plugin loaded."""
         if self._metadata is None:
-            self._metadata = load_metadata(self.getModelPath())
+            self._metadata = ModelMetadata.from_json(self.getModelMetadata())
         return self._metadata
 
     def getTemperature(self) -> unit.Quantity:
+        """The temperature of the Boltzmann distribution sampled."""
         return super().getTemperature() * unit.kelvin
+
+    def setTemperature(self, temperature: unit.Quantity | float) -> None:
+        """Set the temperature (a quantity or a number in kelvin) of the MH test and the
+        velocity draw from the next step on, as multi-state samplers (replica exchange,
+        simulated tempering, openmmtools' ThermodynamicState) do."""
+        super().setTemperature(_in_units(temperature, unit.kelvin, "temperature"))
 
     def getExplorationThreshold(self) -> unit.Quantity:
         return super().getExplorationThreshold() * unit.kilojoule_per_mole

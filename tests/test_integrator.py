@@ -1,5 +1,7 @@
 """TimewarpIntegrator: semantics, reproducibility, checkpoints, serialization and refusals."""
 
+import hashlib
+
 import numpy as np
 import openmm
 import pytest
@@ -246,6 +248,73 @@ def test_accessors_and_metadata(walk_model):
     ) == pytest.approx(20.92)
 
 
+def test_default_batch_depends_on_the_model(walk_model, tmp_path):
+    conditional, _ = make_context(walk_model)
+    assert conditional.getMaxProposalBatch() == TimewarpIntegrator.DEFAULT_CONDITIONAL_BATCH == 64
+    path = export_simple_proposal(IndependentGaussian(0.1), tmp_path / "independent.pt")
+    independent, _ = make_context(path)
+    assert independent.getMaxProposalBatch() == TimewarpIntegrator.DEFAULT_INDEPENDENT_BATCH
+    assert independent.getProposalBatchSize() == 1024
+    independent.step(1)
+    assert independent.getNumCachedProposals() == 1023
+    chosen, _ = make_context(path, max_proposal_batch=16)  # the user's setting wins
+    assert chosen.getProposalBatchSize() == 16
+
+
+def test_model_checksum_and_metadata_come_from_the_one_load(walk_model):
+    integrator, _ = make_context(walk_model)
+    with open(walk_model, "rb") as file:
+        assert integrator.getModelChecksum() == hashlib.sha1(file.read()).hexdigest()
+    assert ModelMetadata.from_json(integrator.getModelMetadata()).name == "simple"
+
+
+def test_the_context_uses_the_model_loaded_at_construction(walk_model, tmp_path):
+    copy = tmp_path / "copy.pt"
+    copy.write_bytes(open(walk_model, "rb").read())
+    integrator = TimewarpIntegrator(copy, 300, atom_types=[0] * 4, seed=5)
+    copy.unlink()  # the kernel must not read the file again
+    context = openmm.Context(free_particles(), integrator, REFERENCE)
+    context.setPositions(TETRAHEDRON)
+    integrator.step(20)
+    assert integrator.getNumModelCalls() >= 1
+
+
+def test_model_threads_are_the_models_own(walk_model):
+    integrator, _ = make_context(walk_model)
+    assert integrator.getModelThreads() == 1  # the measured-fastest default
+    torch.set_num_threads(2)
+    try:
+        integrator.step(50)
+        assert torch.get_num_threads() == 2  # the process's setting is restored after each call
+        integrator.setModelThreads(0)
+        integrator.step(50)
+    finally:
+        torch.set_num_threads(1)
+    with pytest.raises(openmm.OpenMMException, match="model threads must be at least 0"):
+        integrator.setModelThreads(-1)
+    with pytest.raises(openmm.OpenMMException, match='model device must be "auto"'):
+        integrator.setModelDevice("gpu")
+
+
+def test_set_temperature_takes_units_and_sets_the_velocity_draw(walk_model):
+    integrator, context = make_context(walk_model, seed=4)
+    integrator.setTemperature(600 * unit.kelvin)
+    assert integrator.getTemperature() == 600 * unit.kelvin
+    integrator.setTemperature(450)  # a number is in kelvin
+    assert integrator.getTemperature() == 450 * unit.kelvin
+    kinetic = []
+    for _ in range(400):
+        integrator.step(1)
+        kinetic.append(context.getState(getEnergy=True).getKineticEnergy())
+    kinetic = np.array([energy.value_in_unit(unit.kilojoule_per_mole) for energy in kinetic])
+    kt = (unit.MOLAR_GAS_CONSTANT_R * 450 * unit.kelvin).value_in_unit(unit.kilojoule_per_mole)
+    assert abs(kinetic.mean() - 6 * kt) < 4 * np.sqrt(6) * kt / np.sqrt(len(kinetic))
+    with pytest.raises(openmm.OpenMMException, match="temperature must be positive"):
+        integrator.setTemperature(-1 * unit.kelvin)
+    with pytest.raises(ValueError, match="compatible with"):
+        integrator.setTemperature(1 * unit.nanometer)
+
+
 def test_cache_serves_rejections_and_adapts_batch(walk_model):
     integrator, context = make_context(walk_model, max_proposal_batch=16)
     integrator.step(500)
@@ -402,10 +471,16 @@ def test_xml_round_trip(walk_model):
     integrator, context = make_context(walk_model, seed=3, max_proposal_batch=9)
     integrator.setExplorationMode(True, 123.0)
     integrator.setExplorationMode(False, 123.0)
+    integrator.setTemperature(310 * unit.kelvin)
+    integrator.setModelThreads(2)
+    integrator.setModelDevice("cpu")
     xml = openmm.XmlSerializer.serialize(integrator)
     restored = TimewarpIntegrator.cast(openmm.XmlSerializer.deserialize(xml))
     assert restored.getModelPath() == integrator.getModelPath()
-    assert restored.getTemperature() == integrator.getTemperature()
+    assert restored.getModelChecksum() == integrator.getModelChecksum()
+    assert restored.getTemperature() == 310 * unit.kelvin
+    assert restored.getModelThreads() == 2
+    assert restored.getModelDevice() == "cpu"
     assert restored.getMaxProposalBatch() == 9
     assert restored.getExplorationThreshold() == 123.0 * unit.kilojoule_per_mole
     assert restored.getRandomNumberSeed() == 3
@@ -418,6 +493,13 @@ def test_xml_round_trip(walk_model):
     np.testing.assert_array_equal(positions_of(context), positions_of(restored_context))
     with pytest.raises(TypeError):
         TimewarpIntegrator.cast(openmm.VerletIntegrator(0.001))
+    # Version 1 stored the model's path only; it is still read (from that path).
+    legacy = xml.replace(
+        'type="TimewarpIntegrator (import openmm_timewarp)"', 'type="TimewarpIntegrator"'
+    )
+    legacy = legacy.replace('version="2"', 'version="1"')
+    restored = TimewarpIntegrator.cast(openmm.XmlSerializer.deserialize(legacy))
+    assert restored.getModelChecksum() == integrator.getModelChecksum()
 
 
 def test_works_with_simulation_and_reporters(walk_model, tmp_path):
@@ -578,3 +660,15 @@ def test_refuses_systems_it_cannot_sample_exactly(walk_model):
     _refused_context(
         walk_model, free_particles(), "chiral-centre index 4", chiral_centres=[(0, 1, 2, 4)]
     )
+
+
+def test_every_plugin_method_has_a_docstring():
+    cls = timewarpplugin.TimewarpIntegrator
+    undocumented = [
+        name
+        for name, member in vars(cls).items()
+        if callable(member)
+        and not name.startswith("_")
+        and len((member.__doc__ or "").strip()) < 20
+    ]
+    assert undocumented == []

@@ -11,20 +11,37 @@ using namespace OpenMM;
 using namespace TimewarpPlugin;
 using namespace std;
 
-TimewarpIntegrator::TimewarpIntegrator(const string& modelPath, double temperature,
-                                       const vector<int>& atomTypes,
-                                       const vector<int>& chiralCentres)
-    : modelPath(modelPath), temperature(temperature), atomTypes(atomTypes),
-      chiralCentres(chiralCentres), maxProposalBatch(64), explorationMode(false),
-      explorationThreshold(300.0), randomNumberSeed(0) {
+namespace {
+
+void checkTemperature(double temperature) {
     if (!(temperature > 0.0) || !isfinite(temperature))
         throw OpenMMException("TimewarpIntegrator: the temperature must be positive (in K), got " +
                               to_string(temperature));
-    ModelAttributes attributes = readModelAttributes(modelPath);
+}
+
+} // namespace
+
+TimewarpIntegrator::TimewarpIntegrator(const string& modelPath, double temperature,
+                                       const vector<int>& atomTypes,
+                                       const vector<int>& chiralCentres)
+    : TimewarpIntegrator(loadModelFile(modelPath), modelPath, temperature, atomTypes,
+                         chiralCentres) {
+}
+
+TimewarpIntegrator::TimewarpIntegrator(shared_ptr<const TimewarpModel> model,
+                                       const string& modelPath, double temperature,
+                                       const vector<int>& atomTypes,
+                                       const vector<int>& chiralCentres)
+    : model(model), modelPath(modelPath), temperature(temperature), atomTypes(atomTypes),
+      chiralCentres(chiralCentres), explorationMode(false), explorationThreshold(300.0),
+      randomNumberSeed(0), modelThreads(1), modelDevice("auto") {
+    checkTemperature(temperature);
+    const ModelAttributes& attributes = model->attributes;
     noiseDim = attributes.noiseDim;
     modelNumAtoms = attributes.numAtoms;
     numAtomTypes = attributes.numAtomTypes;
     independentProposals = attributes.independent;
+    maxProposalBatch = independentProposals ? DEFAULT_INDEPENDENT_BATCH : DEFAULT_CONDITIONAL_BATCH;
     setStepSize(attributes.tau);
     stringstream identity;
     identity << "checksum " << (attributes.checksum.empty() ? "none" : attributes.checksum)
@@ -47,6 +64,34 @@ TimewarpIntegrator::TimewarpIntegrator(const string& modelPath, double temperatu
         throw OpenMMException("TimewarpIntegrator: chiralCentres must hold quadruples of particle "
                               "indices (its length must be a multiple of 4), got " +
                               to_string(chiralCentres.size()) + " indices");
+}
+
+const string& TimewarpIntegrator::getModelChecksum() const {
+    return model->sha1;
+}
+
+const string& TimewarpIntegrator::getModelMetadata() const {
+    return model->metadataJson;
+}
+
+void TimewarpIntegrator::setTemperature(double temperature) {
+    checkTemperature(temperature);
+    this->temperature = temperature;
+}
+
+void TimewarpIntegrator::setModelThreads(int threads) {
+    if (threads < 0)
+        throw OpenMMException("TimewarpIntegrator: the number of model threads must be at least 0 "
+                              "(0: torch's own setting), got " + to_string(threads));
+    modelThreads = threads;
+}
+
+void TimewarpIntegrator::setModelDevice(const string& device) {
+    if (device != "auto" && device != "cpu")
+        throw OpenMMException("TimewarpIntegrator: the model device must be \"auto\" (the "
+                              "Context's GPU where there is one) or \"cpu\", got \"" + device +
+                              "\"");
+    modelDevice = device;
 }
 
 void TimewarpIntegrator::setMaxProposalBatch(int maxBatch) {

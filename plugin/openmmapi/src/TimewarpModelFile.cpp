@@ -1,7 +1,8 @@
 #include "internal/TimewarpModelFile.h"
 #include "openmm/OpenMMException.h"
+#include <c10/util/hash.h>
 #include <fstream>
-#include <torch/script.h>
+#include <sstream>
 
 using namespace OpenMM;
 using namespace std;
@@ -11,57 +12,82 @@ namespace TimewarpPlugin {
 namespace {
 
 const string CONTRACT_HINT = " (see docs/contract.md; write models with openmm_timewarp.export)";
+const string METADATA_FILE = "timewarp.json";
+const string CHECKSUM_FILE = "timewarp.sha256";
 
-int readIntAttribute(const torch::jit::Module& module, const string& path, const string& name) {
+int readIntAttribute(const torch::jit::Module& module, const string& source, const string& name) {
     if (!module.hasattr(name) || !module.attr(name).isInt())
-        throw OpenMMException("TimewarpIntegrator: the proposal model " + path +
+        throw OpenMMException("TimewarpIntegrator: the proposal model " + source +
                               " lacks the int attribute '" + name + "'" + CONTRACT_HINT);
     return (int) module.attr(name).toInt();
 }
 
-} // namespace
-
-ModelAttributes readModelAttributes(const string& path) {
-    if (!ifstream(path).good())
-        throw OpenMMException("TimewarpIntegrator: cannot read the proposal model file '" + path +
-                              "': give the path of an existing TorchScript file or a bundled "
-                              "model name");
-    torch::jit::Module module;
-    torch::jit::ExtraFilesMap extraFiles{{"timewarp.sha256", ""}};
-    try {
-        module = torch::jit::load(path, torch::kCPU, extraFiles);
-    }
-    catch (const exception& error) {
-        throw OpenMMException("TimewarpIntegrator: '" + path + "' is not a TorchScript archive " +
-                              "that torch::jit::load can read" + CONTRACT_HINT);
-    }
+ModelAttributes readAttributes(const torch::jit::Module& module, const string& source) {
     ModelAttributes attributes;
-    attributes.checksum = extraFiles["timewarp.sha256"];
-    attributes.noiseDim = readIntAttribute(module, path, "noise_dim");
-    attributes.numAtoms = readIntAttribute(module, path, "num_atoms");
-    attributes.numAtomTypes = readIntAttribute(module, path, "num_atom_types");
+    attributes.noiseDim = readIntAttribute(module, source, "noise_dim");
+    attributes.numAtoms = readIntAttribute(module, source, "num_atoms");
+    attributes.numAtomTypes = readIntAttribute(module, source, "num_atom_types");
     if (!module.hasattr("tau") || !module.attr("tau").isDouble())
-        throw OpenMMException("TimewarpIntegrator: the proposal model " + path +
+        throw OpenMMException("TimewarpIntegrator: the proposal model " + source +
                               " lacks the float attribute 'tau'" + CONTRACT_HINT);
     attributes.tau = module.attr("tau").toDouble();
     // Optional: files written before the attribute existed are conditional proposals.
     attributes.independent = false;
     if (module.hasattr("independent")) {
         if (!module.attr("independent").isBool())
-            throw OpenMMException("TimewarpIntegrator: the proposal model " + path +
+            throw OpenMMException("TimewarpIntegrator: the proposal model " + source +
                                   " has an attribute 'independent' that is not a bool" +
                                   CONTRACT_HINT);
         attributes.independent = module.attr("independent").toBool();
     }
     if (attributes.noiseDim < 1 || attributes.numAtoms < 0 || attributes.numAtomTypes < 1 ||
         !(attributes.tau > 0.0))
-        throw OpenMMException("TimewarpIntegrator: the proposal model " + path + " has invalid " +
+        throw OpenMMException("TimewarpIntegrator: the proposal model " + source + " has invalid " +
                               "attributes (noise_dim >= 1, num_atoms >= 0, num_atom_types >= 1 " +
                               "and tau > 0 are required)" + CONTRACT_HINT);
     if (!module.find_method("forward"))
-        throw OpenMMException("TimewarpIntegrator: the proposal model " + path +
+        throw OpenMMException("TimewarpIntegrator: the proposal model " + source +
                               " has no forward method" + CONTRACT_HINT);
     return attributes;
+}
+
+} // namespace
+
+string sha1Hex(const string& bytes) {
+    // c10::sha1 leaves its state unset for an empty string, whose digest is this constant.
+    return bytes.empty() ? "da39a3ee5e6b4b0d3255bfef95601890afd80709" : c10::sha1(bytes).str();
+}
+
+shared_ptr<const TimewarpModel> loadModelBytes(const string& bytes, const string& source) {
+    auto model = make_shared<TimewarpModel>();
+    model->source = source;
+    model->bytes = bytes;
+    model->sha1 = sha1Hex(bytes);
+    torch::jit::ExtraFilesMap extraFiles{{METADATA_FILE, ""}, {CHECKSUM_FILE, ""}};
+    try {
+        istringstream stream(bytes);
+        model->module = torch::jit::load(stream, torch::kCPU, extraFiles);
+    }
+    catch (const exception& error) {
+        throw OpenMMException("TimewarpIntegrator: '" + source + "' is not a TorchScript archive " +
+                              "that torch::jit::load can read" + CONTRACT_HINT);
+    }
+    model->module.eval();
+    model->attributes = readAttributes(model->module, source);
+    model->attributes.checksum = extraFiles[CHECKSUM_FILE];
+    model->metadataJson = extraFiles[METADATA_FILE];
+    return model;
+}
+
+shared_ptr<const TimewarpModel> loadModelFile(const string& path) {
+    ifstream file(path, ios::binary);
+    if (!file.good())
+        throw OpenMMException("TimewarpIntegrator: cannot read the proposal model file '" + path +
+                              "': give the path of an existing TorchScript file or a bundled "
+                              "model name");
+    stringstream bytes;
+    bytes << file.rdbuf();
+    return loadModelBytes(bytes.str(), path);
 }
 
 } // namespace TimewarpPlugin

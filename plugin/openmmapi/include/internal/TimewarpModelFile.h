@@ -1,7 +1,9 @@
 #ifndef OPENMM_TIMEWARP_MODEL_FILE_H_
 #define OPENMM_TIMEWARP_MODEL_FILE_H_
 
+#include <memory>
 #include <string>
+#include <torch/script.h>
 
 namespace TimewarpPlugin {
 
@@ -20,10 +22,32 @@ struct ModelAttributes {
 };
 
 /**
- * Load a proposal-model file with torch::jit::load and read its contract attributes; throws an
+ * A proposal model loaded once: the file's bytes (what serialization embeds), their SHA-1, the
+ * TorchScript module (on the CPU until a kernel moves it to its device), its contract attributes
+ * and its metadata (`timewarp.json`).  The integrator owns it and hands the module to its kernel,
+ * so a Context never reads the file again.
+ */
+struct TimewarpModel {
+    std::string source;  // the path it was read from, for messages
+    std::string bytes;
+    std::string sha1;    // hex digest of bytes
+    torch::jit::Module module;
+    ModelAttributes attributes;
+    std::string metadataJson;  // empty when the file has none
+};
+
+/**
+ * Read a proposal-model file and load it (torch::jit::load only, never unpickling); throws an
  * OpenMMException that says what is wrong for a missing, unreadable or non-conforming file.
  */
-ModelAttributes readModelAttributes(const std::string& path);
+std::shared_ptr<const TimewarpModel> loadModelFile(const std::string& path);
+
+/** Load a proposal model from the bytes of its file; `source` names it in messages. */
+std::shared_ptr<const TimewarpModel> loadModelBytes(const std::string& bytes,
+                                                    const std::string& source);
+
+/** The hex SHA-1 digest of `bytes`. */
+std::string sha1Hex(const std::string& bytes);
 
 } // namespace TimewarpPlugin
 

@@ -1,12 +1,15 @@
 #include "CommonTimewarpKernels.h"
+#include "internal/TimewarpModelFile.h"
 #include "openmm/OpenMMException.h"
 #include "openmm/Platform.h"
 #include "openmm/reference/SimTKOpenMMRealType.h"
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 #include <chrono>
 #include <cmath>
-#include <torch/cuda.h>
 #include <sstream>
+#include <torch/csrc/jit/runtime/graph_executor.h>
+#include <torch/cuda.h>
 
 using namespace OpenMM;
 using namespace TimewarpPlugin;
@@ -44,32 +47,52 @@ string shapeOf(const torch::Tensor& tensor) {
                           " (see docs/contract.md; this is a broken model, not a rejection)");
 }
 
+/** Runs the model with its own torch thread count and restores the process's afterwards. */
+class ModelThreadsGuard {
+public:
+    explicit ModelThreadsGuard(int threads) : previous(at::get_num_threads()) {
+        changed = threads > 0 && threads != previous;
+        if (changed)
+            at::set_num_threads(threads);
+    }
+    ~ModelThreadsGuard() {
+        if (changed)
+            at::set_num_threads(previous);
+    }
+
+private:
+    int previous;
+    bool changed;
+};
+
 } // namespace
 
 void CommonIntegrateTimewarpStepKernel::initialize(ContextImpl& context,
                                                    const TimewarpIntegrator& integrator) {
     device = torch::kCPU;
-    if (context.getPlatform().getName() == "CUDA" && torch::cuda::is_available()) {
+    if (integrator.getModelDevice() == "auto" && context.getPlatform().getName() == "CUDA" &&
+        torch::cuda::is_available()) {
         const string& index =
             context.getPlatform().getPropertyValue(context.getOwner(), "DeviceIndex");
         device = torch::Device(torch::kCUDA, index.empty() ? 0 : stoi(index));
     }
+    // The integrator loaded the model; the Context's kernel only moves it to its device.
+    module = integrator.getModel().module;
     try {
-        module = torch::jit::load(integrator.getModelPath(), device);
+        module.to(device);
     }
     catch (const exception& error) {
-        throw OpenMMException("TimewarpIntegrator: cannot load the proposal model " +
-                              integrator.getModelPath() + ": " + error.what());
+        throw OpenMMException("TimewarpIntegrator: cannot move the proposal model " +
+                              integrator.getModelPath() + " to " + device.str() + ": " +
+                              error.what());
     }
-    module.eval();
     const vector<int>& types = integrator.getAtomTypes();
     atomTypes = torch::tensor(vector<int64_t>(types.begin(), types.end()), torch::kInt64).to(device);
     const System& system = context.getSystem();
-    double kT = BOLTZ * integrator.getTemperature();
-    velocityScales.resize(system.getNumParticles());
+    inverseSqrtMasses.resize(system.getNumParticles());
     for (int i = 0; i < system.getNumParticles(); i++) {
         double mass = system.getParticleMass(i);
-        velocityScales[i] = mass > 0.0 ? sqrt(kT / mass) : 0.0;
+        inverseSqrtMasses[i] = mass > 0.0 ? 1.0 / sqrt(mass) : 0.0;
     }
 }
 
@@ -94,6 +117,10 @@ void CommonIntegrateTimewarpStepKernel::drawProposals(const TimewarpIntegrator& 
     auto start = chrono::steady_clock::now();
     try {
         torch::NoGradGuard noGrad;
+        // The profiling executor re-specialises the graph for every new batch size (measured
+        // 3-5x slower on CUDA with adaptive batches); the Python sampler turns it off as well.
+        torch::jit::GraphOptimizerEnabledGuard noProfiling(false);
+        ModelThreadsGuard threads(integrator.getModelThreads());
         output = module.forward({current.to(device), atomTypes, noise.to(device)});
     }
     catch (const exception& error) {
@@ -237,8 +264,9 @@ void CommonIntegrateTimewarpStepKernel::execute(ContextImpl& context,
     chain.positions.assign(&current[0][0], &current[0][0] + 3 * numAtoms);
     // Each iteration ends with fresh Maxwell-Boltzmann velocities; only the last draw is seen.
     chain.velocityRandom.fill(&velocities[0][0], 3LL * numAtoms);
+    double sqrtKT = sqrt(kT);
     for (int i = 0; i < numAtoms; i++)
-        velocities[i] *= velocityScales[i];
+        velocities[i] *= sqrtKT * inverseSqrtMasses[i];
     context.setVelocities(velocities);
     context.setTime(context.getTime() + steps * integrator.getStepSize());
     context.setStepCount(context.getStepCount() + steps);

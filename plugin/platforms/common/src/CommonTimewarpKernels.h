@@ -10,7 +10,8 @@ namespace TimewarpPlugin {
 /**
  * The Metropolis-Hastings chain through ContextImpl alone (positions, velocities, energy-only
  * evaluations), so one implementation serves every platform.  The proposal model runs on the
- * Context's GPU when the platform is CUDA and torch has CUDA, else on the CPU.
+ * Context's GPU when the platform is CUDA, torch has CUDA and the integrator's model device is
+ * "auto"; else on the CPU.
  */
 class CommonIntegrateTimewarpStepKernel : public IntegrateTimewarpStepKernel {
 public:
@@ -31,7 +32,7 @@ private:
     torch::jit::Module module;
     torch::Device device = torch::kCPU;
     torch::Tensor atomTypes;
-    std::vector<double> velocityScales;  // sqrt(kT / m) per particle, 0 for massless ones
+    std::vector<double> inverseSqrtMasses;  // 1 / sqrt(m) per particle, 0 for massless ones
 };
 
 } // namespace TimewarpPlugin
