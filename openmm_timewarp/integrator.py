@@ -23,7 +23,6 @@ from openmm_timewarp.contract import (
     atom_types_for_topology,
     chiral_centres,
     load_metadata,
-    verify_checksum,
     warn_if_all_non_finite,
 )
 from openmm_timewarp.internal.rotors import model_file_for_topology
@@ -130,15 +129,14 @@ class TimewarpIntegrator(timewarpplugin.TimewarpIntegrator):
     @classmethod
     def cast(cls, integrator: openmm.Integrator) -> TimewarpIntegrator:
         """The TimewarpIntegrator behind an ``openmm.Integrator``, e.g. one that
-        ``XmlSerializer.deserialize`` returns; the result keeps ``integrator`` alive. Raises
-        ``ValueError`` if the model file it names fails its checksum."""
+        ``XmlSerializer.deserialize`` returns; the result keeps ``integrator`` alive. The XML
+        carries the model and its SHA-1, which the plugin checked while deserializing."""
         if isinstance(integrator, cls):
             return integrator
         if not timewarpplugin.TimewarpIntegrator.isinstance(integrator):
             raise TypeError(f"{type(integrator).__name__} is not a TimewarpIntegrator")
         view = cls.__new__(cls)
         view.this = timewarpplugin.TimewarpIntegrator.cast(integrator).this
-        verify_checksum(view.getModelPath())  # the XML named a file: check it is intact
         view._owner = integrator
         view._metadata = None
         return view
