@@ -41,7 +41,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import mdtraj
 import numpy as np
 import openmm
 import openmm.app as app
@@ -51,7 +50,11 @@ from tqdm import tqdm
 from openmm_timewarp import metrics
 from openmm_timewarp.datasets import list_trajectories
 from openmm_timewarp.md import RunSettings, TrajectoryRun
+from openmm_timewarp.optional import require
 from openmm_timewarp.peptides import TERMINI, build_peptide, create_system, with_hbond_constraints
+from openmm_timewarp.progress import progress_bar
+
+mdtraj = require("mdtraj")
 
 TIMEWARP = "timewarp"
 EXPLORATION = "timewarp-exploration"
@@ -571,12 +574,12 @@ def run_benchmark(
     plot_data: dict[str, dict] = {}
     budget_per_chain = settings.budget_s / len(starts)
     for index, name in enumerate(settings.samplers):
-        with tqdm(
+        with progress_bar(
             total=settings.budget_s,
             desc=name,
             unit="s",
             bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s",
-            disable=not show_progress,
+            enabled=show_progress,
         ) as progress:
             chains = [
                 run_chain(
@@ -783,10 +786,8 @@ def _discovery_speedups(samplers: dict, settings: BenchmarkSettings) -> dict:
 
 
 def _plot(report: dict, data: dict, reference: Reference, output_dir: Path) -> dict:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    require("matplotlib").use("Agg")
+    plt = require("matplotlib.pyplot")
 
     names = list(data)
     files = {}

@@ -48,7 +48,6 @@ import numpy as np
 import openmm
 import torch
 from openmm import app, unit
-from tqdm import tqdm
 
 from openmm_timewarp.contract import (
     atom_types_for_topology,
@@ -59,6 +58,7 @@ from openmm_timewarp.contract import (
 from openmm_timewarp.internal.rotors import model_file_for_topology
 from openmm_timewarp.md import _truncate_dcd, _write_json_atomically, count_dcd_frames
 from openmm_timewarp.peptides import TERMINI, build_peptide, create_system
+from openmm_timewarp.progress import progress_bar
 
 __all__ = [
     "ChainSampler",
@@ -512,7 +512,9 @@ class ChainSampler:
             for chain in chains:
                 chain.open()
             done = sum(min(chain.statistics.steps, steps) for chain in chains)
-            bar = tqdm(total=steps * len(chains), initial=done, disable=not progress, unit="step")
+            bar = progress_bar(
+                total=steps * len(chains), initial=done, enabled=progress, unit="step"
+            )
             started = time.perf_counter()
             last_time = {id(chain): started for chain in chains}
             with bar:

@@ -23,13 +23,15 @@ import os
 from pathlib import Path
 from typing import Literal
 
-import mdtraj
 import numpy as np
 import openmm.app as app
 import torch
 
 from openmm_timewarp.md import PROGRESS_FILE, RUN_FILE, TOPOLOGY_FILE, TRAJECTORY_FILE, RunSettings
+from openmm_timewarp.optional import require
 from openmm_timewarp.peptides import backbone_torsions
+
+mdtraj = require("mdtraj")
 
 Split = Literal["train", "validation", "test"]
 SPLITS: tuple[str, ...] = ("train", "validation", "test")

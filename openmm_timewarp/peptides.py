@@ -22,8 +22,8 @@ import numpy as np
 import openmm
 import openmm.app as app
 import openmm.unit as unit
-from Bio.PDB import PDBIO
-from PeptideBuilder import Geometry, add_terminal_OXT, make_structure_from_geos
+
+from openmm_timewarp.optional import require
 
 Termini = Literal["capped", "zwitterionic"]
 TERMINI: tuple[str, ...] = ("capped", "zwitterionic")
@@ -111,18 +111,19 @@ def build_peptide(
     # PeptideBuilder sets residue i's phi and the psi of residue i - 1 on residue i's geometry.
     residue_phis = [-120.0, *phis, -120.0] if capped else phis
     residue_psis = [140.0, *psis, 140.0] if capped else psis
+    peptide_builder = require("PeptideBuilder")
     geometries = []
     for i, letter in enumerate(letters):
-        geometry = Geometry.geometry(letter)
+        geometry = peptide_builder.Geometry.geometry(letter)
         geometry.phi = residue_phis[i]
         geometry.psi_im1 = residue_psis[i - 1] if i > 0 else 140.0
         geometries.append(geometry)
-    structure = make_structure_from_geos(geometries)
+    structure = peptide_builder.make_structure_from_geos(geometries)
     if not capped:
-        add_terminal_OXT(structure)
+        peptide_builder.add_terminal_OXT(structure)
 
     pdb_text = io.StringIO()
-    writer = PDBIO()
+    writer = require("Bio.PDB").PDBIO()
     writer.set_structure(structure)
     writer.save(pdb_text)
     pdb = app.PDBFile(io.StringIO(pdb_text.getvalue()))

@@ -30,14 +30,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import mdtraj
 import numpy as np
 import openmm
 import openmm.unit as unit
-from tqdm import tqdm
 
 from openmm_timewarp import peptides
 from openmm_timewarp.metrics import integrated_autocorrelation_time
+from openmm_timewarp.optional import require
+from openmm_timewarp.progress import progress_bar
+
+mdtraj = require("mdtraj")
 
 STORAGE_NAME = "parallel_tempering.nc"
 RESULT_NAME = "phi_positive_population.json"
@@ -90,6 +92,7 @@ def run_reference(
     Returns:
         The number of completed iterations.
     """
+    require("openmmtools")
     from openmmtools import cache, mcmc, multistate, states
 
     if iterations < 1:
@@ -148,7 +151,7 @@ def run_reference(
     for context_cache in ("energy_context_cache", "sampler_context_cache"):
         setattr(sampler, context_cache, cache.ContextCache(platform=platform))
 
-    with tqdm(
+    with progress_bar(
         total=iterations, initial=min(sampler.iteration, iterations), desc="parallel tempering"
     ) as progress:
         while sampler.iteration < iterations:
@@ -186,8 +189,8 @@ def read_run(output_dir: str | Path, discard_fraction: float = 0.1) -> ReplicaRu
     # Read while the run is still writing: HDF5's file lock would refuse the second open. HDF5
     # reads this when it loads, so it is set before netCDF4 (and openmmtools) are imported.
     os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
-    import netCDF4
-    from openmmtools import multistate
+    multistate = require("openmmtools.multistate")
+    import netCDF4  # installed with openmmtools
 
     if not 0 <= discard_fraction < 1:
         raise ValueError(f"discard_fraction must be in [0, 1), got {discard_fraction}")

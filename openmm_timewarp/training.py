@@ -57,7 +57,8 @@ from typing import TypeVar
 import numpy as np
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
+
+from openmm_timewarp.progress import progress_bar
 
 CHECKPOINT_FILE = "checkpoint.pt"
 BEST_MODEL_FILE = "best_model.pt"
@@ -343,7 +344,7 @@ def train(
         output_dir: gets ``checkpoint.pt``, ``best_model.pt`` (a state dict) and ``log.csv``; an
             existing checkpoint there is resumed (it must come from the same settings).
         settings: optimisation settings (defaults: :class:`TrainingSettings`).
-        progress: show a tqdm progress bar.
+        progress: show progress (a bar on a terminal, else log lines).
     """
     peptide = PeptideData(train_pairs, validation_pairs, atom_types)
     return train_peptides(model, [peptide], output_dir, settings, progress)
@@ -460,8 +461,8 @@ def _train_peptides(
     if group is not None:
         device_ids = [device.index] if device.type == "cuda" else None
         loss_of = torch.nn.parallel.DistributedDataParallel(loss_of, device_ids=device_ids)
-    bar = tqdm(
-        total=settings.max_steps, initial=step, disable=not (progress and main), desc="training"
+    bar = progress_bar(
+        total=settings.max_steps, initial=step, enabled=progress and main, desc="training"
     )
     losses: list[float] = []
     grad_norm = 0.0
