@@ -5,8 +5,9 @@
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 # The CPU build of torch, named by its local version label: PyPI's Linux wheel is the CUDA build
-# (several GB). PyTorch's CPU index serves it; a machine with a wheel cache (pip's find-links)
-# takes it from there. macOS wheels on PyPI are CPU builds without the label.
+# (several GB). PyTorch's CPU index serves it (asked for torch alone; its dependencies come from
+# PyPI); a machine with a wheel cache (pip's find-links) takes it from there. macOS wheels on PyPI
+# are CPU builds without the label.
 ifeq ($(shell uname -s),Darwin)
 TORCH ?= torch==2.13.0
 else
@@ -23,8 +24,8 @@ $(PYTHON):
 	python3 -m venv $(VENV)
 
 $(VENV)/.installed: $(PYTHON) $(PLUGIN_SOURCES)
-	$(PYTHON) -m pip install "$(TORCH)" --extra-index-url $(TORCH_INDEX)
-	$(PYTHON) -m pip install $(BUILD_TOOLS) $(OPENMM)
+	$(PYTHON) -m pip install --no-deps "$(TORCH)" --extra-index-url $(TORCH_INDEX)
+	$(PYTHON) -m pip install "$(TORCH)" $(BUILD_TOOLS) $(OPENMM)
 	$(PYTHON) -m pip install --no-build-isolation -e ".[test]"
 	touch $@
 

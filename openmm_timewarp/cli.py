@@ -21,7 +21,9 @@ from openmm import app
 from openmm_timewarp.benchmark import add_benchmark_parser
 from openmm_timewarp.chains import add_sample_parser
 from openmm_timewarp.contract import ModelMetadata
+from openmm_timewarp.dipeptides import add_dipeptides_parser
 from openmm_timewarp.peptides import TERMINI
+from openmm_timewarp.reference import add_reference_parser
 from openmm_timewarp.training import PeptideData
 
 Register = Callable[[argparse._SubParsersAction], None]
@@ -747,10 +749,13 @@ def _train_in_process(args: argparse.Namespace) -> int:
     import time
 
     from openmm_timewarp.training import (
+        LOG_FILE,
+        LOSS_PANELS,
         TrainingSettings,
         batch_size_per_process,
         is_main_process,
         on_main_process,
+        plot_log,
         train_peptides,
     )
 
@@ -782,6 +787,7 @@ def _train_in_process(args: argparse.Namespace) -> int:
         "cpu_seconds": round(folder.record["cpu_seconds"], 1),
     }
     folder.save_record()
+    plot_log(args.output / LOG_FILE, LOSS_PANELS)
     if args.fine_tune_steps:
         from openmm_timewarp.finetune import fine_tune_folder
 
@@ -843,6 +849,8 @@ SUBCOMMANDS: list[Register] = [
     _add_train,
     add_benchmark_parser,
     add_sample_parser,
+    add_reference_parser,
+    add_dipeptides_parser,
 ]
 
 

@@ -56,7 +56,13 @@ import torch
 from openmm_timewarp.energy import ReducedPotential
 from openmm_timewarp.internal.proposals import ICIndependentProposal
 from openmm_timewarp.progress import progress_bar
-from openmm_timewarp.training import read_log, validation_nll, warmup_learning_rate, write_log
+from openmm_timewarp.training import (
+    plot_log,
+    read_log,
+    validation_nll,
+    warmup_learning_rate,
+    write_log,
+)
 
 if TYPE_CHECKING:
     from openmm_timewarp.cli import TrainingFolder
@@ -79,6 +85,12 @@ LOG_COLUMNS = (
     "learning_rate",
     "grad_norm",
     "seconds",
+)
+#: The panels of the fine-tune's loss plot: (axis label, log columns).
+LOSS_PANELS = (
+    ("loss", ("loss",)),
+    ("NLL", ("train_nll", "validation_nll")),
+    ("acceptance", ("acceptance", "validation_acceptance")),
 )
 
 #: Help of each setting, used by the ``timewarp train --fine-tune-*`` options.
@@ -509,6 +521,7 @@ def fine_tune_folder(
         proposal=proposal,
         progress=progress,
     )
+    plot_log(folder.path / f"fine-tune-{settings.objective}" / LOG_FILE, LOSS_PANELS)
     return {
         "settings": asdict(settings),
         "steps": result.steps,

@@ -13,9 +13,11 @@ and trimmed) or ``"zwitterionic"`` (NH3+ ... COO-, with the terminal OXT from Pe
 from __future__ import annotations
 
 import io
+import os
 import random
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -192,6 +194,27 @@ def create_system(
     )
     if native_gbsa:
         replace_custom_gb_with_gbsaobc(system)
+    return system
+
+
+def read_system(path: str | os.PathLike, topology: app.Topology) -> openmm.System:
+    """A System serialized with ``XmlSerializer`` (``timewarp build --system`` writes one), for
+    the atoms of ``topology`` in the same order."""
+    try:
+        text = Path(path).read_text()
+    except OSError as error:
+        raise ValueError(f"cannot read {path}: {error.strerror}") from None
+    try:
+        system = openmm.XmlSerializer.deserialize(text)
+    except Exception as error:  # OpenMM raises its own exception types for malformed XML
+        raise ValueError(f"{path} is not a serialized OpenMM System: {error}") from None
+    if not isinstance(system, openmm.System):
+        raise ValueError(f"{path} holds a serialized {type(system).__name__}, not a System")
+    if system.getNumParticles() != topology.getNumAtoms():
+        raise ValueError(
+            f"the System in {path} has {system.getNumParticles()} particles but the peptide has "
+            f"{topology.getNumAtoms()} atoms"
+        )
     return system
 
 

@@ -58,12 +58,16 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from openmm_timewarp.optional import require
 from openmm_timewarp.progress import progress_bar
 
 CHECKPOINT_FILE = "checkpoint.pt"
 BEST_MODEL_FILE = "best_model.pt"
 LOG_FILE = "log.csv"
 LOG_COLUMNS = ("step", "train_nll", "validation_nll", "learning_rate", "grad_norm", "seconds")
+LOSS_PLOT_FILE = "loss.png"
+#: The panels of the training's loss plot: (axis label, log columns).
+LOSS_PANELS = (("NLL", ("train_nll", "validation_nll")),)
 T = TypeVar("T")
 
 
@@ -323,6 +327,32 @@ def write_log(path: Path, rows: list[dict[str, str]], columns: tuple[str, ...]) 
         writer.writeheader()
         writer.writerows(rows)
     os.replace(temporary, path)
+
+
+def plot_log(log_path: Path, panels: Sequence[tuple[str, Sequence[str]]]) -> Path:
+    """Plot a CSV curve log against the step, one panel per (label, columns), as
+    :data:`LOSS_PLOT_FILE` beside it; returns the plot's path."""
+    require("matplotlib").use("Agg")
+    plt = require("matplotlib.pyplot")
+    with log_path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    steps = [int(row["step"]) for row in rows]
+    figure, axes = plt.subplots(
+        len(panels), 1, figsize=(6.0, 2.8 * len(panels)), sharex=True, squeeze=False
+    )
+    for axis, (label, columns) in zip(axes[:, 0], panels, strict=True):
+        for column in columns:
+            values = [float(row[column] or "nan") for row in rows]
+            axis.plot(steps, values, marker=".", label=column.replace("_", " "))
+        axis.set_ylabel(label)
+        axis.legend()
+    axes[-1, 0].set_xlabel("step")
+    axes[0, 0].set_title(f"{log_path.parent.name}/{log_path.name}")
+    figure.tight_layout()
+    path = log_path.with_name(LOSS_PLOT_FILE)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
 
 
 def train(
