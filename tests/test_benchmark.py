@@ -44,7 +44,12 @@ def _check_schema(report: dict, samplers: tuple[str, ...]) -> None:
         "discovery_speedups",
         "files",
     }
-    assert report["peptide"] == {"sequence": "A", "termini": "capped", "atoms": 22}
+    assert report["peptide"] == {
+        "sequence": "A",
+        "termini": "capped",
+        "atoms": 22,
+        "system": peptides.FORCEFIELD_NAME,
+    }
     assert isinstance(report["reference"]["frames"], int)
     assert set(report["reference"]["states_to_discover"]) <= set(
         report["reference"]["state_populations"]
