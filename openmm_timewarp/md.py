@@ -415,6 +415,7 @@ class TrajectoryRun:
             unit="ps" if self.settings.frame_interval_ps == 1.0 else "frame",
             position=progress_position,
             enabled=show_progress,
+            mininterval=1.0,  # on a terminal; a log gets a line a minute
             dynamic_ncols=True,
         )
         started, started_frames = time.perf_counter(), done
