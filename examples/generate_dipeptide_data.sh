@@ -26,14 +26,14 @@ simulate() {  # sequence length_ns
 
 if [[ "${1:-}" == "--task" ]]; then
     length=$2
-    sequence=$(python -m openmm_timewarp.dipeptides --list train --start "$SLURM_ARRAY_TASK_ID" --count 1)
+    sequence=$(timewarp dipeptides --list train --start "$SLURM_ARRAY_TASK_ID" --count 1)
     simulate "$sequence" "$length"
     exit 0
 fi
 
 count=$1
 shift
-sequences=$(python -m openmm_timewarp.dipeptides --list train --count "$count")
+sequences=$(timewarp dipeptides --list train --count "$count")
 for length in "$@"; do
     for sequence in $sequences; do
         echo "$(date -u +%FT%TZ) $sequence to $length ns"

@@ -3,7 +3,7 @@
 #
 #   examples/heldout_evaluation.sh references COUNT LENGTH_NS [LENGTH_NS ...]
 #       reference MD of the first COUNT sequences of the held-out evaluation order
-#       (`python -m openmm_timewarp.dipeptides --list held-out --shuffle 1`): zwitterionic,
+#       (`timewarp dipeptides --list held-out --shuffle 1`): zwitterionic,
 #       amber14-all + OBC2, 310 K, bonds to hydrogen constrained, 2 fs, two trajectories per
 #       sequence (from the beta and alphaR basins), in data/heldout-reference/<SEQUENCE>/; in rounds,
 #       every sequence brought to each length before the next; rerunning resumes.
@@ -20,7 +20,7 @@ TIMEFORMAT="%R s wall, %U s user, %S s system"
 mode=$1
 count=$2
 shift 2
-sequences=$(python -m openmm_timewarp.dipeptides --list held-out --shuffle 1 --count "$count")
+sequences=$(timewarp dipeptides --list held-out --shuffle 1 --count "$count")
 case "$mode" in
 references)
     for length in "$@"; do

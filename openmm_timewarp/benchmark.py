@@ -41,7 +41,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import mdtraj
 import numpy as np
 import openmm
 import openmm.app as app
@@ -51,7 +50,18 @@ from tqdm import tqdm
 from openmm_timewarp import metrics
 from openmm_timewarp.datasets import list_trajectories
 from openmm_timewarp.md import RunSettings, TrajectoryRun
-from openmm_timewarp.peptides import TERMINI, build_peptide, create_system, with_hbond_constraints
+from openmm_timewarp.optional import require
+from openmm_timewarp.peptides import (
+    FORCEFIELD_NAME,
+    TERMINI,
+    build_peptide,
+    create_system,
+    read_system,
+    with_hbond_constraints,
+)
+from openmm_timewarp.progress import progress_bar
+
+mdtraj = require("mdtraj")
 
 TIMEWARP = "timewarp"
 EXPLORATION = "timewarp-exploration"
@@ -531,6 +541,7 @@ def run_benchmark(
     cache_dir: str | os.PathLike = "data/benchmark",
     show_progress: bool = True,
     parallel_tempering_dir: str | os.PathLike | None = None,
+    system_file: str | os.PathLike | None = None,
 ) -> dict:
     """Run every sampler on the peptide for the same wall-clock budget and write the report.
 
@@ -545,6 +556,10 @@ def run_benchmark(
         parallel_tempering_dir: for a dipeptide, the output of :mod:`openmm_timewarp.reference`;
             its 310 K state is then a second, equilibrium reference for the Ramachandran
             histogram, the basin populations and the phi > 0 population.
+        system_file: a serialized System of the built peptide (same atoms, same order) that every
+            sampler runs on instead of amber14-all + OBC2. The reference MD (TICA, states,
+            histograms) stays that of ``reference_dir`` or the generated amber14 run, so the
+            free-energy comparisons hold only for a System of that force field.
 
     Returns:
         The report (also written as ``report.json``).
@@ -566,7 +581,10 @@ def run_benchmark(
         tempering = read_run(parallel_tempering_dir)
     modeller = build_peptide(sequence, termini)
     topology = modeller.topology
-    system = create_system(topology)
+    if system_file is None:
+        system = create_system(topology)
+    else:
+        system = read_system(system_file, topology)
 
     if reference_dir is None:
         reference_dir = generate_reference(sequence, termini, cache_dir, settings)
@@ -577,12 +595,12 @@ def run_benchmark(
     plot_data: dict[str, dict] = {}
     budget_per_chain = settings.budget_s / len(starts)
     for index, name in enumerate(settings.samplers):
-        with tqdm(
+        with progress_bar(
             total=settings.budget_s,
             desc=name,
             unit="s",
             bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s",
-            disable=not show_progress,
+            enabled=show_progress,
         ) as progress:
             chains = [
                 run_chain(
@@ -611,7 +629,12 @@ def run_benchmark(
             "openmm": openmm.__version__,
             "platform": settings.platform,
         },
-        "peptide": {"sequence": sequence, "termini": termini, "atoms": topology.getNumAtoms()},
+        "peptide": {
+            "sequence": sequence,
+            "termini": termini,
+            "atoms": topology.getNumAtoms(),
+            "system": FORCEFIELD_NAME if system_file is None else str(system_file),
+        },
         "model": _model_summary(model),
         "settings": asdict(settings),
         "reference": _reference_summary(reference),
@@ -789,10 +812,8 @@ def _discovery_speedups(samplers: dict, settings: BenchmarkSettings) -> dict:
 
 
 def _plot(report: dict, data: dict, reference: Reference, output_dir: Path) -> dict:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    require("matplotlib").use("Agg")
+    plt = require("matplotlib.pyplot")
 
     names = list(data)
     files = {}
@@ -1060,6 +1081,14 @@ def add_benchmark_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--model", help="proposal-model file or bundled name (e.g. alanine-dipeptide)"
     )
+    parser.add_argument(
+        "--system",
+        type=Path,
+        metavar="SYSTEM_XML",
+        help="your own System of the peptide that `timewarp build` writes (XmlSerializer, same "
+        "atoms in the same order) for every sampler; the reference MD stays amber14-all + OBC2 "
+        "(default: that force field for the samplers too)",
+    )
     parser.add_argument("-o", "--output", type=Path, required=True, help="report folder")
     parser.add_argument(
         "--budget", type=float, default=defaults.budget_s, help="wall s per sampler"
@@ -1083,7 +1112,7 @@ def add_benchmark_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--parallel-tempering",
         type=Path,
-        help="output folder of `python -m openmm_timewarp.reference run` (dipeptides): a second, "
+        help="output folder of `timewarp reference run` (dipeptides): a second, "
         "equilibrium reference for basin and phi > 0 populations",
     )
     parser.add_argument(
@@ -1148,6 +1177,7 @@ def _benchmark_command(args: argparse.Namespace) -> int:
         parallel_tempering_dir=args.parallel_tempering,
         cache_dir=args.cache,
         show_progress=not args.no_progress,
+        system_file=args.system,
     )
     print((args.output / "summary.md").read_text())
     return 0

@@ -48,7 +48,6 @@ import numpy as np
 import openmm
 import torch
 from openmm import app, unit
-from tqdm import tqdm
 
 from openmm_timewarp.checkpoints import load_checkpoint, save_checkpoint
 from openmm_timewarp.contract import (
@@ -60,7 +59,8 @@ from openmm_timewarp.contract import (
 )
 from openmm_timewarp.internal.rotors import model_file_for_topology
 from openmm_timewarp.md import _truncate_dcd, _write_json_atomically, count_dcd_frames
-from openmm_timewarp.peptides import TERMINI, build_peptide, create_system
+from openmm_timewarp.peptides import TERMINI, build_peptide, create_system, read_system
+from openmm_timewarp.progress import progress_bar
 
 __all__ = [
     "ChainSampler",
@@ -513,7 +513,9 @@ class ChainSampler:
             for chain in chains:
                 chain.open()
             done = sum(min(chain.statistics.steps, steps) for chain in chains)
-            bar = tqdm(total=steps * len(chains), initial=done, disable=not progress, unit="step")
+            bar = progress_bar(
+                total=steps * len(chains), initial=done, enabled=progress, unit="step"
+            )
             started = time.perf_counter()
             last_time = {id(chain): started for chain in chains}
             with bar:
@@ -617,13 +619,17 @@ def peptide_chains(
     chains_per_peptide: int,
     seed: int,
     termini: str = "capped",
+    system_file: str | os.PathLike | None = None,
 ) -> list[ChainSpec]:
     """``chains_per_peptide`` chains of each peptide, a PDB file or a sequence of one-letter codes
     (built with :func:`~openmm_timewarp.peptides.build_peptide`), all with ``model``; parameterised
-    with amber14-all + OBC2. Chain i is named ``<i>-<peptide>`` and seeded ``chain_seed(seed, i)``.
+    with amber14-all + OBC2, or for one peptide the serialized System in ``system_file``. Chain i
+    is named ``<i>-<peptide>`` and seeded ``chain_seed(seed, i)``.
     """
     if chains_per_peptide < 1:
         raise ValueError(f"chains_per_peptide must be positive, got {chains_per_peptide}")
+    if system_file is not None and len(peptides) != 1:
+        raise ValueError(f"a System file is the System of one peptide; {len(peptides)} were given")
     specs = []
     for peptide in peptides:
         path = Path(peptide)
@@ -635,7 +641,10 @@ def peptide_chains(
         else:
             modeller = build_peptide(peptide, termini)
             topology, positions, label = modeller.topology, modeller.positions, peptide.upper()
-        system = create_system(topology)
+        if system_file is None:
+            system = create_system(topology)
+        else:
+            system = read_system(system_file, topology)
         coordinates = np.array(positions.value_in_unit(unit.nanometer))
         for _ in range(chains_per_peptide):
             index = len(specs)
@@ -672,6 +681,13 @@ def add_sample_parser(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=1, help="chain i is seeded from (seed, i)")
     parser.add_argument("--temperature", type=float, help="kelvin (default: the model's)")
     parser.add_argument("--termini", choices=TERMINI, default="capped", help="for sequences")
+    parser.add_argument(
+        "--system",
+        type=Path,
+        metavar="SYSTEM_XML",
+        help="your own System for the one PEPTIDE (XmlSerializer, same atoms in the same order); "
+        "default: amber14-all + OBC2 as a native GBSAOBCForce",
+    )
     parser.add_argument("--trajectory-interval", type=int, default=100, help="steps per frame")
     parser.add_argument("--checkpoint-interval", type=int, default=10_000, help="steps")
     parser.add_argument("--max-proposals", type=int, default=64, help="largest K per model call")
@@ -684,7 +700,7 @@ def add_sample_parser(subparsers) -> None:
 def _sample_command(args) -> int:
     rank, world_size = process_rank()
     specs = peptide_chains(
-        args.model, args.peptides, args.chains_per_peptide, args.seed, args.termini
+        args.model, args.peptides, args.chains_per_peptide, args.seed, args.termini, args.system
     )
     mine = chains_for_rank(specs, rank, world_size)
     if not mine:

@@ -8,6 +8,7 @@ adding one (``train``, ``benchmark``, ...) means writing such a function and lis
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import shutil
@@ -23,10 +24,38 @@ from openmm_timewarp.benchmark import add_benchmark_parser
 from openmm_timewarp.chains import add_sample_parser
 from openmm_timewarp.checkpoints import load_checkpoint, load_model_state, save_checkpoint
 from openmm_timewarp.contract import ModelMetadata
+from openmm_timewarp.dipeptides import add_dipeptides_parser
 from openmm_timewarp.peptides import TERMINI
+from openmm_timewarp.reference import add_reference_parser
 from openmm_timewarp.training import PeptideData
 
 Register = Callable[[argparse._SubParsersAction], None]
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Shows every option's default in ``--help``, except where there is none to show (None, a
+    flag that is off) or where the help text already speaks of it."""
+
+    def _format_action(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        shown = action.default not in (None, False, argparse.SUPPRESS) and action.option_strings
+        if shown and action.help != argparse.SUPPRESS and "default" not in text.lower():
+            default = action.default
+            if isinstance(default, (list, tuple)):
+                default = " ".join(map(str, default))
+            default = str(default).replace("%", "%%")
+            action = copy.copy(action)
+            action.help = f"{text} (default: {default})" if text else f"default: {default}"
+        return super()._format_action(action)
+
+
+class CommandParser(argparse.ArgumentParser):
+    """The parser of ``timewarp`` and of each subcommand (argparse passes the class on to
+    subparsers): defaults shown in every ``--help``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
 
 
 def _add_build(subparsers: argparse._SubParsersAction) -> None:
@@ -763,10 +792,13 @@ def _train_in_process(args: argparse.Namespace) -> int:
     import time
 
     from openmm_timewarp.training import (
+        LOG_FILE,
+        LOSS_PANELS,
         TrainingSettings,
         batch_size_per_process,
         is_main_process,
         on_main_process,
+        plot_log,
         train_peptides,
     )
 
@@ -798,6 +830,7 @@ def _train_in_process(args: argparse.Namespace) -> int:
         "cpu_seconds": round(folder.record["cpu_seconds"], 1),
     }
     folder.save_record()
+    plot_log(args.output / LOG_FILE, LOSS_PANELS)
     if args.fine_tune_steps:
         from openmm_timewarp.finetune import fine_tune_folder
 
@@ -881,14 +914,27 @@ SUBCOMMANDS: list[Register] = [
     add_benchmark_parser,
     add_sample_parser,
     _add_resave,
+    add_reference_parser,
+    add_dipeptides_parser,
 ]
 
 
+def version_text() -> str:
+    """The package's version and the OpenMM and torch its plugin was built against."""
+    from openmm_timewarp import __version__, _built_against
+
+    return (
+        f"openmm-timewarp {__version__} (plugin built against OpenMM "
+        f"{_built_against.OPENMM_VERSION}, torch {_built_against.TORCH_VERSION})"
+    )
+
+
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="timewarp",
         description="Timewarp for OpenMM: data generation, training and evaluation tools.",
     )
+    parser.add_argument("--version", action="version", version=version_text())
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for register in SUBCOMMANDS:
         register(subparsers)

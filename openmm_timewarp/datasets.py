@@ -23,7 +23,6 @@ import os
 from pathlib import Path
 from typing import Literal
 
-import mdtraj
 import numpy as np
 import openmm.app as app
 import torch
@@ -36,7 +35,10 @@ from openmm_timewarp.md import (
     RunSettings,
     count_dcd_frames,
 )
+from openmm_timewarp.optional import require
 from openmm_timewarp.peptides import backbone_torsions
+
+mdtraj = require("mdtraj")
 
 Split = Literal["train", "validation", "test"]
 SPLITS: tuple[str, ...] = ("train", "validation", "test")

@@ -5,13 +5,13 @@ others, which they never see. The split is drawn once with a fixed seed and comm
 ``dipeptide_split.json`` next to this module; :func:`load_split` reads it and the tests check that
 it equals :func:`dipeptide_split`. Regenerate it (only when the recipe changes) with::
 
-    python -m openmm_timewarp.dipeptides --write
+    timewarp dipeptides --write
 
 The training list keeps the random order of the draw, so any prefix of it (the first 16 sequences
 simulated on a small machine, say) is itself a random sample; the held-out list is sorted.
 ``--list held-out --shuffle 1 --count 8`` draws a random evaluation subset of the held-out ones.
 
-``python -m openmm_timewarp.dipeptides --list train --count 16`` prints sequences one per line, for
+``timewarp dipeptides --list train --count 16`` prints sequences one per line, for
 shell loops and job arrays (``examples/generate_dipeptide_data.sh``).
 
 Transferable models type atoms with the ``peptide-atom`` scheme (the atom name, whatever the
@@ -92,7 +92,7 @@ def load_split(path: str | Path = SPLIT_FILE) -> DipeptideSplit:
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ValueError(
             f"Cannot read the dipeptide split {path}: {error}. Regenerate it with "
-            "`python -m openmm_timewarp.dipeptides --write`."
+            "`timewarp dipeptides --write`."
         ) from None
 
 
@@ -104,10 +104,13 @@ def write_split(split: DipeptideSplit, path: str | Path = SPLIT_FILE) -> None:
     Path(path).write_text(json.dumps(record, indent=1) + "\n")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m openmm_timewarp.dipeptides",
-        description="Print or regenerate the committed dipeptide training / held-out split.",
+def add_dipeptides_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``timewarp dipeptides`` (sets ``handler``)."""
+    parser = subparsers.add_parser(
+        "dipeptides",
+        help="print or regenerate the dipeptide training / held-out split",
+        description="Print sequences of the committed dipeptide split (one per line, for shell "
+        "loops and job arrays), or regenerate it.",
     )
     parser.add_argument("--write", action="store_true", help=f"regenerate {SPLIT_FILE.name}")
     parser.add_argument("--list", choices=("train", "held-out"), help="print these sequences")
@@ -119,7 +122,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="SEED",
         help="list them in a random order drawn with SEED (a random evaluation subset)",
     )
-    args = parser.parse_args(argv)
+    parser.set_defaults(handler=_dipeptides_command)
+
+
+def _dipeptides_command(args: argparse.Namespace) -> int:
+    if not args.write and args.list is None:
+        raise ValueError("give --write or --list")
     if args.write:
         write_split(dipeptide_split())
         print(f"wrote {SPLIT_FILE}")
@@ -131,9 +139,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             sequences = tuple(sequences[i] for i in order)
         end = None if args.count is None else args.start + args.count
         print("\n".join(sequences[args.start : end]))
-    if not args.write and args.list is None:
-        parser.error("give --write or --list")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m openmm_timewarp.dipeptides``: the same as ``timewarp dipeptides``."""
+    import sys
+
+    from openmm_timewarp.cli import main as cli_main
+
+    return cli_main(["dipeptides", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

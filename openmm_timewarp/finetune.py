@@ -52,12 +52,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from tqdm import tqdm
 
 from openmm_timewarp import checkpoints
 from openmm_timewarp.energy import ReducedPotential
 from openmm_timewarp.internal.proposals import ICIndependentProposal
-from openmm_timewarp.training import read_log, validation_nll, warmup_learning_rate, write_log
+from openmm_timewarp.progress import progress_bar
+from openmm_timewarp.training import (
+    plot_log,
+    read_log,
+    validation_nll,
+    warmup_learning_rate,
+    write_log,
+)
 
 if TYPE_CHECKING:
     from openmm_timewarp.cli import TrainingFolder
@@ -80,6 +86,12 @@ LOG_COLUMNS = (
     "learning_rate",
     "grad_norm",
     "seconds",
+)
+#: The panels of the fine-tune's loss plot: (axis label, log columns).
+LOSS_PANELS = (
+    ("loss", ("loss",)),
+    ("NLL", ("train_nll", "validation_nll")),
+    ("acceptance", ("acceptance", "validation_acceptance")),
 )
 
 #: Help of each setting, used by the ``timewarp train --fine-tune-*`` options.
@@ -261,7 +273,7 @@ def fine_tune(
         settings: fine-tune settings (defaults: :class:`FineTuneSettings`).
         proposal: the module with the contract's ``forward`` whose parameters ``model`` trains
             (default ``model`` itself; a Timewarp flow's training wrapper passes the flow).
-        progress: show a tqdm progress bar.
+        progress: show progress (a bar on a terminal, else log lines).
     """
     settings = settings or FineTuneSettings()
     proposal = model if proposal is None else proposal
@@ -398,7 +410,7 @@ def fine_tune(
         evaluate()
         save_checkpoint()
     model.train()
-    bar = tqdm(total=settings.steps, initial=step, disable=not progress, desc="fine-tune")
+    bar = progress_bar(total=settings.steps, initial=step, enabled=progress, desc="fine-tune")
     num_pairs = len(train_pairs[0])
     weight = settings.weight
     while step < settings.steps:
@@ -509,6 +521,7 @@ def fine_tune_folder(
         proposal=proposal,
         progress=progress,
     )
+    plot_log(folder.path / f"fine-tune-{settings.objective}" / LOG_FILE, LOSS_PANELS)
     return {
         "settings": asdict(settings),
         "steps": result.steps,

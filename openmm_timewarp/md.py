@@ -31,7 +31,6 @@ import json
 import math
 import os
 import struct
-import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -41,7 +40,6 @@ import numpy as np
 import openmm
 import openmm.app as app
 import openmm.unit as unit
-from tqdm import tqdm
 
 from openmm_timewarp.peptides import (
     FORCEFIELD_NAME,
@@ -52,6 +50,7 @@ from openmm_timewarp.peptides import (
     validate_sequence,
     with_hbond_constraints,
 )
+from openmm_timewarp.progress import progress_bar
 
 #: Named (phi, psi) basins of alanine dipeptide, in degrees.
 BASINS: dict[str, tuple[float, float]] = {
@@ -439,14 +438,14 @@ class TrajectoryRun:
         interval = self.settings.frame_interval_steps
         topology = simulation.topology
         frame_ns = self.settings.frame_interval_ps / 1000.0
-        bar = tqdm(
+        bar = progress_bar(
             total=self.settings.num_frames,
             initial=done,
             desc=self.directory.name,
             unit="ps" if self.settings.frame_interval_ps == 1.0 else "frame",
             position=progress_position,
-            disable=not show_progress,
-            mininterval=1.0 if sys.stderr.isatty() else 60.0,
+            enabled=show_progress,
+            mininterval=1.0,  # on a terminal; a log gets a line a minute
             dynamic_ncols=True,
         )
         started, started_frames = time.perf_counter(), done

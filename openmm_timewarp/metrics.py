@@ -24,11 +24,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import mdtraj
 import numpy as np
+
+from openmm_timewarp.optional import require
 
 if TYPE_CHECKING:  # deeptime is imported where it is used: it takes seconds to import
     from deeptime.decomposition import TICA
+
+mdtraj = require("mdtraj")
 
 #: Ramachandran basins of a dipeptide, in the order of their state labels.
 RAMACHANDRAN_STATES = ("beta", "alphaR", "alphaL", "C7ax")
@@ -166,7 +169,7 @@ def dihedral_features(trajectory: mdtraj.Trajectory) -> np.ndarray:
 
 def fit_tica(features: np.ndarray | Sequence[np.ndarray], lagtime: int, dim: int = 2) -> TICA:
     """TICA (deeptime, kinetic-map scaling) fitted on reference features; returns the estimator."""
-    from deeptime.decomposition import TICA
+    TICA = require("deeptime.decomposition").TICA
 
     chains = [features] if isinstance(features, np.ndarray) else list(features)
     shortest = min(len(chain) for chain in chains)
@@ -205,7 +208,7 @@ class KMeansStates:
 
 def kmeans_states(reference_tics: np.ndarray, num_states: int, seed: int = 0) -> KMeansStates:
     """Cluster reference TIC coordinates into ``num_states`` states with deeptime's k-means."""
-    from deeptime.clustering import KMeans
+    KMeans = require("deeptime.clustering").KMeans
 
     if num_states < 2 or num_states > len(reference_tics):
         raise ValueError(f"num_states must be in [2, {len(reference_tics)}], got {num_states}")

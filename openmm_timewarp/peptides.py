@@ -13,17 +13,19 @@ and trimmed) or ``"zwitterionic"`` (NH3+ ... COO-, with the terminal OXT from Pe
 from __future__ import annotations
 
 import io
+import os
 import random
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import openmm
 import openmm.app as app
 import openmm.unit as unit
-from Bio.PDB import PDBIO
-from PeptideBuilder import Geometry, add_terminal_OXT, make_structure_from_geos
+
+from openmm_timewarp.optional import require
 
 Termini = Literal["capped", "zwitterionic"]
 TERMINI: tuple[str, ...] = ("capped", "zwitterionic")
@@ -111,18 +113,19 @@ def build_peptide(
     # PeptideBuilder sets residue i's phi and the psi of residue i - 1 on residue i's geometry.
     residue_phis = [-120.0, *phis, -120.0] if capped else phis
     residue_psis = [140.0, *psis, 140.0] if capped else psis
+    peptide_builder = require("PeptideBuilder")
     geometries = []
     for i, letter in enumerate(letters):
-        geometry = Geometry.geometry(letter)
+        geometry = peptide_builder.Geometry.geometry(letter)
         geometry.phi = residue_phis[i]
         geometry.psi_im1 = residue_psis[i - 1] if i > 0 else 140.0
         geometries.append(geometry)
-    structure = make_structure_from_geos(geometries)
+    structure = peptide_builder.make_structure_from_geos(geometries)
     if not capped:
-        add_terminal_OXT(structure)
+        peptide_builder.add_terminal_OXT(structure)
 
     pdb_text = io.StringIO()
-    writer = PDBIO()
+    writer = require("Bio.PDB").PDBIO()
     writer.set_structure(structure)
     writer.save(pdb_text)
     pdb = app.PDBFile(io.StringIO(pdb_text.getvalue()))
@@ -191,6 +194,27 @@ def create_system(
     )
     if native_gbsa:
         replace_custom_gb_with_gbsaobc(system)
+    return system
+
+
+def read_system(path: str | os.PathLike, topology: app.Topology) -> openmm.System:
+    """A System serialized with ``XmlSerializer`` (``timewarp build --system`` writes one), for
+    the atoms of ``topology`` in the same order."""
+    try:
+        text = Path(path).read_text()
+    except OSError as error:
+        raise ValueError(f"cannot read {path}: {error.strerror}") from None
+    try:
+        system = openmm.XmlSerializer.deserialize(text)
+    except Exception as error:  # OpenMM raises its own exception types for malformed XML
+        raise ValueError(f"{path} is not a serialized OpenMM System: {error}") from None
+    if not isinstance(system, openmm.System):
+        raise ValueError(f"{path} holds a serialized {type(system).__name__}, not a System")
+    if system.getNumParticles() != topology.getNumAtoms():
+        raise ValueError(
+            f"the System in {path} has {system.getNumParticles()} particles but the peptide has "
+            f"{topology.getNumAtoms()} atoms"
+        )
     return system
 
 

@@ -12,10 +12,10 @@ iterations. :func:`analyze_reference` reads the 310 K state's trajectory of the 
 returns the population of phi > 0 with two error estimates: from the integrated autocorrelation time
 of the indicator and from block averages.
 
-Command line::
+Command line (``python -m openmm_timewarp.reference`` does the same)::
 
-    python -m openmm_timewarp.reference run --output data/reference --iterations 20000
-    python -m openmm_timewarp.reference analyze --output data/reference
+    timewarp reference run --output data/reference --iterations 20000
+    timewarp reference analyze --output data/reference
 """
 
 from __future__ import annotations
@@ -30,14 +30,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import mdtraj
 import numpy as np
 import openmm
 import openmm.unit as unit
-from tqdm import tqdm
 
 from openmm_timewarp import peptides
 from openmm_timewarp.metrics import integrated_autocorrelation_time
+from openmm_timewarp.optional import require
+from openmm_timewarp.progress import progress_bar
+
+mdtraj = require("mdtraj")
 
 STORAGE_NAME = "parallel_tempering.nc"
 RESULT_NAME = "phi_positive_population.json"
@@ -90,6 +92,7 @@ def run_reference(
     Returns:
         The number of completed iterations.
     """
+    require("openmmtools")
     from openmmtools import cache, mcmc, multistate, states
 
     if iterations < 1:
@@ -148,7 +151,7 @@ def run_reference(
     for context_cache in ("energy_context_cache", "sampler_context_cache"):
         setattr(sampler, context_cache, cache.ContextCache(platform=platform))
 
-    with tqdm(
+    with progress_bar(
         total=iterations, initial=min(sampler.iteration, iterations), desc="parallel tempering"
     ) as progress:
         while sampler.iteration < iterations:
@@ -186,8 +189,8 @@ def read_run(output_dir: str | Path, discard_fraction: float = 0.1) -> ReplicaRu
     # Read while the run is still writing: HDF5's file lock would refuse the second open. HDF5
     # reads this when it loads, so it is set before netCDF4 (and openmmtools) are imported.
     os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
-    import netCDF4
-    from openmmtools import multistate
+    multistate = require("openmmtools.multistate")
+    import netCDF4  # installed with openmmtools
 
     if not 0 <= discard_fraction < 1:
         raise ValueError(f"discard_fraction must be in [0, 1), got {discard_fraction}")
@@ -308,27 +311,46 @@ def _seconds_per_iteration(timestamps: np.ndarray, last: int) -> float | None:
     return float(differences.mean()) if len(differences) else None
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m openmm_timewarp.reference",
-        description="Parallel-tempering reference for alanine dipeptide's phi > 0 population.",
+def add_reference_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``timewarp reference run|analyze`` (sets ``handler``)."""
+    parser = subparsers.add_parser(
+        "reference",
+        help="parallel-tempering reference for alanine dipeptide's phi > 0 population",
+        description="Run or resume openmmtools' parallel tempering of capped alanine dipeptide "
+        "(amber14-all + OBC2, Reference platform), or analyse a run: the population of phi > 0 "
+        "at 310 K with errors (needs the reference extra: openmmtools).",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run or resume the parallel tempering")
-    run.add_argument("--output", type=Path, default=Path("data/reference"))
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    run = actions.add_parser("run", help="run or resume the parallel tempering")
+    run.add_argument("--output", type=Path, default=Path("data/reference"), help="run folder")
     run.add_argument("--iterations", type=int, default=20_000, help="total iterations wanted")
-    run.add_argument("--replicas", type=int, default=NUM_REPLICAS)
+    run.add_argument("--replicas", type=int, default=NUM_REPLICAS, help="temperatures")
     run.add_argument("--max-temperature", type=float, default=MAX_TEMPERATURE_K, help="K")
-    analyze = commands.add_parser("analyze", help="population of phi > 0 with errors (JSON)")
-    analyze.add_argument("--output", type=Path, default=Path("data/reference"))
-    analyze.add_argument("--discard-fraction", type=float, default=0.1)
-    args = parser.parse_args(argv)
-    if args.command == "run":
+    analyze = actions.add_parser("analyze", help="population of phi > 0 with errors (JSON)")
+    analyze.add_argument("--output", type=Path, default=Path("data/reference"), help="run folder")
+    analyze.add_argument(
+        "--discard-fraction", type=float, default=0.1, help="first iterations dropped"
+    )
+    parser.set_defaults(handler=_reference_command)
+
+
+def _reference_command(args: argparse.Namespace) -> int:
+    if args.action == "run":
         ladder = geometric_temperatures(TEMPERATURE_K, args.max_temperature, args.replicas)
         run_reference(args.output, args.iterations, temperatures=ladder)
     else:
         print(json.dumps(analyze_reference(args.output, args.discard_fraction), indent=2))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m openmm_timewarp.reference``: the same as ``timewarp reference``."""
+    import sys
+
+    from openmm_timewarp.cli import main as cli_main
+
+    return cli_main(["reference", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -57,7 +57,9 @@ from typing import TypeVar
 import numpy as np
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
+
+from openmm_timewarp.optional import require
+from openmm_timewarp.progress import progress_bar
 
 from openmm_timewarp import checkpoints
 
@@ -65,6 +67,9 @@ CHECKPOINT_FILE = "checkpoint.pt"
 BEST_MODEL_FILE = "best_model.pt"
 LOG_FILE = "log.csv"
 LOG_COLUMNS = ("step", "train_nll", "validation_nll", "learning_rate", "grad_norm", "seconds")
+LOSS_PLOT_FILE = "loss.png"
+#: The panels of the training's loss plot: (axis label, log columns).
+LOSS_PANELS = (("NLL", ("train_nll", "validation_nll")),)
 T = TypeVar("T")
 
 
@@ -332,6 +337,32 @@ def write_log(path: Path, rows: list[dict[str, str]], columns: tuple[str, ...]) 
     os.replace(temporary, path)
 
 
+def plot_log(log_path: Path, panels: Sequence[tuple[str, Sequence[str]]]) -> Path:
+    """Plot a CSV curve log against the step, one panel per (label, columns), as
+    :data:`LOSS_PLOT_FILE` beside it; returns the plot's path."""
+    require("matplotlib").use("Agg")
+    plt = require("matplotlib.pyplot")
+    with log_path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    steps = [int(row["step"]) for row in rows]
+    figure, axes = plt.subplots(
+        len(panels), 1, figsize=(6.0, 2.8 * len(panels)), sharex=True, squeeze=False
+    )
+    for axis, (label, columns) in zip(axes[:, 0], panels, strict=True):
+        for column in columns:
+            values = [float(row[column] or "nan") for row in rows]
+            axis.plot(steps, values, marker=".", label=column.replace("_", " "))
+        axis.set_ylabel(label)
+        axis.legend()
+    axes[-1, 0].set_xlabel("step")
+    axes[0, 0].set_title(f"{log_path.parent.name}/{log_path.name}")
+    figure.tight_layout()
+    path = log_path.with_name(LOSS_PLOT_FILE)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
 def train(
     model: torch.nn.Module,
     train_pairs: tuple[torch.Tensor, torch.Tensor],
@@ -351,7 +382,7 @@ def train(
         output_dir: gets ``checkpoint.pt``, ``best_model.pt`` (a state dict) and ``log.csv``; an
             existing checkpoint there is resumed (it must come from the same settings).
         settings: optimisation settings (defaults: :class:`TrainingSettings`).
-        progress: show a tqdm progress bar.
+        progress: show progress (a bar on a terminal, else log lines).
     """
     peptide = PeptideData(train_pairs, validation_pairs, atom_types)
     return train_peptides(model, [peptide], output_dir, settings, progress)
@@ -467,8 +498,8 @@ def _train_peptides(
     if group is not None:
         device_ids = [device.index] if device.type == "cuda" else None
         loss_of = torch.nn.parallel.DistributedDataParallel(loss_of, device_ids=device_ids)
-    bar = tqdm(
-        total=settings.max_steps, initial=step, disable=not (progress and main), desc="training"
+    bar = progress_bar(
+        total=settings.max_steps, initial=step, enabled=progress and main, desc="training"
     )
     losses: list[float] = []
     grad_norm = 0.0

@@ -44,7 +44,12 @@ def _check_schema(report: dict, samplers: tuple[str, ...]) -> None:
         "discovery_speedups",
         "files",
     }
-    assert report["peptide"] == {"sequence": "A", "termini": "capped", "atoms": 22}
+    assert report["peptide"] == {
+        "sequence": "A",
+        "termini": "capped",
+        "atoms": 22,
+        "system": peptides.FORCEFIELD_NAME,
+    }
     assert isinstance(report["reference"]["frames"], int)
     assert set(report["reference"]["states_to_discover"]) <= set(
         report["reference"]["state_populations"]
@@ -245,3 +250,28 @@ def test_command_line(tmp_path, reference_dir, capsys):
     assert "| md-2fs-hbonds |" in capsys.readouterr().out
     assert cli.main([*arguments, "--budget", "0", "-o", str(tmp_path / "bad")]) == 2
     assert "budget_s must be positive" in capsys.readouterr().err
+
+
+def test_command_line_with_a_system_file(tmp_path, reference_dir, capsys):
+    """``--system``: the samplers run on the given System (recorded in the report); one of
+    other atoms is refused."""
+    import openmm
+
+    from openmm_timewarp import cli
+
+    system_file, other_file = tmp_path / "system.xml", tmp_path / "other.xml"
+    assert (
+        cli.main(["build", "A", "-o", str(tmp_path / "ad.pdb"), "--system", str(system_file)]) == 0
+    )
+    other = openmm.System()
+    other.addParticle(1.0)
+    other_file.write_text(openmm.XmlSerializer.serialize(other))
+    arguments = ["benchmark", "A", "--samplers", "md-2fs-hbonds", "--reference", str(reference_dir)]
+    arguments += ["--tica-lag-ps", "0.25", "--md-frame-interval-ps", "0.05", "--no-progress"]
+    arguments += ["--budget", "0.5"]
+    assert cli.main([*arguments, "--system", str(system_file), "-o", str(tmp_path / "r")]) == 0
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["peptide"]["system"] == str(system_file)
+    capsys.readouterr()
+    assert cli.main([*arguments, "--system", str(other_file), "-o", str(tmp_path / "bad")]) == 2
+    assert "1 particles but the peptide has 22" in capsys.readouterr().err

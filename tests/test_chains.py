@@ -477,3 +477,45 @@ def test_chain_seeds_are_distinct_and_stable():
     assert len(set(seeds)) == 1000
     assert chain_seed(1, 7) == chain_seed(1, 7) != chain_seed(2, 7)
     assert all(0 <= seed < 2**63 for seed in seeds)
+
+
+def test_sample_command_runs_on_a_system_file(tmp_path, dipeptide, capsys):
+    """``--system`` replaces the built-in force field: on a System without forces every
+    symmetric random-walk proposal is accepted (barring chirality), on amber14 hardly any."""
+    import openmm
+
+    walk = export_simple_proposal(
+        GaussianRandomWalk(0.05), tmp_path / "walk.pt", atom_types=ELEMENTS, temperature_K=310.0
+    )
+    pdb = tmp_path / "ad.pdb"
+    with open(pdb, "w") as handle:
+        app.PDBFile.writeFile(dipeptide.topology, dipeptide.positions, handle)
+    free = openmm.System()
+    for atom in dipeptide.topology.atoms():
+        free.addParticle(atom.element.mass)
+    free_file = tmp_path / "free.xml"
+    free_file.write_text(openmm.XmlSerializer.serialize(free))
+    common = [str(walk), str(pdb), "--steps", "40", "--no-progress"]
+    assert cli_main(["sample", *common, "--system", str(free_file), "-o", str(tmp_path / "f")]) == 0
+    assert cli_main(["sample", *common, "-o", str(tmp_path / "amber")]) == 0
+    free_counters, amber_counters = (
+        json.loads((tmp_path / run / "0000-ad" / "statistics.json").read_text())
+        for run in ("f", "amber")
+    )
+    assert free_counters["accepted"] + free_counters["rejected_chirality"] == 40
+    assert amber_counters["accepted"] < 10
+    # Refused: one System for two peptides, a System of other atoms, a file that is no System.
+    other = openmm.System()
+    other.addParticle(1.0)
+    (tmp_path / "other.xml").write_text(openmm.XmlSerializer.serialize(other))
+    (tmp_path / "bad.xml").write_text("<System")
+    for peptides, system_file, message in [
+        ([str(pdb), "G"], free_file, "one peptide"),
+        ([str(pdb)], tmp_path / "other.xml", "1 particles but the peptide has 22"),
+        ([str(pdb)], tmp_path / "bad.xml", "not a serialized OpenMM System"),
+        ([str(pdb)], tmp_path / "missing.xml", "cannot read"),
+    ]:
+        capsys.readouterr()
+        arguments = ["sample", str(walk), *peptides, "--steps", "40", "--system", str(system_file)]
+        assert cli_main([*arguments, "-o", str(tmp_path / "refused")]) == 2
+        assert message in capsys.readouterr().err

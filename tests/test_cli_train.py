@@ -287,6 +287,8 @@ def test_fine_tune_after_maximum_likelihood(data_dir, tmp_path, capsys):
     assert summary["settings"]["weight"] == 0.1 and metadata.training["steps"] == 4
     rows = log_rows(output / "fine-tune-acceptance")
     assert [row["step"] for row in rows] == ["0", "1", "2"]
+    for folder in (output, output / "fine-tune-acceptance"):  # loss plots beside the logs
+        assert (folder / "loss.png").read_bytes().startswith(b"\x89PNG")
     assert summary["initial_validation_acceptance"] == pytest.approx(
         float(rows[0]["validation_acceptance"]), rel=1e-5
     )
