@@ -58,10 +58,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from openmm_timewarp import checkpoints
 from openmm_timewarp.optional import require
 from openmm_timewarp.progress import progress_bar
-
-from openmm_timewarp import checkpoints
 
 CHECKPOINT_FILE = "checkpoint.pt"
 BEST_MODEL_FILE = "best_model.pt"
