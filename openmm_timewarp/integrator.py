@@ -24,6 +24,7 @@ from openmm_timewarp.contract import (
     chiral_centres,
     load_metadata,
 )
+from openmm_timewarp.diagnostics import STUCK_AFTER_PROPOSALS, is_stuck, warn_stuck
 from openmm_timewarp.internal.rotors import model_file_for_topology
 
 __all__ = ["TimewarpIntegrator"]
@@ -73,7 +74,12 @@ class TimewarpIntegrator(timewarpplugin.TimewarpIntegrator):
         The threshold of exploration mode, a quantity or a number in kJ/mol.
     seed
         Seed of the integrator's random numbers; 0 picks a different one each time.
+
+    ``step`` warns once (``diagnostics.StuckChainWarning``) when the chain has accepted none of
+    its first ``diagnostics.STUCK_AFTER_PROPOSALS`` proposals.
     """
+
+    _stuck_checked = False
 
     def __init__(
         self,
@@ -107,6 +113,15 @@ class TimewarpIntegrator(timewarpplugin.TimewarpIntegrator):
         self.setMaxProposalBatch(max_proposal_batch)
         self.setExplorationMode(exploration, exploration_threshold)
         self.setRandomNumberSeed(seed)
+
+    def step(self, steps: int) -> None:
+        super().step(steps)
+        if not self._stuck_checked and self.getNumProposed() >= STUCK_AFTER_PROPOSALS:
+            self._stuck_checked = True
+            if is_stuck(self.getNumProposed(), self.getNumAccepted()):
+                warn_stuck(
+                    "TimewarpIntegrator", self.getNumProposed(), self.getNumRejectedNonFinite()
+                )
 
     @classmethod
     def cast(cls, integrator: openmm.Integrator) -> TimewarpIntegrator:
