@@ -285,3 +285,16 @@ def test_transferable_rotor_model_accepts_alike_for_every_labelling(sequence, te
         lambda names: [*names[:-1:3], "random combination"],
     )
     assert all(within(gap) for gap in gaps), gaps
+
+
+@pytest.mark.slow
+def test_openmmtools_alanine_dipeptide_moves_with_the_bundled_model():
+    """Its own prmtop, atom order and force field (ff96 + OBC): less acceptance than on amber14,
+    but the chain moves (docs/benchmarks.md has the figures)."""
+    testsystems = pytest.importorskip("openmmtools.testsystems")
+    reference = testsystems.AlanineDipeptideImplicit(constraints=None)
+    start = minimised(reference.system, reference.positions)
+    rate, error = acceptance(
+        "alanine-dipeptide", reference.topology, reference.system, start, steps=3000
+    )
+    assert rate > 3.0 * error > 0.0
