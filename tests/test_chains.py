@@ -45,6 +45,7 @@ from openmm_timewarp.contract import (
     load_metadata,
     load_model,
 )
+from openmm_timewarp.diagnostics import STUCK_AFTER_PROPOSALS, StuckChainWarning
 from openmm_timewarp.internal.proposals import proposal_metadata
 from openmm_timewarp.md import count_dcd_frames
 from openmm_timewarp.peptides import FORCEFIELD_NAME, build_peptide, create_system
@@ -481,3 +482,23 @@ def test_chain_seeds_are_distinct_and_stable():
     assert len(set(seeds)) == 1000
     assert chain_seed(1, 7) == chain_seed(1, 7) != chain_seed(2, 7)
     assert all(0 <= seed < 2**63 for seed in seeds)
+
+
+def test_a_chain_that_accepts_nothing_warns_once(tmp_path):
+    """A walk of 1,000 nm steps in a harmonic well never accepts: the sampler warns once."""
+    path = export_simple_proposal(GaussianRandomWalk(1000.0), tmp_path / "far.pt")
+    spec = ChainSpec(
+        name="stuck",
+        system=harmonic_system(),
+        topology=particle_topology(len(HARMONIC_CENTRES)),
+        positions=HARMONIC_CENTRES,
+        model=path,
+        seed=3,
+        atom_types=[0] * len(HARMONIC_CENTRES),
+        chiral_centres=[],
+    )
+    sampler = ChainSampler([spec], tmp_path / "chains", temperature=TEMPERATURE)
+    with pytest.warns(StuckChainWarning, match="chain stuck accepted none") as caught:
+        (statistics,) = sampler.run(STUCK_AFTER_PROPOSALS + 500)
+    assert len([w for w in caught if w.category is StuckChainWarning]) == 1
+    assert statistics.accepted == 0

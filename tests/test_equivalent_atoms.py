@@ -127,39 +127,76 @@ def make_models(modeller: app.Modeller, labelled: bool) -> dict[str, torch.nn.Mo
     return models
 
 
-def relabelling_errors(modeller: app.Modeller, labelled: bool) -> tuple[list[float], int]:
+def base_noise(component, x: torch.Tensor, atom_types: torch.Tensor, count: int) -> torch.Tensor:
+    """``count`` noise vectors ``[count, 3N]`` near the base point that ``component`` (a flow
+    family) maps to ``x`` itself, so that its proposals lie near ``x``."""
+    q, _, _ = component.internal(x.unsqueeze(0), atom_types)
+    if isinstance(component, ICConditionalProposal):
+        context = component.features(q)
+    else:
+        context = q.new_zeros(1, 0)
+    u = component.to_unit(q)
+    for coupling in component.flow.reversed_couplings:
+        u, _ = coupling(u, context, True)
+    centre = torch.special.ndtri(u.clamp(1e-4, 1.0 - 1e-4))
+    generator = torch.Generator().manual_seed(4)
+    noise = torch.randn(count, 3 * x.shape[0], generator=generator)
+    noise[:, : component.num_internal] = centre + 0.02 * noise[:, : component.num_internal]
+    return noise
+
+
+def proposal_noise(name: str, models: dict, x: torch.Tensor, count: int) -> torch.Tensor:
+    """Noise ``[count, N, 3]`` whose proposals lie near ``x``; for the mixture, the first half
+    from its conditional component and the rest from its independent one."""
+    atom_types = torch.arange(x.shape[0])
+    if name == "mixture":
+        half = count // 2
+        noise = torch.cat(
+            [
+                base_noise(models["conditional"], x, atom_types, half),
+                base_noise(models["independent"], x, atom_types, count - half),
+            ]
+        )
+        # The component choice: the first spare number, through the normal CDF.
+        spare = models["conditional"].num_internal
+        noise[:half, spare] = -4.0
+        noise[half:, spare] = 4.0
+    else:
+        noise = base_noise(models[name], x, atom_types, count)
+    return noise.reshape(count, x.shape[0], 3)
+
+
+def relabelling_errors(modeller: app.Modeller, labelled: bool) -> tuple[list[float], float]:
     """For each family and relabelling ``p``: the largest difference between the proposals from
     ``x[p]`` and those from ``x`` relabelled by ``p``, or between their finite logQRatios (which
-    must be finite for the same proposals); and how many finite logQRatios were compared."""
+    must be finite for the same proposals); and the smallest fraction of finite logQRatios."""
     zmatrix = build_zmatrix(modeller.topology)
     x = torch.tensor(np.array(modeller.positions.value_in_unit(unit.nanometer))).float()
     atom_types = torch.arange(zmatrix.num_atoms)
-    noise = torch.randn(256, zmatrix.num_atoms, 3, generator=torch.Generator().manual_seed(4))
+    models = make_models(modeller, labelled)
     errors = []
-    compared = 0
-    for model in make_models(modeller, labelled).values():
+    finite_fraction = 1.0
+    for name, model in models.items():
         with torch.no_grad():
+            noise = proposal_noise(name, models, x, 64)
             proposals, log_q_ratio = model(x, atom_types, noise)
             finite = torch.isfinite(log_q_ratio)
+            finite_fraction = min(finite_fraction, float(finite.float().mean()))
             for swap in group_swaps(zmatrix, np.random.default_rng(1)):
                 index = torch.from_numpy(swap)
                 swapped, swapped_ratio = model(x[index], atom_types, noise)
                 assert torch.equal(finite, torch.isfinite(swapped_ratio))
-                compared += int(finite.sum())
                 errors.append((swapped - proposals[:, index]).abs().max().item())
                 if bool(finite.any()):
                     errors.append((swapped_ratio - log_q_ratio)[finite].abs().max().item())
-    return errors, compared
+    return errors, finite_fraction
 
 
 @pytest.mark.parametrize(("sequence", "termini"), (("A", "capped"), *PEPTIDES))
 def test_every_ic_family_proposes_alike_whatever_the_labelling(sequence, termini):
-    """Untrained flows propose the other handedness of many groups at once, so their logQRatio
-    is mostly ``-inf`` (rejected) on the larger peptides: alanine dipeptide compares finite ones."""
-    errors, compared = relabelling_errors(build_peptide(sequence, termini), labelled=True)
+    errors, finite_fraction = relabelling_errors(build_peptide(sequence, termini), labelled=True)
+    assert finite_fraction > 0.9  # proposals near the start keep its handedness
     assert max(errors) < 1e-4
-    if sequence == "A":
-        assert compared > 100
 
 
 def test_without_canonical_labels_the_relabelled_structure_is_proposed_for_differently():
