@@ -163,11 +163,12 @@ class EquivalentAtomLabels(torch.nn.Module):
     """
 
     num_groups: int
+    parents: list[int]
 
     def __init__(self, groups: Sequence[EquivalentGroup], num_atoms: int) -> None:
         super().__init__()
         self.num_groups = len(groups)
-        self.parents: list[int] = [group.parent for group in groups]
+        self.parents = [group.parent for group in groups]
         self.register_buffer(
             "tests", torch.tensor([g.test for g in groups], dtype=torch.int64).reshape(-1, 4)
         )

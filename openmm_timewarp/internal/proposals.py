@@ -25,9 +25,17 @@ The models carry the residue-atom labels of the Topology they were built from; t
 ``atom_types`` as indices into that vocabulary (``contract.atom_types_for_topology``), and the model
 reorders positions through that permutation, so a System whose atoms come in another order is
 proposed for correctly. Anything but a permutation of the vocabulary is refused.
+
+Atoms the force field cannot tell apart (a methyl's hydrogens, an arginine's NH2 groups) are seen
+in one canonical labelling chosen from the geometry (``openmm_timewarp.internal.equivalent``):
+the model proposes for the state so relabelled and hands the proposal back in the caller's
+labels; a proposal whose own canonical labelling differs gets logQRatio ``-inf``
+(docs/contract.md, "Equivalent atoms", has why this is exact).
 """
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import torch
 from openmm import app
@@ -87,6 +95,7 @@ class ZMatrixProposal(ChainBatchedProposal):
 
     noise_dim: int
     num_internal: int
+    reject_relabelled: bool
 
     def __init__(self, zmatrix: ZMatrix, reference: torch.Tensor | None = None) -> None:
         super().__init__()
@@ -99,6 +108,7 @@ class ZMatrixProposal(ChainBatchedProposal):
         self.equivalent = EquivalentAtomLabels(groups, zmatrix.num_atoms)
         if reference is not None:
             self.equivalent.set_reference(reference)
+        self.reject_relabelled = True
 
     def compute_dtype(self) -> torch.dtype:
         """The dtype internal coordinates are computed in."""
@@ -187,12 +197,31 @@ class ZMatrixProposal(ChainBatchedProposal):
             .scatter(1, labels.unsqueeze(-1).expand(-1, -1, 3), canonical)
             .to(dtype)
         )
-        same_labelling = (self.equivalent(x.to(canonical.dtype)) == labels).all(-1)
-        log_ratio = torch.where(same_labelling, log_ratio, torch.full_like(log_ratio, -math.inf))
+        if self.reject_relabelled:
+            same_labelling = (self.equivalent(x.to(canonical.dtype)) == labels).all(-1)
+            log_ratio = torch.where(
+                same_labelling, log_ratio, torch.full_like(log_ratio, -math.inf)
+            )
         return (
             x[:, atom_types].reshape(num_chains, num_proposals, num_atoms, 3),
             log_ratio.reshape(num_chains, num_proposals).to(dtype),
         )
+
+
+@contextlib.contextmanager
+def keeping_relabelled_proposals(model: torch.nn.Module) -> Iterator[None]:
+    """Within: the IC proposals of ``model`` return their flow's ratio also for proposals whose
+    canonical labelling differs from the current state's, instead of ``-inf``. For the energy
+    fine-tune's acceptance objective, which then keeps a gradient from every proposal (as it
+    had before equivalent atoms were labelled); never for sampling, which must reject them."""
+    proposals = [module for module in model.modules() if isinstance(module, ZMatrixProposal)]
+    for proposal in proposals:
+        proposal.reject_relabelled = False
+    try:
+        yield
+    finally:
+        for proposal in proposals:
+            proposal.reject_relabelled = True
 
 
 class ICProposalBase(ZMatrixProposal):
