@@ -110,6 +110,7 @@ def make_models(modeller: app.Modeller, labelled: bool) -> dict[str, torch.nn.Mo
     x = torch.tensor(np.array(modeller.positions.value_in_unit(unit.nanometer))).unsqueeze(0)
     lower, upper = coordinate_bounds(zmatrix, x)
     reference = x if labelled else None
+    torch.manual_seed(0)  # the layers' initial weights come from torch's generator
     models = {
         "conditional": ICConditionalProposal(
             zmatrix, lower, upper, **SMALL, seed=1, reference=reference
@@ -166,15 +167,15 @@ def proposal_noise(name: str, models: dict, x: torch.Tensor, count: int) -> torc
     return noise.reshape(count, x.shape[0], 3)
 
 
-def relabelling_errors(modeller: app.Modeller, labelled: bool) -> tuple[list[float], float]:
-    """For each family and relabelling ``p``: the largest difference between the proposals from
-    ``x[p]`` and those from ``x`` relabelled by ``p``, or between their finite logQRatios (which
-    must be finite for the same proposals); and the smallest fraction of finite logQRatios."""
+def relabelling_errors(modeller: app.Modeller, labelled: bool) -> tuple[dict[str, float], float]:
+    """For each family, over the relabellings ``p``: the largest difference between the proposals
+    from ``x[p]`` and those from ``x`` relabelled by ``p``, or between their finite logQRatios
+    (which must be finite for the same proposals); and the smallest fraction of finite ones."""
     zmatrix = build_zmatrix(modeller.topology)
     x = torch.tensor(np.array(modeller.positions.value_in_unit(unit.nanometer))).float()
     atom_types = torch.arange(zmatrix.num_atoms)
     models = make_models(modeller, labelled)
-    errors = []
+    errors = {}
     finite_fraction = 1.0
     for name, model in models.items():
         with torch.no_grad():
@@ -182,13 +183,15 @@ def relabelling_errors(modeller: app.Modeller, labelled: bool) -> tuple[list[flo
             proposals, log_q_ratio = model(x, atom_types, noise)
             finite = torch.isfinite(log_q_ratio)
             finite_fraction = min(finite_fraction, float(finite.float().mean()))
+            errors[name] = 0.0
             for swap in group_swaps(zmatrix, np.random.default_rng(1)):
                 index = torch.from_numpy(swap)
                 swapped, swapped_ratio = model(x[index], atom_types, noise)
                 assert torch.equal(finite, torch.isfinite(swapped_ratio))
-                errors.append((swapped - proposals[:, index]).abs().max().item())
+                differences = [(swapped - proposals[:, index]).abs().max().item()]
                 if bool(finite.any()):
-                    errors.append((swapped_ratio - log_q_ratio)[finite].abs().max().item())
+                    differences.append((swapped_ratio - log_q_ratio)[finite].abs().max().item())
+                errors[name] = max(errors[name], *differences)
     return errors, finite_fraction
 
 
@@ -196,12 +199,13 @@ def relabelling_errors(modeller: app.Modeller, labelled: bool) -> tuple[list[flo
 def test_every_ic_family_proposes_alike_whatever_the_labelling(sequence, termini):
     errors, finite_fraction = relabelling_errors(build_peptide(sequence, termini), labelled=True)
     assert finite_fraction > 0.9  # proposals near the start keep its handedness
-    assert max(errors) < 1e-4
+    assert max(errors.values()) < 1e-4, errors
 
 
 def test_without_canonical_labels_the_relabelled_structure_is_proposed_for_differently():
+    """The check above fails for the same models built without the reference labelling."""
     errors, _ = relabelling_errors(build_peptide("RK", "zwitterionic"), labelled=False)
-    assert min(errors) > 1e-2
+    assert min(errors.values()) > 1e-2, errors
 
 
 # ---- chains: acceptance per labelling, from a minimised start ---------------------------------
