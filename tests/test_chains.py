@@ -502,3 +502,20 @@ def test_a_chain_that_accepts_nothing_warns_once(tmp_path):
         (statistics,) = sampler.run(STUCK_AFTER_PROPOSALS + 500)
     assert len([w for w in caught if w.category is StuckChainWarning]) == 1
     assert statistics.accepted == 0
+
+
+def test_sample_command_reports_a_chain_that_accepts_nothing(tmp_path, capsys):
+    model = export_simple_proposal(
+        GaussianRandomWalk(1000.0),
+        tmp_path / "far.pt",
+        num_atoms=22,
+        temperature_K=310.0,
+        atom_types=ELEMENTS,
+    )
+    arguments = ["sample", str(model), "examples/alanine-dipeptide.pdb", "--no-progress"]
+    arguments += ["--steps", str(STUCK_AFTER_PROPOSALS + 100), "-o", str(tmp_path / "out")]
+    with pytest.warns(StuckChainWarning):
+        assert cli_main(arguments) == 0
+    output = capsys.readouterr().out
+    assert "acceptance 0.000" in output and "warning: " in output
+    assert "accepted none of its first" in output
