@@ -105,6 +105,17 @@ def test_canonical_labelling_undoes_handedness_swaps(sequence, termini):
         assert torch.equal(canonical, x)
 
 
+def test_weights_saved_before_the_labelling_load_and_keep_it():
+    """Training checkpoints written before equivalent atoms were labelled still resume."""
+    modeller = build_peptide("RK", "zwitterionic")
+    model = make_models(modeller, labelled=True)["independent"]
+    old = {k: v for k, v in model.state_dict().items() if not k.startswith("equivalent.")}
+    fresh = make_models(modeller, labelled=True)["independent"]
+    fresh.load_state_dict(old)
+    assert torch.equal(fresh.equivalent.reference, model.equivalent.reference)
+    assert fresh.equivalent.num_groups == len(build_zmatrix(modeller.topology).equivalent_groups)
+
+
 def make_models(modeller: app.Modeller, labelled: bool) -> dict[str, torch.nn.Module]:
     zmatrix = build_zmatrix(modeller.topology)
     x = torch.tensor(np.array(modeller.positions.value_in_unit(unit.nanometer))).unsqueeze(0)

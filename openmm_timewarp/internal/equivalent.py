@@ -199,6 +199,14 @@ class EquivalentAtomLabels(torch.nn.Module):
             signs.append(1.0 if float(value) > 0 else -1.0)
         self.reference = torch.tensor(signs, dtype=torch.float64).reshape(-1)
 
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args) -> None:
+        # Checkpoints and training folders written before equivalent atoms were labelled hold
+        # none of these buffers: keep the labelling this model was built with.
+        if not any(key.startswith(prefix) for key in state_dict):
+            for name, buffer in self._buffers.items():
+                state_dict[prefix + name] = buffer
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         permutation = self.identity.expand(x.shape[0], -1)
         for g in range(self.num_groups):
