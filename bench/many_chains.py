@@ -28,8 +28,7 @@ from openmm import app, unit
 
 from openmm_timewarp.chains import ChainSampler, ChainSpec, chain_seed
 from openmm_timewarp.contract import export, load_model
-from openmm_timewarp.internal.proposals import ICIndependentProposal
-from openmm_timewarp.internal.zmatrix import build_zmatrix
+from openmm_timewarp.internal.proposals import rebuild_with_reference
 from openmm_timewarp.peptides import create_system
 
 EXAMPLE_PDB = Path(__file__).resolve().parent.parent / "examples" / "alanine-dipeptide.pdb"
@@ -39,17 +38,10 @@ def export_bundled_model(path: Path, topology: app.Topology) -> Path:
     """The bundled ``alanine-dipeptide`` model (an ic-independent flow), rebuilt from its weights
     and exported with the current contract."""
     scripted, metadata = load_model("alanine-dipeptide")
-    if metadata.family != "ic-independent":
-        raise ValueError(f"expected the bundled model to be ic-independent, not {metadata.family}")
-    state = scripted.proposal.state_dict()
-    lower = state["lower"]
-    model = ICIndependentProposal(
-        build_zmatrix(topology), lower, lower + state["width"], **metadata.training["architecture"]
-    )
-    model.load_state_dict(state)
     pdb = app.PDBFile(str(EXAMPLE_PDB))
-    example = torch.tensor(np.array(pdb.positions.value_in_unit(unit.nanometer)))
-    return export(model, path, metadata, example_positions=example.float())
+    example = torch.tensor(np.array(pdb.positions.value_in_unit(unit.nanometer))).float()
+    model = rebuild_with_reference(scripted.proposal, metadata, topology, example.unsqueeze(0))
+    return export(model, path, metadata, example_positions=example)
 
 
 class TimedModel:

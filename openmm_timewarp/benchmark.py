@@ -49,6 +49,7 @@ from tqdm import tqdm
 
 from openmm_timewarp import metrics
 from openmm_timewarp.datasets import list_trajectories
+from openmm_timewarp.diagnostics import is_stuck, stuck_message
 from openmm_timewarp.md import RunSettings, TrajectoryRun
 from openmm_timewarp.optional import require
 from openmm_timewarp.peptides import (
@@ -484,6 +485,13 @@ def analyse_chains(
         proposals = sum(chain.counters["proposals"] for chain in chains)
         result["acceptance"] = accepted / proposals if proposals else 0.0
         result["acceptance_per_chain"] = [chain.counters["acceptance"] for chain in chains]
+        result["stuck_chains"] = [
+            stuck_message(
+                f"start {index}", chain.counters["proposals"], chain.counters["rejected_non_finite"]
+            )
+            for index, chain in enumerate(chains)
+            if is_stuck(chain.counters["proposals"], chain.counters["accepted"])
+        ]
     arrays = {
         "angles": angles,
         "tics": tics,
@@ -954,6 +962,8 @@ def markdown_summary(report: dict) -> str:
         if name in samplers:
             per_start = ", ".join(f"{a:.3g}" for a in samplers[name]["acceptance_per_chain"])
             lines.append(f"- acceptance per start, {name}: {per_start}")
+            for message in samplers[name].get("stuck_chains", []):
+                lines.append(f"- warning, {name}: {message}")
     for pair, values in report["ratios"].items():
         formatted = ", ".join(f"{k} {_format(v['ratio'], v['error'])}" for k, v in values.items())
         lines.append(f"- ESS/s ratio {pair}: {formatted}")

@@ -55,7 +55,13 @@ from openmm_timewarp.contract import (
     chiral_centres,
     has_forward_chains,
     load_model,
+)
+from openmm_timewarp.diagnostics import (
+    STUCK_AFTER_PROPOSALS,
+    is_stuck,
+    stuck_message,
     warn_if_all_non_finite,
+    warn_stuck,
 )
 from openmm_timewarp.internal.rotors import model_file_for_topology
 from openmm_timewarp.md import _truncate_dcd, _write_json_atomically, count_dcd_frames
@@ -221,6 +227,7 @@ class _Chain:
         self.energy = math.nan
         self.dcd_handle = None
         self.dcd: app.DCDFile | None = None
+        self.stuck_checked = False
 
     # Output and checkpoints.
 
@@ -543,6 +550,7 @@ class ChainSampler:
                             last_time[id(chain)] = now
                             steps_after = chain.statistics.steps
                             bar.update(steps_after - steps_before)
+                            self._check_stuck(chain)
                             interval = self.checkpoint_interval
                             if steps_after >= steps or (
                                 steps_after // interval > steps_before // interval
@@ -552,6 +560,15 @@ class ChainSampler:
             for chain in chains:
                 chain.close()
         return [chain.statistics for chain in chains]
+
+    @staticmethod
+    def _check_stuck(chain: _Chain) -> None:
+        """Warn once when the chain has accepted none of its first proposals (diagnostics)."""
+        stats = chain.statistics
+        if not chain.stuck_checked and stats.proposals >= STUCK_AFTER_PROPOSALS:
+            chain.stuck_checked = True
+            if is_stuck(stats.proposals, stats.accepted):
+                warn_stuck(f"chain {stats.name}", stats.proposals, stats.rejected_non_finite)
 
     def _round(self, group: _Group, active: list[_Chain], steps: int) -> None:
         sizes = [chain.batch_size(self.max_proposals, steps, group.independent) for chain in active]
@@ -721,4 +738,9 @@ def _sample_command(args) -> int:
             f"{statistics.acceptance_rate:.3f}, {statistics.model_calls} model calls, "
             f"{statistics.frames} frames"
         )
+        if is_stuck(statistics.proposals, statistics.accepted):
+            message = stuck_message(
+                statistics.name, statistics.proposals, statistics.rejected_non_finite
+            )
+            print(f"warning: {message}")
     return 0

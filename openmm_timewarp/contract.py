@@ -323,24 +323,30 @@ def check_independence(
     """Raise ``ValueError`` unless ``module`` proposes as an independence proposal
     (docs/contract.md): with the same noise, a state of other geometry gets the same proposals up
     to a rigid motion (the external frame each proposal keeps), and logQRatios that differ by one
-    constant (``log q(x1) - log q(x2)``). The two states are proposals of the model from
-    ``positions``, so they lie where its density is positive."""
+    constant (``log q(x1) - log q(x2)``), the same proposals refused (ratio ``-inf``) at both.
+    The two states are proposals of the model from ``positions`` with finite ratios, so they lie
+    where its density is positive."""
     generator = torch.Generator().manual_seed(2)
     num_atoms = positions.shape[0]
     noise = torch.randn(batch_size, num_atoms, module.noise_dim, generator=generator)
-    state_noise = torch.randn(2, num_atoms, module.noise_dim, generator=generator)
+    state_noise = torch.randn(8, num_atoms, module.noise_dim, generator=generator)
     with torch.no_grad():
-        (first, second), _ = module(positions.float(), atom_types.long(), state_noise)
+        candidates, candidate_ratios = module(positions.float(), atom_types.long(), state_noise)
+        usable = torch.isfinite(candidate_ratios).nonzero().flatten().tolist() + [0, 1]
+        first, second = candidates[usable[0]], candidates[usable[1]]
         proposals_first, ratios_first = module(first, atom_types.long(), noise)
         proposals_second, ratios_second = module(second, atom_types.long(), noise)
     deviation = _superposed_rmsd(proposals_first.double(), proposals_second.double()).max()
-    shifts = (ratios_first - ratios_second).double()
-    spread = shifts.max() - shifts.min()
-    if not (deviation <= position_tolerance_nm and spread <= ratio_tolerance):
+    finite = torch.isfinite(ratios_first) & torch.isfinite(ratios_second)
+    same_refusals = bool((torch.isfinite(ratios_first) == torch.isfinite(ratios_second)).all())
+    shifts = (ratios_first - ratios_second).double()[finite]
+    spread = shifts.max() - shifts.min() if len(shifts) else torch.tensor(0.0)
+    if not (same_refusals and deviation <= position_tolerance_nm and spread <= ratio_tolerance):
         raise ValueError(
             "the model declares itself independent, but its proposals depend on the current "
             f"state (same noise, two states: proposals differ by {float(deviation):.3g} nm after "
-            f"superposition, logQRatio shifts spread over {float(spread):.3g}); an independence "
+            f"superposition, logQRatio shifts spread over {float(spread):.3g}"
+            f"{'' if same_refusals else ', different proposals refused'}); an independence "
             "declaration that is wrong samples the wrong distribution"
         )
 
@@ -401,25 +407,6 @@ def check_forward_chains(
             "forward_chains disagrees with forward called once per chain: it must give the same "
             "proposals and logQRatio"
         )
-
-
-#: Proposals a chain must have drawn before "every one was non-finite" is worth a warning.
-NON_FINITE_WARNING_PROPOSALS = 10
-
-
-def warn_if_all_non_finite(chain: str, proposed: int, rejected_non_finite: int) -> bool:
-    """Warn (``RuntimeWarning``) and return ``True`` if every proposal of ``chain`` so far was
-    rejected as non-finite: the chain cannot move, and the model is most likely broken."""
-    if proposed < NON_FINITE_WARNING_PROPOSALS or rejected_non_finite < proposed:
-        return False
-    warnings.warn(
-        f"{chain}: all {proposed} proposals so far were non-finite (NaN or infinite positions, "
-        "logQRatio or energy), so the chain has not moved; the proposal model is broken or "
-        "does not fit this System",
-        RuntimeWarning,
-        stacklevel=3,
-    )
-    return True
 
 
 def bundled_models() -> list[str]:

@@ -55,7 +55,7 @@ import torch
 
 from openmm_timewarp import checkpoints
 from openmm_timewarp.energy import ReducedPotential
-from openmm_timewarp.internal.proposals import ICIndependentProposal
+from openmm_timewarp.internal.proposals import ICIndependentProposal, keeping_relabelled_proposals
 from openmm_timewarp.progress import progress_bar
 from openmm_timewarp.training import (
     plot_log,
@@ -424,9 +424,12 @@ def fine_tune(
             noise = torch.randn(settings.num_starts, *noise_shape, generator=generator)
             with torch.no_grad():
                 start_energies = potential(starts)
-            log_alpha = log_acceptance(
-                proposal, potential, starts, start_energies, atom_types, noise
-            )
+            # Proposals that label equivalent atoms with another handedness than their start
+            # keep the flow's ratio for the gradient; validation counts them as rejected.
+            with keeping_relabelled_proposals(proposal):
+                log_alpha = log_acceptance(
+                    proposal, potential, starts, start_energies, atom_types, noise
+                )
             objective = masked_mean(lin_log_cut(-log_alpha, settings.energy_cut))
             accepted = torch.nan_to_num(log_alpha.detach(), nan=-math.inf).exp()
             curves["acceptance"].append(float(accepted.mean()))

@@ -23,7 +23,12 @@ from openmm_timewarp.contract import (
     atom_types_for_topology,
     chiral_centres,
     load_metadata,
+)
+from openmm_timewarp.diagnostics import (
+    STUCK_AFTER_PROPOSALS,
+    is_stuck,
     warn_if_all_non_finite,
+    warn_stuck,
 )
 from openmm_timewarp.internal.rotors import model_file_for_topology
 
@@ -86,7 +91,14 @@ class TimewarpIntegrator(timewarpplugin.TimewarpIntegrator):
 
     The model file is read once, here; ``XmlSerializer`` embeds it, so a serialized integrator
     deserializes anywhere ``openmm_timewarp`` is imported.
+
+    ``step`` warns once (``diagnostics.StuckChainWarning``) when the chain has accepted none of
+    its first ``diagnostics.STUCK_AFTER_PROPOSALS`` proposals.
     """
+
+    # Each warning is given once per integrator.
+    _warned_non_finite = False
+    _stuck_checked = False
 
     def __init__(
         self,
@@ -142,15 +154,22 @@ class TimewarpIntegrator(timewarpplugin.TimewarpIntegrator):
         return view
 
     def step(self, steps: int) -> None:
-        """Take ``steps`` Metropolis-Hastings steps; warns once if every proposal so far was
-        non-finite."""
+        """Take ``steps`` Metropolis-Hastings steps. Warns once if every proposal so far was
+        non-finite (a broken model), and once if the chain accepted none of its first
+        ``diagnostics.STUCK_AFTER_PROPOSALS`` proposals (``diagnostics.StuckChainWarning``)."""
         super().step(steps)
-        if not getattr(self, "_warned_non_finite", False):
+        if not self._warned_non_finite:
             self._warned_non_finite = warn_if_all_non_finite(
                 f"TimewarpIntegrator ({self.getModelPath()})",
                 self.getNumProposed(),
                 self.getNumRejectedNonFinite(),
             )
+        if not self._stuck_checked and self.getNumProposed() >= STUCK_AFTER_PROPOSALS:
+            self._stuck_checked = True
+            if is_stuck(self.getNumProposed(), self.getNumAccepted()):
+                warn_stuck(
+                    "TimewarpIntegrator", self.getNumProposed(), self.getNumRejectedNonFinite()
+                )
 
     def getMetadata(self) -> ModelMetadata:
         """The proposal model's metadata (``timewarp.json``), from the model the plugin loaded."""

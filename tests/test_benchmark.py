@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from openmm_timewarp import benchmark, peptides
+from openmm_timewarp.diagnostics import stuck_message
 from openmm_timewarp.peptides import build_peptide, create_system
 
 torch.set_num_threads(1)
@@ -169,6 +170,10 @@ def test_short_timewarp_benchmark(tmp_path, reference_dir):
         assert sum(c["proposals"] for c in result["per_chain"]) >= result["steps"]
     ratio = report["ratios"][f"{benchmark.TIMEWARP}/{benchmark.MD_PRACTICAL}"]["tic0"]
     assert ratio["ratio"] > 0 and ratio["error"] >= 0
+    # Chains that accepted nothing are named in the summary.
+    assert report["samplers"][benchmark.TIMEWARP]["stuck_chains"] == []
+    report["samplers"][benchmark.TIMEWARP]["stuck_chains"] = [stuck_message("start 0", 2500, 0)]
+    assert "warning, timewarp: start 0 accepted none" in benchmark.markdown_summary(report)
 
 
 def test_reference_backbone_atoms_give_phi():

@@ -45,6 +45,7 @@ from openmm_timewarp.contract import (
     load_model,
     save_module,
 )
+from openmm_timewarp.diagnostics import STUCK_AFTER_PROPOSALS, StuckChainWarning
 from openmm_timewarp.internal.proposals import proposal_metadata
 from openmm_timewarp.md import count_dcd_frames
 from openmm_timewarp.peptides import FORCEFIELD_NAME, build_peptide, create_system
@@ -519,3 +520,40 @@ def test_sample_command_runs_on_a_system_file(tmp_path, dipeptide, capsys):
         arguments = ["sample", str(walk), *peptides, "--steps", "40", "--system", str(system_file)]
         assert cli_main([*arguments, "-o", str(tmp_path / "refused")]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_a_chain_that_accepts_nothing_warns_once(tmp_path):
+    """A walk of 1,000 nm steps in a harmonic well never accepts: the sampler warns once."""
+    path = export_simple_proposal(GaussianRandomWalk(1000.0), tmp_path / "far.pt")
+    spec = ChainSpec(
+        name="stuck",
+        system=harmonic_system(),
+        topology=particle_topology(len(HARMONIC_CENTRES)),
+        positions=HARMONIC_CENTRES,
+        model=path,
+        seed=3,
+        atom_types=[0] * len(HARMONIC_CENTRES),
+        chiral_centres=[],
+    )
+    sampler = ChainSampler([spec], tmp_path / "chains", temperature=TEMPERATURE)
+    with pytest.warns(StuckChainWarning, match="chain stuck accepted none") as caught:
+        (statistics,) = sampler.run(STUCK_AFTER_PROPOSALS + 500)
+    assert len([w for w in caught if w.category is StuckChainWarning]) == 1
+    assert statistics.accepted == 0
+
+
+def test_sample_command_reports_a_chain_that_accepts_nothing(tmp_path, capsys):
+    model = export_simple_proposal(
+        GaussianRandomWalk(1000.0),
+        tmp_path / "far.pt",
+        num_atoms=22,
+        temperature_K=310.0,
+        atom_types=ELEMENTS,
+    )
+    arguments = ["sample", str(model), "examples/alanine-dipeptide.pdb", "--no-progress"]
+    arguments += ["--steps", str(STUCK_AFTER_PROPOSALS + 100), "-o", str(tmp_path / "out")]
+    with pytest.warns(StuckChainWarning):
+        assert cli_main(arguments) == 0
+    output = capsys.readouterr().out
+    assert "acceptance 0.000" in output and "warning: " in output
+    assert "accepted none of its first" in output

@@ -520,3 +520,16 @@ def test_alanine_dipeptide_flow_runs_in_the_integrator(tmp_path):
     assert 0.2 < integrator.getAcceptanceRate() < 0.9
     assert integrator.getNumRejectedNonFinite() == 0
     assert integrator.getNumRejectedChirality() == 0
+
+
+def test_relabelling_equivalent_atoms_permutes_the_proposals():
+    """Atoms with one type code (a methyl's hydrogens) swapped in the input: the proposals come
+    with the same swap and the same logQRatio, so the flow needs no canonical labelling."""
+    model = make_model()
+    positions, atom_types, noise = make_inputs()
+    swap = torch.tensor([0, 4, 2, 3, 1])  # atoms 1 and 4 share type 1
+    assert torch.equal(atom_types[swap], atom_types)
+    proposals, log_q_ratio = model(positions, atom_types, noise)
+    swapped, swapped_log_q_ratio = model(positions[swap], atom_types, noise[:, swap])
+    assert (swapped - proposals[:, swap]).abs().max().item() < 1e-10
+    assert (swapped_log_q_ratio - log_q_ratio).abs().max().item() < 1e-10

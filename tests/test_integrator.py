@@ -1,6 +1,7 @@
 """TimewarpIntegrator: semantics, reproducibility, checkpoints, serialization and refusals."""
 
 import hashlib
+import warnings
 
 import numpy as np
 import openmm
@@ -10,6 +11,7 @@ from openmm import app, unit
 
 from openmm_timewarp import TimewarpIntegrator, timewarpplugin
 from openmm_timewarp.contract import ModelMetadata, save_module
+from openmm_timewarp.diagnostics import STUCK_AFTER_PROPOSALS, StuckChainWarning
 from openmm_timewarp.peptides import build_peptide, create_system
 from openmm_timewarp.simple_proposals import (
     GaussianRandomWalk,
@@ -672,3 +674,18 @@ def test_every_plugin_method_has_a_docstring():
         and len((member.__doc__ or "").strip()) < 20
     ]
     assert undocumented == []
+
+
+def test_a_chain_that_accepts_nothing_warns_once(tmp_path, walk_model):
+    path = export_simple_proposal(NonFinite(), tmp_path / "nonfinite.pt")
+    integrator, context = make_context(path, max_proposal_batch=64)
+    with pytest.warns(StuckChainWarning, match="accepted none of its first 2000 proposals"):
+        for _ in range(25):
+            integrator.step(100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        integrator.step(STUCK_AFTER_PROPOSALS)  # once is enough
+        moving, moving_context = make_context(walk_model)
+        moving.step(STUCK_AFTER_PROPOSALS)
+    assert moving.getNumAccepted() > 0
+    del context, moving_context

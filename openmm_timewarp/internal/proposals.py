@@ -25,14 +25,23 @@ The models carry the residue-atom labels of the Topology they were built from; t
 ``atom_types`` as indices into that vocabulary (``contract.atom_types_for_topology``), and the model
 reorders positions through that permutation, so a System whose atoms come in another order is
 proposed for correctly. Anything but a permutation of the vocabulary is refused.
+
+Atoms the force field cannot tell apart (a methyl's hydrogens, an arginine's NH2 groups) are seen
+in one canonical labelling chosen from the geometry (``openmm_timewarp.internal.equivalent``):
+the model proposes for the state so relabelled and hands the proposal back in the caller's
+labels; a proposal whose own canonical labelling differs gets logQRatio ``-inf``
+(docs/contract.md, "Equivalent atoms", has why this is exact).
 """
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import torch
 from openmm import app
 
 from openmm_timewarp.contract import ChainBatchedProposal, ModelMetadata
+from openmm_timewarp.internal.equivalent import EquivalentAtomLabels
 from openmm_timewarp.internal.flows import SplineFlow, feature_dim, unit_features
 from openmm_timewarp.internal.zmatrix import InternalCoordinateTransform, ZMatrix, build_zmatrix
 
@@ -77,18 +86,29 @@ def coordinate_bounds(
 
 
 class ZMatrixProposal(ChainBatchedProposal):
-    """Shared parts of proposals on one Z-matrix: the transform and the atom permutation."""
+    """Shared parts of proposals on one Z-matrix: the transform, the atom permutation and the
+    canonical labelling of equivalent atoms.
+
+    ``reference [F, N, 3]`` (nm, Z-matrix atom order; the training frames) sets the labelling the
+    model sees (docs/contract.md, "Equivalent atoms"); without it, labels are taken as given.
+    """
 
     noise_dim: int
     num_internal: int
+    reject_relabelled: bool
 
-    def __init__(self, zmatrix: ZMatrix) -> None:
+    def __init__(self, zmatrix: ZMatrix, reference: torch.Tensor | None = None) -> None:
         super().__init__()
         self.labels = list(zmatrix.labels)
         self.transform = InternalCoordinateTransform(zmatrix)
         self.noise_dim = NOISE_DIM
         self.num_internal = zmatrix.num_internal
         self.register_buffer("identity_order", torch.arange(zmatrix.num_atoms))
+        groups = zmatrix.equivalent_groups if reference is not None else ()
+        self.equivalent = EquivalentAtomLabels(groups, zmatrix.num_atoms)
+        if reference is not None:
+            self.equivalent.set_reference(reference)
+        self.reject_relabelled = True
 
     def compute_dtype(self) -> torch.dtype:
         """The dtype internal coordinates are computed in."""
@@ -114,12 +134,25 @@ class ZMatrixProposal(ChainBatchedProposal):
             )
         return order
 
+    def labelled_internal(
+        self, positions: torch.Tensor, atom_types: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Internal coordinates and frame of System positions ``[B, N, 3]`` (batched) in the
+        canonical labelling, and that labelling ``[B, N]``: for each Z-matrix atom, the model-order
+        atom (``model_order``) whose position it took."""
+        x = positions[:, self.model_order(atom_types)].to(self.compute_dtype())
+        labelling = self.equivalent(x)
+        canonical = x.gather(1, labelling.unsqueeze(-1).expand(-1, -1, 3))
+        q, origin, rotation = self.transform.to_internal(canonical)
+        return q, origin, rotation, labelling
+
     def internal(
         self, positions: torch.Tensor, atom_types: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Internal coordinates and frame of System positions ``[B, N, 3]`` (batched)."""
-        x = positions[:, self.model_order(atom_types)].to(self.compute_dtype())
-        return self.transform.to_internal(x)
+        """Internal coordinates and frame of System positions ``[B, N, 3]`` (batched), in the
+        canonical labelling."""
+        q, origin, rotation, _ = self.labelled_internal(positions, atom_types)
+        return q, origin, rotation
 
     def cartesian(
         self,
@@ -140,26 +173,55 @@ class ZMatrixProposal(ChainBatchedProposal):
         log_ratio: torch.Tensor,
         origin: torch.Tensor,
         rotation: torch.Tensor,
+        labelling: torch.Tensor,
         atom_types: torch.Tensor,
         noise_shape: list[int],
         dtype: torch.dtype,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``forward_chains``' outputs from the internal coordinates ``[C * B, M]`` and logQRatio
-        ``[C * B]`` of all proposals (chain by chain) and each chain's frame ``[C, ...]``:
-        proposals ``[C, B, N, 3]`` placed in their chain's frame, and logQRatio ``[C, B]``, both
-        in ``dtype`` (the positions')."""
+        ``[C * B]`` of all proposals (chain by chain), each chain's frame and labelling
+        ``[C, ...]`` (``labelled_internal``): proposals ``[C, B, N, 3]`` placed in their chain's
+        frame, back in the chain's own labels, and logQRatio ``[C, B]``, both in ``dtype`` (the
+        positions'). A proposal whose canonical labelling differs from its chain's gets
+        logQRatio ``-inf`` (rejected; docs/contract.md, "Equivalent atoms")."""
         num_chains, num_proposals, num_atoms = noise_shape[0], noise_shape[1], noise_shape[2]
-        proposals = self.cartesian(
+        canonical = self.transform.to_cartesian(
             q_new,
             origin.repeat_interleave(num_proposals, dim=0),
             rotation.repeat_interleave(num_proposals, dim=0),
-            atom_types,
-            dtype,
         )
+        labels = labelling.repeat_interleave(num_proposals, dim=0)
+        # Back to the chain's labels, rounded as the caller will see them.
+        x = (
+            torch.zeros_like(canonical)
+            .scatter(1, labels.unsqueeze(-1).expand(-1, -1, 3), canonical)
+            .to(dtype)
+        )
+        if self.reject_relabelled:
+            same_labelling = (self.equivalent(x.to(canonical.dtype)) == labels).all(-1)
+            log_ratio = torch.where(
+                same_labelling, log_ratio, torch.full_like(log_ratio, -math.inf)
+            )
         return (
-            proposals.reshape(num_chains, num_proposals, num_atoms, 3),
+            x[:, atom_types].reshape(num_chains, num_proposals, num_atoms, 3),
             log_ratio.reshape(num_chains, num_proposals).to(dtype),
         )
+
+
+@contextlib.contextmanager
+def keeping_relabelled_proposals(model: torch.nn.Module) -> Iterator[None]:
+    """Within: the IC proposals of ``model`` return their flow's ratio also for proposals whose
+    canonical labelling differs from the current state's, instead of ``-inf``. For the energy
+    fine-tune's acceptance objective, which then keeps a gradient from every proposal (as it
+    had before equivalent atoms were labelled); never for sampling, which must reject them."""
+    proposals = [module for module in model.modules() if isinstance(module, ZMatrixProposal)]
+    for proposal in proposals:
+        proposal.reject_relabelled = False
+    try:
+        yield
+    finally:
+        for proposal in proposals:
+            proposal.reject_relabelled = True
 
 
 class ICProposalBase(ZMatrixProposal):
@@ -167,8 +229,14 @@ class ICProposalBase(ZMatrixProposal):
 
     log_volume: float
 
-    def __init__(self, zmatrix: ZMatrix, lower: torch.Tensor, upper: torch.Tensor) -> None:
-        super().__init__(zmatrix)
+    def __init__(
+        self,
+        zmatrix: ZMatrix,
+        lower: torch.Tensor,
+        upper: torch.Tensor,
+        reference: torch.Tensor | None = None,
+    ) -> None:
+        super().__init__(zmatrix, reference)
         if lower.shape != (self.num_internal,) or upper.shape != (self.num_internal,):
             raise ValueError(f"bounds must have shape ({self.num_internal},), one per coordinate")
         if not bool((upper > lower).all()):
@@ -210,7 +278,7 @@ class ICProposalBase(ZMatrixProposal):
         """Proposals ``[C, B, N, 3]`` and logQRatio ``[C, B]`` for chains ``[C, N, 3]``; the
         C * B proposals are computed as one batch, chain by chain."""
         num_proposals = noise.shape[1]
-        q, origin, rotation = self.internal(positions, atom_types)
+        q, origin, rotation, labelling = self.labelled_internal(positions, atom_types)
         q_new, log_q_forward, log_q_reverse = self.propose(
             q, self.base_uniforms(noise), num_proposals
         )
@@ -221,7 +289,7 @@ class ICProposalBase(ZMatrixProposal):
             - self.transform.log_det_jacobian(q).repeat_interleave(num_proposals)
         )
         return self.chain_outputs(
-            q_new, log_ratio, origin, rotation, atom_types, noise.shape, positions.dtype
+            q_new, log_ratio, origin, rotation, labelling, atom_types, noise.shape, positions.dtype
         )
 
     def propose(
@@ -245,8 +313,9 @@ class ICIndependentProposal(ICProposalBase):
         hidden: int = 128,
         num_bins: int = 8,
         seed: int = 0,
+        reference: torch.Tensor | None = None,
     ) -> None:
-        super().__init__(zmatrix, lower, upper)
+        super().__init__(zmatrix, lower, upper, reference)
         self.independent: bool = True
         self.flow = SplineFlow(self.circular, 0, num_couplings, hidden, num_bins, seed)
 
@@ -287,8 +356,9 @@ class ICConditionalProposal(ICProposalBase):
         hidden: int = 128,
         num_bins: int = 8,
         seed: int = 0,
+        reference: torch.Tensor | None = None,
     ) -> None:
-        super().__init__(zmatrix, lower, upper)
+        super().__init__(zmatrix, lower, upper, reference)
         context_dim = feature_dim(self.circular)
         self.flow = SplineFlow(self.circular, context_dim, num_couplings, hidden, num_bins, seed)
 
@@ -338,6 +408,8 @@ class ICMixtureProposal(ChainBatchedProposal):
         super().__init__()
         if conditional.labels != independent.labels:
             raise ValueError("the two components were built for different molecules")
+        if not torch.equal(conditional.equivalent.reference, independent.equivalent.reference):
+            raise ValueError("the two components label equivalent atoms differently")
         if not 0.0 < weight < 1.0:
             raise ValueError(
                 f"the mixture weight must lie strictly between 0 and 1, got {weight}; "
@@ -373,7 +445,7 @@ class ICMixtureProposal(ChainBatchedProposal):
         """Proposals ``[C, B, N, 3]`` and logQRatio ``[C, B]`` for chains ``[C, N, 3]``."""
         conditional = self.conditional
         num_proposals = noise.shape[1]
-        q_chains, origin, rotation = conditional.internal(positions, atom_types)
+        q_chains, origin, rotation, labelling = conditional.labelled_internal(positions, atom_types)
         q = q_chains.repeat_interleave(num_proposals, dim=0)
         uniforms = conditional.base_uniforms(noise)
         base = uniforms[:, : self.num_internal]
@@ -414,7 +486,7 @@ class ICMixtureProposal(ChainBatchedProposal):
             - conditional.transform.log_det_jacobian(q)
         )
         return conditional.chain_outputs(
-            q_new, log_ratio, origin, rotation, atom_types, noise.shape, positions.dtype
+            q_new, log_ratio, origin, rotation, labelling, atom_types, noise.shape, positions.dtype
         )
 
 
@@ -435,7 +507,9 @@ def proposal_for_frames(
         raise ValueError(f"family must be one of {sorted(classes)}, got {family!r}")
     zmatrix = build_zmatrix(topology)
     lower, upper = coordinate_bounds(zmatrix, frames, margin)
-    return classes[family](zmatrix, lower, upper, num_couplings, hidden, num_bins, seed)
+    return classes[family](
+        zmatrix, lower, upper, num_couplings, hidden, num_bins, seed, reference=frames
+    )
 
 
 _FAMILIES = {
@@ -473,3 +547,38 @@ def proposal_metadata(
         num_atoms=len(model.labels),
         training=training,
     )
+
+
+def rebuild_with_reference(
+    proposal: torch.nn.Module,
+    metadata: ModelMetadata,
+    topology: app.Topology,
+    reference: torch.Tensor | None,
+) -> "ICConditionalProposal | ICIndependentProposal":
+    """An ``ic-independent`` or ``ic-conditional`` model with the weights of ``proposal`` (a loaded
+    file's ``proposal`` submodule, e.g. one written before equivalent atoms were labelled from the
+    geometry) and the reference labelling of ``reference [F, N, 3]`` (nm, Topology atom order:
+    frames of its training data); ``None`` takes labels as given, as such older files did."""
+    classes = {"ic-conditional": ICConditionalProposal, "ic-independent": ICIndependentProposal}
+    if metadata.family not in classes:
+        raise ValueError(
+            f"can rebuild ic-independent and ic-conditional models, not {metadata.family!r}; "
+            "rebuild a mixture's components and mix them again"
+        )
+    state = {
+        key: value
+        for key, value in proposal.state_dict().items()
+        if not key.startswith("equivalent.")
+    }
+    lower = state["lower"]
+    model = classes[metadata.family](
+        build_zmatrix(topology),
+        lower,
+        lower + state["width"],
+        **metadata.training["architecture"],
+        reference=reference,
+    )
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or any(not key.startswith("equivalent.") for key in missing):
+        raise ValueError(f"the weights do not fit: missing {missing}, unexpected {unexpected}")
+    return model

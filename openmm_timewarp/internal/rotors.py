@@ -66,7 +66,12 @@ from openmm_timewarp.internal import splines
 from openmm_timewarp.internal import zmatrix as zmatrix_module
 from openmm_timewarp.internal.proposals import ZMatrixProposal
 from openmm_timewarp.internal.splines import num_spline_parameters, rational_quadratic
-from openmm_timewarp.internal.zmatrix import InternalCoordinateTransform, ZMatrix, build_zmatrix
+from openmm_timewarp.internal.zmatrix import (
+    InternalCoordinateTransform,
+    ZMatrix,
+    bond_graph,
+    build_zmatrix,
+)
 
 FAMILY = "ic-rotor"
 ELEMENTS = ("H", "C", "N", "O", "S")
@@ -84,14 +89,6 @@ DEFAULT_BACKBONE_FRACTION = 0.7
 #: Atom names of the backbone bonds whose rotors are the slow ones (phi, psi, omega).
 BACKBONE_BONDS = frozenset({frozenset(("N", "CA")), frozenset(("CA", "C")), frozenset(("C", "N"))})
 DEFAULT_WALK_SCALE = 0.1
-
-
-def _bond_graph(topology: app.Topology) -> list[set[int]]:
-    neighbours: list[set[int]] = [set() for _ in range(topology.getNumAtoms())]
-    for bond in topology.bonds():
-        neighbours[bond[0].index].add(bond[1].index)
-        neighbours[bond[1].index].add(bond[0].index)
-    return neighbours
 
 
 def _ring_bonds(neighbours: list[set[int]]) -> set[frozenset[int]]:
@@ -147,7 +144,7 @@ def molecule_features(
     """
     names = peptide_atom_codes(topology, vocabulary)
     atoms = list(topology.atoms())
-    neighbours = _bond_graph(topology)
+    neighbours = bond_graph(topology)
     rings = _ring_bonds(neighbours)
     heavy = [atom.element is not None and atom.element.symbol != "H" for atom in atoms]
     graph = torch.zeros(len(atoms), GRAPH_FEATURES)
@@ -411,7 +408,7 @@ class ICRotorProposal(ZMatrixProposal):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Proposals ``[C, B, N, 3]`` and logQRatio ``[C, B]`` for chains ``[C, N, 3]``."""
         num_proposals = noise.shape[1]
-        q_chains, origin, rotation = self.internal(positions, atom_types)
+        q_chains, origin, rotation, labelling = self.labelled_internal(positions, atom_types)
         log_q_chains = self.rotor_log_density(q_chains)
         q = q_chains.repeat_interleave(num_proposals, dim=0)
         normal = noise.reshape(noise.shape[0] * num_proposals, -1).to(q.dtype)
@@ -453,7 +450,7 @@ class ICRotorProposal(ZMatrixProposal):
         valid = (bonds > 0.0).all(-1) & (angles > 0.0).all(-1) & (angles < math.pi).all(-1)
         log_ratio = torch.where(valid, log_ratio, torch.full_like(log_ratio, -math.inf))
         return self.chain_outputs(
-            q_new, log_ratio, origin, rotation, atom_types, noise.shape, positions.dtype
+            q_new, log_ratio, origin, rotation, labelling, atom_types, noise.shape, positions.dtype
         )
 
 

@@ -28,6 +28,7 @@ import torch
 from openmm import app
 
 from openmm_timewarp.contract import residue_atom_label
+from openmm_timewarp.internal.equivalent import EquivalentGroup, find_equivalent_groups
 
 
 @dataclass(frozen=True)
@@ -38,13 +39,15 @@ class ZMatrix:
     Z-matrix rows in placement order as ``(atom, bond ref, angle ref, torsion ref)`` with ``-1`` for
     references a row does not have (rows 0, 1, 2). Rows from 3 on are sorted by ``levels``: the
     placement level of the row (one more than the highest level of its references; rows 0-2 are
-    level 0), so each level can be placed in one batched operation.
+    level 0), so each level can be placed in one batched operation. ``equivalent_groups`` are the
+    atoms the force field cannot tell apart (``openmm_timewarp.internal.equivalent``).
     """
 
     labels: tuple[str, ...]
     rows: tuple[tuple[int, int, int, int], ...]
     levels: tuple[int, ...]
     heavy: tuple[bool, ...]
+    equivalent_groups: tuple[EquivalentGroup, ...] = ()
 
     @property
     def num_atoms(self) -> int:
@@ -71,7 +74,8 @@ class ZMatrix:
         return names
 
 
-def _bond_graph(topology: app.Topology) -> list[set[int]]:
+def bond_graph(topology: app.Topology) -> list[set[int]]:
+    """Each atom's bonded neighbours (from residue templates if the Topology has no bonds)."""
     if not any(True for _ in topology.bonds()):
         # A Topology read from coordinates alone has no bonds; derive them from residue templates
         # on a copy so the caller's Topology is left as it was.
@@ -100,7 +104,7 @@ def build_zmatrix(topology: app.Topology) -> ZMatrix:
     labels = tuple(residue_atom_label(atom) for atom in atoms)
     if len(set(labels)) != num_atoms:
         raise ValueError("the Topology has atoms with the same residue index and atom name")
-    neighbours = _bond_graph(topology)
+    neighbours = bond_graph(topology)
     heavy = tuple(atom.element is None or atom.element.symbol != "H" for atom in atoms)
     heavy_atoms = [a for a in range(num_atoms) if heavy[a]]
     if not heavy_atoms:
@@ -169,6 +173,11 @@ def build_zmatrix(topology: app.Topology) -> ZMatrix:
         rows=tuple(placed),
         levels=tuple(level[row[0]] for row in placed),
         heavy=heavy,
+        equivalent_groups=tuple(
+            find_equivalent_groups(
+                neighbours, [atom.element.symbol if atom.element else "" for atom in atoms]
+            )
+        ),
     )
 
 
