@@ -324,16 +324,21 @@ def check_independence(
     (docs/contract.md): with the same noise, a state of other geometry gets the same proposals up
     to a rigid motion (the external frame each proposal keeps), and logQRatios that differ by one
     constant (``log q(x1) - log q(x2)``), the same proposals refused (ratio ``-inf``) at both.
-    The two states are proposals of the model from ``positions`` with finite ratios, so they lie
-    where its density is positive."""
+    The two states are a proposal of the model from ``positions`` and the first proposal from
+    that one with a finite ratio: both inside its support, and labelled alike where the model
+    relabels equivalent atoms. A model with no finite ratio among 16 proposals cannot move a
+    chain, and is not checked further."""
     generator = torch.Generator().manual_seed(2)
     num_atoms = positions.shape[0]
     noise = torch.randn(batch_size, num_atoms, module.noise_dim, generator=generator)
-    state_noise = torch.randn(8, num_atoms, module.noise_dim, generator=generator)
+    state_noise = torch.randn(16, num_atoms, module.noise_dim, generator=generator)
     with torch.no_grad():
-        candidates, candidate_ratios = module(positions.float(), atom_types.long(), state_noise)
-        usable = torch.isfinite(candidate_ratios).nonzero().flatten().tolist() + [0, 1]
-        first, second = candidates[usable[0]], candidates[usable[1]]
+        first = module(positions.float(), atom_types.long(), state_noise)[0][0]
+        candidates, candidate_ratios = module(first, atom_types.long(), state_noise)
+        usable = torch.isfinite(candidate_ratios).nonzero().flatten()
+        if len(usable) == 0:
+            return
+        second = candidates[int(usable[0])]
         proposals_first, ratios_first = module(first, atom_types.long(), noise)
         proposals_second, ratios_second = module(second, atom_types.long(), noise)
     deviation = _superposed_rmsd(proposals_first.double(), proposals_second.double()).max()
