@@ -1,7 +1,8 @@
-"""Deliberately wrong proposal models shared by the exactness tests."""
+"""Deliberately wrong proposal models shared by the exactness tests, and a small System."""
 
 from pathlib import Path
 
+import openmm
 import torch
 
 from openmm_timewarp.contract import ModelMetadata, _ContractModule, save_module
@@ -53,3 +54,13 @@ def save_without_checks(proposal: torch.nn.Module, path: Path, num_atoms: int) -
         num_atoms=num_atoms,
     )
     return save_module(_ContractModule(proposal, metadata), path, metadata)
+
+
+def tethered_particles(count: int = 4) -> openmm.System:
+    """Particles of mass 12 in a weak harmonic tether to the origin (finite, smooth energy)."""
+    system = openmm.System()
+    force = openmm.CustomExternalForce("10*(x^2+y^2+z^2)")
+    for _ in range(count):
+        force.addParticle(system.addParticle(12.0), [])
+    system.addForce(force)
+    return system

@@ -8,6 +8,7 @@ import numpy as np
 import openmm
 import pytest
 import torch
+from proposal_wrappers import tethered_particles
 
 from openmm_timewarp import TimewarpIntegrator
 from openmm_timewarp.simple_proposals import GaussianRandomWalk, export_simple_proposal
@@ -22,15 +23,6 @@ pytestmark = pytest.mark.skipif(
 TETRAHEDRON = np.array([[0.0, 0.0, 0.0], [0.1, 0.0, 0.0], [0.0, 0.1, 0.0], [0.0, 0.0, 0.1]])
 
 
-def tethered(count: int = 4) -> openmm.System:
-    system = openmm.System()
-    force = openmm.CustomExternalForce("10*(x^2+y^2+z^2)")
-    for _ in range(count):
-        force.addParticle(system.addParticle(12.0), [])
-    system.addForce(force)
-    return system
-
-
 @pytest.mark.parametrize("model_device", ["auto", "cpu"])
 def test_chain_runs_on_cuda(tmp_path, model_device):
     model = export_simple_proposal(GaussianRandomWalk(0.05), tmp_path / "walk.pt", tau_ps=2.0)
@@ -38,7 +30,7 @@ def test_chain_runs_on_cuda(tmp_path, model_device):
         model, 300, atom_types=[0] * 4, seed=3, model_device=model_device
     )
     platform = openmm.Platform.getPlatformByName("CUDA")
-    context = openmm.Context(tethered(), integrator, platform, {"Precision": "mixed"})
+    context = openmm.Context(tethered_particles(), integrator, platform, {"Precision": "mixed"})
     context.setPositions(TETRAHEDRON)
     integrator.step(500)
     assert 0 < integrator.getNumAccepted() < 500

@@ -8,6 +8,7 @@ import openmm
 import pytest
 import torch
 from openmm import app, unit
+from proposal_wrappers import tethered_particles
 
 from openmm_timewarp import TimewarpIntegrator, timewarpplugin
 from openmm_timewarp.contract import ModelMetadata, save_module
@@ -147,16 +148,6 @@ class NoTau(torch.nn.Module):
         return positions.unsqueeze(0) + noise, torch.zeros(noise.shape[0])
 
 
-def free_particles(count: int = 4) -> openmm.System:
-    """Particles with a weak harmonic tether (finite, smooth energy)."""
-    system = openmm.System()
-    force = openmm.CustomExternalForce("10*(x^2+y^2+z^2)")
-    for _ in range(count):
-        force.addParticle(system.addParticle(12.0), [])
-    system.addForce(force)
-    return system
-
-
 @pytest.fixture(scope="module")
 def walk_model(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("models") / "walk.pt"
@@ -164,7 +155,7 @@ def walk_model(tmp_path_factory) -> str:
 
 
 def make_context(model, system=None, positions=TETRAHEDRON, seed=5, **options):
-    system = system or free_particles(len(positions))
+    system = system or tethered_particles(len(positions))
     integrator = TimewarpIntegrator(
         model, 300 * unit.kelvin, atom_types=[0] * system.getNumParticles(), seed=seed, **options
     )
@@ -228,7 +219,9 @@ def test_velocities_follow_maxwell_boltzmann(walk_model):
 )
 def test_runs_on_the_cpu_platform(walk_model):
     integrator = TimewarpIntegrator(walk_model, 300, atom_types=[0] * 4, seed=5)
-    context = openmm.Context(free_particles(), integrator, openmm.Platform.getPlatformByName("CPU"))
+    context = openmm.Context(
+        tethered_particles(), integrator, openmm.Platform.getPlatformByName("CPU")
+    )
     context.setPositions(TETRAHEDRON)
     integrator.step(100)
     assert 0 < integrator.getNumAccepted() < 100
@@ -275,7 +268,7 @@ def test_the_context_uses_the_model_loaded_at_construction(walk_model, tmp_path)
     copy.write_bytes(open(walk_model, "rb").read())
     integrator = TimewarpIntegrator(copy, 300, atom_types=[0] * 4, seed=5)
     copy.unlink()  # the kernel must not read the file again
-    context = openmm.Context(free_particles(), integrator, REFERENCE)
+    context = openmm.Context(tethered_particles(), integrator, REFERENCE)
     context.setPositions(TETRAHEDRON)
     integrator.step(20)
     assert integrator.getNumModelCalls() >= 1
@@ -488,7 +481,7 @@ def test_xml_round_trip(walk_model):
     assert restored.getRandomNumberSeed() == 3
     assert list(restored.getAtomTypes()) == [0, 0, 0, 0]
     assert restored.getMetadata().name == "simple"
-    restored_context = openmm.Context(free_particles(), restored, REFERENCE)
+    restored_context = openmm.Context(tethered_particles(), restored, REFERENCE)
     restored_context.setPositions(TETRAHEDRON)
     integrator.step(100)
     restored.step(100)
@@ -510,7 +503,7 @@ def test_works_with_simulation_and_reporters(walk_model, tmp_path):
     for _ in range(4):
         topology.addAtom("C", app.element.carbon, topology.addResidue("UNK", chain))
     integrator = TimewarpIntegrator(walk_model, 300, atom_types=[0] * 4, seed=1)
-    simulation = app.Simulation(topology, free_particles(), integrator, REFERENCE)
+    simulation = app.Simulation(topology, tethered_particles(), integrator, REFERENCE)
     simulation.context.setPositions(TETRAHEDRON)
     log = tmp_path / "log.csv"
     simulation.reporters += [
@@ -644,23 +637,23 @@ def _refused_context(walk_model, system, match, **options):
 
 
 def test_refuses_systems_it_cannot_sample_exactly(walk_model):
-    constrained = free_particles()
+    constrained = tethered_particles()
     constrained.addConstraint(0, 1, 0.1)
     _refused_context(walk_model, constrained, "constraints")
-    virtual = free_particles()
+    virtual = tethered_particles()
     virtual.setParticleMass(3, 0.0)
     virtual.setVirtualSite(3, openmm.TwoParticleAverageSite(0, 1, 0.5, 0.5))
     _refused_context(walk_model, virtual, "virtual sites")
-    periodic = free_particles()
+    periodic = tethered_particles()
     nonbonded = openmm.NonbondedForce()
     nonbonded.setNonbondedMethod(openmm.NonbondedForce.CutoffPeriodic)
     for _ in range(4):
         nonbonded.addParticle(0.0, 0.3, 0.0)
     periodic.addForce(nonbonded)
     _refused_context(walk_model, periodic, "periodic")
-    _refused_context(walk_model, free_particles(), "3 atom types", num_types=3)
+    _refused_context(walk_model, tethered_particles(), "3 atom types", num_types=3)
     _refused_context(
-        walk_model, free_particles(), "chiral-centre index 4", chiral_centres=[(0, 1, 2, 4)]
+        walk_model, tethered_particles(), "chiral-centre index 4", chiral_centres=[(0, 1, 2, 4)]
     )
 
 

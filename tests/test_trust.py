@@ -16,6 +16,7 @@ import openmm
 import pytest
 import torch
 from openmm import app, unit
+from proposal_wrappers import tethered_particles
 
 from openmm_timewarp import TimewarpIntegrator
 from openmm_timewarp.checkpoints import load_checkpoint, save_checkpoint
@@ -65,15 +66,6 @@ class AlwaysNaN(torch.nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         proposals = torch.full((noise.shape[0], positions.shape[0], 3), float("nan"))
         return proposals, torch.zeros(noise.shape[0])
-
-
-def tethered_particles(count: int) -> openmm.System:
-    system = openmm.System()
-    force = openmm.CustomExternalForce("10*(x^2+y^2+z^2)")
-    for _ in range(count):
-        force.addParticle(system.addParticle(12.0), [])
-    system.addForce(force)
-    return system
 
 
 def simple_metadata(num_atoms: int | None = None) -> ModelMetadata:
