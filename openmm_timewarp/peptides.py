@@ -230,6 +230,39 @@ def with_hbond_constraints(system: openmm.System, topology: app.Topology) -> ope
     return constrained
 
 
+def with_hydrogen_mass(
+    system: openmm.System, topology: app.Topology, hydrogen_mass_amu: float
+) -> openmm.System:
+    """A copy of ``system`` with hydrogen mass repartitioning: every hydrogen bonded to a heavy
+    atom weighs ``hydrogen_mass_amu`` and that atom gives up the mass it gained.
+
+    The same rule as ``ForceField.createSystem(..., hydrogenMass=...)``, for a System that exists
+    already (``timewarp build --system``); the total mass, and so the Boltzmann distribution of
+    positions, is unchanged.
+    """
+    if not hydrogen_mass_amu > 0:
+        raise ValueError(f"hydrogen_mass_amu must be positive, got {hydrogen_mass_amu}")
+    repartitioned = openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(system))
+    hydrogen = app.element.hydrogen
+    for heavy, light in topology.bonds():
+        if heavy.element is hydrogen:
+            heavy, light = light, heavy
+        if light.element is not hydrogen or heavy.element in (hydrogen, None):
+            continue
+        gained = hydrogen_mass_amu - repartitioned.getParticleMass(light.index).value_in_unit(
+            unit.dalton
+        )
+        heavy_mass = repartitioned.getParticleMass(heavy.index).value_in_unit(unit.dalton)
+        if heavy_mass - gained <= 0:
+            raise ValueError(
+                f"a hydrogen mass of {hydrogen_mass_amu} amu leaves atom {heavy.index} "
+                f"({heavy.name}) with no mass; choose a smaller one"
+            )
+        repartitioned.setParticleMass(light.index, hydrogen_mass_amu)
+        repartitioned.setParticleMass(heavy.index, heavy_mass - gained)
+    return repartitioned
+
+
 def _expression_constant(expression: str, name: str) -> float:
     match = re.search(rf"\b{name}=([-+0-9.eE]+)", expression)
     if match is None:

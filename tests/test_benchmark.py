@@ -90,6 +90,59 @@ def test_hbond_constraints_cover_every_bond_to_hydrogen():
         assert length == lengths[tuple(sorted((a, b)))]
 
 
+def test_hmr_baseline_repartitions_like_openmm_and_constrains_hbonds():
+    """md-4fs-hmr: hydrogens at 4 amu taken from their heavy atoms (OpenMM's own rule, as in
+    ``ForceField.createSystem(hydrogenMass=...)``), the total mass kept, bonds to H constrained."""
+    modeller = build_peptide("A")
+    topology = modeller.topology
+    system = create_system(topology)
+    hmr = benchmark.md_system(benchmark.MD_HMR, system, topology)
+    protocol = benchmark.MD_PROTOCOLS[benchmark.MD_HMR]
+    assert protocol.timestep_fs == 4.0 and protocol.hydrogen_mass_amu == 4.0
+
+    def masses(s: openmm.System) -> np.ndarray:
+        return np.array([s.getParticleMass(i).value_in_unit(openmm.unit.dalton) for i in range(22)])
+
+    expected = openmm.app.ForceField(*peptides.FORCEFIELD_FILES).createSystem(
+        topology, constraints=openmm.app.HBonds, hydrogenMass=4.0 * openmm.unit.amu
+    )
+    assert masses(hmr) == pytest.approx(masses(expected), abs=1e-12)
+    assert masses(hmr).sum() == pytest.approx(masses(system).sum(), abs=1e-9)
+    hydrogens = [atom.index for atom in topology.atoms() if atom.element.symbol == "H"]
+    assert masses(hmr)[hydrogens] == pytest.approx(np.full(12, 4.0))
+    assert masses(system)[hydrogens] == pytest.approx(np.full(12, 1.008))  # the input is kept
+    constrained = {tuple(sorted(hmr.getConstraintParameters(i)[:2])) for i in range(12)}
+    assert hmr.getNumConstraints() == 12
+    assert all(set(pair) & set(hydrogens) for pair in constrained)
+    with pytest.raises(ValueError, match="no mass"):
+        peptides.with_hydrogen_mass(system, topology, 10.0)
+
+
+def _ess(value: float, error: float, reliable: bool = False) -> dict:
+    return {"ess_per_s": value, "ess_per_s_error": error, "reliable": reliable}
+
+
+def test_fastest_md_baseline_is_chosen_per_coordinate():
+    samplers = {
+        benchmark.TIMEWARP: {"ess": {"tic0": _ess(60.0, 6.0), "psi0": _ess(30.0, 3.0)}},
+        benchmark.MD_DATA_PROTOCOL: {"ess": {"tic0": _ess(0.5, 0.1), "psi0": _ess(0.1, 0.05)}},
+        benchmark.MD_PRACTICAL: {"ess": {"tic0": _ess(2.0, 0.2), "psi0": _ess(1.0, 0.1, True)}},
+        benchmark.MD_HMR: {"ess": {"tic0": _ess(3.0, 0.4), "psi0": _ess(0.5, 0.2)}},
+    }
+    fastest = benchmark.fastest_md_baselines(samplers)
+    assert fastest["tic0"]["baseline"] == benchmark.MD_HMR
+    assert fastest["psi0"]["baseline"] == benchmark.MD_PRACTICAL
+    assert fastest["psi0"]["reliable"] is True
+    assert fastest["tic0"]["ratio"] == pytest.approx(20.0)
+    assert fastest["tic0"]["error"] == pytest.approx(20.0 * np.hypot(0.1, 0.4 / 3.0))
+    assert fastest["psi0"]["ratio"] == pytest.approx(30.0)
+    assert fastest["psi0"]["error"] == pytest.approx(30.0 * np.hypot(0.1, 0.1))
+    # Without Timewarp the fastest baseline is still named, with no ratio.
+    del samplers[benchmark.TIMEWARP]
+    assert "ratio" not in benchmark.fastest_md_baselines(samplers)["tic0"]
+    assert benchmark.fastest_md_baselines({}) == {}
+
+
 def test_bad_settings_are_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown samplers"):
         benchmark.BenchmarkSettings(samplers=("langevin",))
@@ -102,7 +155,7 @@ def test_bad_settings_are_refused(tmp_path):
 
 
 def test_short_md_benchmark_writes_the_report(tmp_path, reference_dir):
-    samplers = (benchmark.MD_DATA_PROTOCOL, benchmark.MD_PRACTICAL)
+    samplers = (benchmark.MD_DATA_PROTOCOL, benchmark.MD_PRACTICAL, benchmark.MD_HMR)
     settings = benchmark.BenchmarkSettings(samplers=samplers, **FAST)
     report = benchmark.run_benchmark(
         "A", None, tmp_path, settings, reference_dir=reference_dir, show_progress=False
@@ -113,7 +166,7 @@ def test_short_md_benchmark_writes_the_report(tmp_path, reference_dir):
         assert (tmp_path / name).stat().st_size > 1000
     summary = (tmp_path / "summary.md").read_text()
     assert all(f"| {name} |" in summary for name in samplers)
-    # 2 fs covers four times the simulated time per step of 0.5 fs.
+    # 2 and 4 fs cover four and eight times the simulated time per step of 0.5 fs.
     simulated = {
         name: sum(c["simulated_ps"] for c in report["samplers"][name]["per_chain"])
         for name in samplers
@@ -123,6 +176,12 @@ def test_short_md_benchmark_writes_the_report(tmp_path, reference_dir):
     assert simulated[benchmark.MD_DATA_PROTOCOL] == pytest.approx(
         steps[benchmark.MD_DATA_PROTOCOL] * 0.0005
     )
+    assert simulated[benchmark.MD_HMR] == pytest.approx(steps[benchmark.MD_HMR] * 0.004)
+    assert set(report["fastest_md"]) == {"tic0", "phi0", "psi0"}
+    for key, record in report["fastest_md"].items():
+        rates = {name: report["samplers"][name]["ess"][key]["ess_per_s"] for name in samplers}
+        assert record["baseline"] == max(rates, key=rates.get)
+        assert f"- fastest MD baseline on {key}: {record['baseline']}" in summary
 
 
 def test_a_reference_of_another_molecule_is_refused(reference_dir):
@@ -255,6 +314,23 @@ def test_command_line(tmp_path, reference_dir, capsys):
     assert "| md-2fs-hbonds |" in capsys.readouterr().out
     assert cli.main([*arguments, "--budget", "0", "-o", str(tmp_path / "bad")]) == 2
     assert "budget_s must be positive" in capsys.readouterr().err
+
+
+def test_command_line_runs_the_hmr_baseline(tmp_path, reference_dir, capsys):
+    from openmm_timewarp import cli
+
+    arguments = ["benchmark", "A", "--samplers", "md-4fs-hmr", "--reference", str(reference_dir)]
+    arguments += ["--tica-lag-ps", "0.25", "--md-frame-interval-ps", "0.05", "--no-progress"]
+    assert cli.main([*arguments, "--budget", "0.5", "-o", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    result = report["samplers"]["md-4fs-hmr"]
+    assert result["frames"] > 2
+    assert sum(c["simulated_ps"] for c in result["per_chain"]) == pytest.approx(
+        result["steps"] * 0.004
+    )
+    assert {record["baseline"] for record in report["fastest_md"].values()} == {"md-4fs-hmr"}
+    out = capsys.readouterr().out
+    assert "| md-4fs-hmr |" in out and "- fastest MD baseline on psi0: md-4fs-hmr" in out
 
 
 def test_command_line_with_a_system_file(tmp_path, reference_dir, capsys):
