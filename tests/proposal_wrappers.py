@@ -56,6 +56,24 @@ def save_without_checks(proposal: torch.nn.Module, path: Path, num_atoms: int) -
     return save_module(_ContractModule(proposal, metadata), path, metadata)
 
 
+class NonFinite(torch.nn.Module):
+    """Alternates NaN positions and an infinite logQRatio."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.noise_dim: int = 1
+
+    def forward(
+        self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = noise.shape[0]
+        proposals = positions.unsqueeze(0).repeat(batch, 1, 1)
+        proposals[0::2] = float("nan")
+        log_q_ratio = torch.zeros(batch)
+        log_q_ratio[1::2] = float("inf")
+        return proposals, log_q_ratio
+
+
 def tethered_particles(count: int = 4) -> openmm.System:
     """Particles of mass 12 in a weak harmonic tether to the origin (finite, smooth energy)."""
     system = openmm.System()

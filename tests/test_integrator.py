@@ -8,7 +8,7 @@ import openmm
 import pytest
 import torch
 from openmm import app, unit
-from proposal_wrappers import tethered_particles
+from proposal_wrappers import NonFinite, tethered_particles
 
 from openmm_timewarp import TimewarpIntegrator, timewarpplugin
 from openmm_timewarp.contract import ModelMetadata, save_module
@@ -50,24 +50,6 @@ class Mirror(torch.nn.Module):
         self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return -positions.unsqueeze(0) + 0.0 * noise, torch.zeros(noise.shape[0])
-
-
-class NonFinite(torch.nn.Module):
-    """Alternates NaN positions and an infinite logQRatio."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.noise_dim: int = 1
-
-    def forward(
-        self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = noise.shape[0]
-        proposals = positions.unsqueeze(0).repeat(batch, 1, 1)
-        proposals[0::2] = float("nan")
-        log_q_ratio = torch.zeros(batch)
-        log_q_ratio[1::2] = float("inf")
-        return proposals, log_q_ratio
 
 
 class BreaksBeyond(torch.nn.Module):

@@ -11,6 +11,7 @@ import textwrap
 import numpy as np
 import openmm
 import pytest
+from proposal_wrappers import tethered_particles
 
 from openmm_timewarp import TimewarpIntegrator
 from openmm_timewarp.simple_proposals import GaussianRandomWalk, export_simple_proposal
@@ -56,12 +57,9 @@ def serialized(tmp_path):
     xml_path = tmp_path / "integrator.xml"
     xml_path.write_text(openmm.XmlSerializer.serialize(integrator))
     shutil.move(model, tmp_path / "elsewhere.pt")
-    system = openmm.System()
-    force = openmm.CustomExternalForce("10*(x^2+y^2+z^2)")
-    for _ in range(4):
-        force.addParticle(system.addParticle(12.0), [])
-    system.addForce(force)
-    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("Reference"))
+    context = openmm.Context(
+        tethered_particles(), integrator, openmm.Platform.getPlatformByName("Reference")
+    )
     context.setPositions(TETRAHEDRON)
     integrator.step(100)
     return xml_path, context.getState(getPositions=True).getPositions(asNumpy=True)._value

@@ -16,7 +16,7 @@ import openmm
 import pytest
 import torch
 from openmm import app, unit
-from proposal_wrappers import tethered_particles
+from proposal_wrappers import NonFinite, tethered_particles
 
 from openmm_timewarp import TimewarpIntegrator
 from openmm_timewarp.checkpoints import load_checkpoint, save_checkpoint
@@ -52,20 +52,6 @@ class Shift(torch.nn.Module):
         self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return positions.unsqueeze(0) + self.shift + 0.0 * noise, torch.zeros(noise.shape[0])
-
-
-class AlwaysNaN(torch.nn.Module):
-    """Every proposal NaN: a chain that cannot move."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.noise_dim: int = 1
-
-    def forward(
-        self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        proposals = torch.full((noise.shape[0], positions.shape[0], 3), float("nan"))
-        return proposals, torch.zeros(noise.shape[0])
 
 
 def simple_metadata(num_atoms: int | None = None) -> ModelMetadata:
@@ -203,7 +189,7 @@ def test_an_atom_at_1e30_nm_gets_the_warning():
 
 
 def test_a_chain_whose_proposals_are_all_non_finite_warns(tmp_path):
-    path = export_simple_proposal(AlwaysNaN(), tmp_path / "nan.pt")
+    path = export_simple_proposal(NonFinite(), tmp_path / "nan.pt")
     integrator = TimewarpIntegrator(path, 300, atom_types=[0] * 3, max_proposal_batch=4)
     context = openmm.Context(tethered_particles(3), integrator, REFERENCE)
     context.setPositions(np.eye(3) * 0.1)
@@ -366,7 +352,7 @@ def test_a_non_positive_exploration_threshold_is_refused(tmp_path):
 def test_the_many_chain_sampler_warns_when_all_proposals_are_non_finite(tmp_path):
     from openmm_timewarp.chains import ChainSampler, ChainSpec
 
-    path = export_simple_proposal(AlwaysNaN(), tmp_path / "nan.pt", atom_types=("H", "C", "N", "O"))
+    path = export_simple_proposal(NonFinite(), tmp_path / "nan.pt", atom_types=("H", "C", "N", "O"))
     pdb = app.PDBFile(str(EXAMPLE_PDB))
     system = app.ForceField("amber14-all.xml", "implicit/obc2.xml").createSystem(
         pdb.topology, nonbondedMethod=app.NoCutoff, constraints=None
@@ -380,7 +366,7 @@ def test_the_many_chain_sampler_warns_when_all_proposals_are_non_finite(tmp_path
 
 
 def test_warning_tests_see_one_warning(tmp_path):
-    path = export_simple_proposal(AlwaysNaN(), tmp_path / "nan.pt")
+    path = export_simple_proposal(NonFinite(), tmp_path / "nan.pt")
     integrator = TimewarpIntegrator(path, 300, atom_types=[0] * 3, max_proposal_batch=4)
     context = openmm.Context(tethered_particles(3), integrator, REFERENCE)
     context.setPositions(np.eye(3) * 0.1)
