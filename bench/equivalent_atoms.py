@@ -18,7 +18,7 @@ import torch
 from openmm import app, unit
 
 from openmm_timewarp import TimewarpIntegrator
-from openmm_timewarp.peptides import create_system
+from openmm_timewarp.data.peptides import create_system
 
 REFERENCE = openmm.Platform.getPlatformByName("Reference")
 METHYLS = (("ACE", ("H1", "H2", "H3")), ("ALA", ("HB1", "HB2", "HB3")), ("NME", ("H1", "H2", "H3")))

@@ -32,8 +32,8 @@ from pathlib import Path
 import mdtraj
 import numpy as np
 
-from openmm_timewarp import metrics
-from openmm_timewarp.benchmark import (
+from openmm_timewarp.evaluation import metrics
+from openmm_timewarp.evaluation.benchmark import (
     EXPLORATION,
     MD_PRACTICAL,
     TIMEWARP,
@@ -71,7 +71,7 @@ def deviation_within_reference_states(report: dict) -> tuple[str, float]:
 def md_discovery_from_reference(report: dict) -> tuple[float, bool]:
     """Wall seconds md-2fs-hbonds would take to visit every state, from the reference trajectory
     started in beta, and whether that is a lower bound (the trajectory never visited them all)."""
-    from openmm_timewarp.datasets import list_trajectories
+    from openmm_timewarp.data.datasets import list_trajectories
 
     names = list(metrics.RAMACHANDRAN_STATES)
     wanted = {names.index(state) for state in report["reference"]["states_to_discover"]}

@@ -32,9 +32,9 @@ import torch
 from openmm import unit
 
 from openmm_timewarp import TimewarpIntegrator
-from openmm_timewarp.contract import atom_types_for_topology, load_model
-from openmm_timewarp.peptides import build_peptide, create_system
-from openmm_timewarp.simple_proposals import GaussianRandomWalk, export_simple_proposal
+from openmm_timewarp.data.peptides import build_peptide, create_system
+from openmm_timewarp.models.contract import atom_types_for_topology, load_model
+from openmm_timewarp.proposals.simple import GaussianRandomWalk, export_simple_proposal
 
 TEMPERATURE = 310.0 * unit.kelvin
 WALK_SIGMA_NM = 0.001

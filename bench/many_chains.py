@@ -26,10 +26,10 @@ import numpy as np
 import torch
 from openmm import app, unit
 
-from openmm_timewarp.chains import ChainSampler, ChainSpec, chain_seed
-from openmm_timewarp.contract import export, load_model
-from openmm_timewarp.internal.proposals import rebuild_with_reference
-from openmm_timewarp.peptides import create_system
+from openmm_timewarp.data.peptides import create_system
+from openmm_timewarp.models.contract import export, load_model
+from openmm_timewarp.proposals.ic.families import rebuild_with_reference
+from openmm_timewarp.sampling.chains import ChainSampler, ChainSpec, chain_seed
 
 EXAMPLE_PDB = Path(__file__).resolve().parent.parent / "examples" / "alanine-dipeptide.pdb"
 

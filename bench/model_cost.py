@@ -29,8 +29,8 @@ import torch
 from openmm import app, unit
 
 from openmm_timewarp import TimewarpIntegrator
-from openmm_timewarp.contract import atom_types_for_topology, load_model
-from openmm_timewarp.peptides import build_peptide, create_system
+from openmm_timewarp.data.peptides import build_peptide, create_system
+from openmm_timewarp.models.contract import atom_types_for_topology, load_model
 
 TEMPERATURE = 310.0 * unit.kelvin
 CALL_BATCHES = (1, 16, 64, 256, 1024, 4096)

@@ -27,9 +27,9 @@ import torch
 from openmm import unit
 from tqdm import tqdm
 
-from openmm_timewarp.flow import PRESETS, TimewarpProposal, count_parameters, preset
-from openmm_timewarp.internal.proposals import ICMixtureProposal, proposal_for_frames
-from openmm_timewarp.peptides import build_peptide
+from openmm_timewarp.data.peptides import build_peptide
+from openmm_timewarp.proposals.cartesian import PRESETS, TimewarpProposal, count_parameters, preset
+from openmm_timewarp.proposals.ic.families import ICMixtureProposal, proposal_for_frames
 
 
 @dataclass(frozen=True)

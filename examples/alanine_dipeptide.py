@@ -31,8 +31,8 @@ import numpy as np
 from openmm import Platform, app, unit
 
 from openmm_timewarp import TimewarpIntegrator
-from openmm_timewarp.contract import resolve_model_path
-from openmm_timewarp.peptides import replace_custom_gb_with_gbsaobc
+from openmm_timewarp.data.peptides import replace_custom_gb_with_gbsaobc
+from openmm_timewarp.models.contract import resolve_model_path
 
 PDB_FILE = Path(__file__).with_name("alanine-dipeptide.pdb")
 TEMPERATURE = 310 * unit.kelvin

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from openmm import app, unit
 
-from openmm_timewarp.contract import export, load_model
-from openmm_timewarp.internal.proposals import rebuild_with_reference
+from openmm_timewarp.models.contract import export, load_model
+from openmm_timewarp.proposals.ic.families import rebuild_with_reference
 
 EXAMPLE_PDB = Path(__file__).resolve().parent / "alanine-dipeptide.pdb"
 

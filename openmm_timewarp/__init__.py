@@ -10,8 +10,8 @@ from openmm_timewarp.build_check import check_built_against
 # Before the plugin library loads: a plugin built for another torch or OpenMM would crash.
 check_built_against()
 
-from openmm_timewarp.contract import export, load_metadata, load_model  # noqa: E402
 from openmm_timewarp.integrator import TimewarpIntegrator  # noqa: E402
+from openmm_timewarp.models.contract import export, load_metadata, load_model  # noqa: E402
 
 __all__ = ["TimewarpIntegrator", "export", "load_metadata", "load_model"]
 __version__ = "0.1.0"

@@ -18,19 +18,19 @@ import openmm
 from openmm import app, unit
 
 from openmm_timewarp import _timewarpplugin, timewarpplugin
-from openmm_timewarp.contract import (
+from openmm_timewarp.models.contract import (
     ModelMetadata,
     atom_types_for_topology,
     chiral_centres,
     load_metadata,
 )
-from openmm_timewarp.diagnostics import (
+from openmm_timewarp.proposals.rotors.model import model_file_for_topology
+from openmm_timewarp.sampling.diagnostics import (
     STUCK_AFTER_PROPOSALS,
     is_stuck,
     warn_if_all_non_finite,
     warn_stuck,
 )
-from openmm_timewarp.internal.rotors import model_file_for_topology
 
 __all__ = ["TimewarpIntegrator"]
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import openmm
 import torch
 
-from openmm_timewarp.contract import ModelMetadata, _ContractModule, save_module
+from openmm_timewarp.models.contract import ModelMetadata, _ContractModule, save_module
 
 
 class SignFlipped(torch.nn.Module):

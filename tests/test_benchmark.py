@@ -7,9 +7,10 @@ import openmm
 import pytest
 import torch
 
-from openmm_timewarp import benchmark, peptides
-from openmm_timewarp.diagnostics import stuck_message
-from openmm_timewarp.peptides import build_peptide, create_system
+from openmm_timewarp.data import peptides
+from openmm_timewarp.data.peptides import build_peptide, create_system
+from openmm_timewarp.evaluation import benchmark
+from openmm_timewarp.sampling.diagnostics import stuck_message
 
 torch.set_num_threads(1)
 
@@ -205,7 +206,7 @@ def test_frames_are_thinned_to_stay_below_max_frames(reference_dir):
 
 def test_short_timewarp_benchmark(tmp_path, reference_dir):
     pytest.importorskip("openmm_timewarp._timewarpplugin", reason="the plugin is not built")
-    from openmm_timewarp.simple_proposals import GaussianRandomWalk, export_simple_proposal
+    from openmm_timewarp.proposals.simple import GaussianRandomWalk, export_simple_proposal
 
     model = export_simple_proposal(
         GaussianRandomWalk(0.002),
@@ -236,7 +237,7 @@ def test_short_timewarp_benchmark(tmp_path, reference_dir):
 
 
 def test_reference_backbone_atoms_give_phi():
-    from openmm_timewarp import reference
+    from openmm_timewarp.evaluation import reference
 
     modeller = build_peptide("A", phi=60.0, psi=40.0)
     xyz = np.asarray(modeller.positions.value_in_unit(openmm.unit.nanometer))
@@ -255,7 +256,7 @@ def test_reference_backbone_atoms_give_phi():
 @pytest.mark.slow
 def test_parallel_tempering_reference_resumes_and_analyses(tmp_path, reference_dir):
     pytest.importorskip("openmmtools")
-    from openmm_timewarp import reference
+    from openmm_timewarp.evaluation import reference
 
     assert reference.run_reference(tmp_path, 20, steps_per_iteration=20, chunk=7) == 20
     # A second call continues the stored run (its settings come from the storage).

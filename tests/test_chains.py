@@ -28,16 +28,11 @@ from test_integrator_sampling import (
     harmonic_system,
 )
 
-from openmm_timewarp.chains import (
-    ChainSampler,
-    ChainSpec,
-    chain_seed,
-    chains_for_rank,
-    process_rank,
-)
 from openmm_timewarp.checkpoints import load_checkpoint
 from openmm_timewarp.cli import main as cli_main
-from openmm_timewarp.contract import (
+from openmm_timewarp.data.md import count_dcd_frames
+from openmm_timewarp.data.peptides import FORCEFIELD_NAME, build_peptide, create_system
+from openmm_timewarp.models.contract import (
     ModelMetadata,
     atom_types_for_topology,
     export,
@@ -45,16 +40,21 @@ from openmm_timewarp.contract import (
     load_model,
     save_module,
 )
-from openmm_timewarp.diagnostics import STUCK_AFTER_PROPOSALS, StuckChainWarning
-from openmm_timewarp.internal.proposals import proposal_metadata
-from openmm_timewarp.md import count_dcd_frames
-from openmm_timewarp.peptides import FORCEFIELD_NAME, build_peptide, create_system
-from openmm_timewarp.simple_proposals import (
+from openmm_timewarp.proposals.ic.families import proposal_metadata
+from openmm_timewarp.proposals.simple import (
     DriftedGaussianWalk,
     GaussianRandomWalk,
     IndependentGaussian,
     export_simple_proposal,
 )
+from openmm_timewarp.sampling.chains import (
+    ChainSampler,
+    ChainSpec,
+    chain_seed,
+    chains_for_rank,
+    process_rank,
+)
+from openmm_timewarp.sampling.diagnostics import STUCK_AFTER_PROPOSALS, StuckChainWarning
 
 torch.set_num_threads(1)
 

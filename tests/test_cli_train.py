@@ -15,16 +15,22 @@ from openmm import app, unit
 
 from openmm_timewarp.checkpoints import load_checkpoint
 from openmm_timewarp.cli import main, random_rotations
-from openmm_timewarp.contract import (
+from openmm_timewarp.data.md import (
+    PROGRESS_FILE,
+    RUN_FILE,
+    TOPOLOGY_FILE,
+    TRAJECTORY_FILE,
+    RunSettings,
+)
+from openmm_timewarp.data.peptides import FORCEFIELD_NAME, build_peptide
+from openmm_timewarp.models.contract import (
     atom_types_for_topology,
     check_contract,
     load_metadata,
     load_model,
 )
-from openmm_timewarp.flow import TimewarpProposal
-from openmm_timewarp.internal.proposals import ICIndependentProposal
-from openmm_timewarp.md import PROGRESS_FILE, RUN_FILE, TOPOLOGY_FILE, TRAJECTORY_FILE, RunSettings
-from openmm_timewarp.peptides import FORCEFIELD_NAME, build_peptide
+from openmm_timewarp.proposals.cartesian import TimewarpProposal
+from openmm_timewarp.proposals.ic.families import ICIndependentProposal
 
 NUM_FRAMES = 1_200  # 1 ps apart: the independent family's 100 ps validation gap leaves 20 frames
 FAST = ["--batch-size", "16", "--validate-every", "2", "--checkpoint-every", "2", "--no-progress"]
@@ -189,7 +195,7 @@ def test_timewarp_flow_trains_and_exports(data_dir, tmp_path):
 def test_transferable_rotor_model_trains_and_proposes_for_another_peptide(
     data_dir, tmp_path, monkeypatch
 ):
-    from openmm_timewarp.internal.rotors import model_file_for_topology
+    from openmm_timewarp.proposals.rotors.model import model_file_for_topology
 
     monkeypatch.setenv("OPENMM_TIMEWARP_CACHE", str(tmp_path / "cache"))
     output = tmp_path / "rotor"

@@ -5,7 +5,7 @@ import pytest
 import torch
 from openmm import app
 
-from openmm_timewarp.contract import (
+from openmm_timewarp.models.contract import (
     ModelMetadata,
     atom_types_for_topology,
     check_contract,

@@ -11,7 +11,7 @@ import torch
 from proposal_wrappers import tethered_particles
 
 from openmm_timewarp import TimewarpIntegrator
-from openmm_timewarp.simple_proposals import GaussianRandomWalk, export_simple_proposal
+from openmm_timewarp.proposals.simple import GaussianRandomWalk, export_simple_proposal
 
 PLATFORMS = [
     openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from openmm_timewarp.datasets import (
+from openmm_timewarp.data.datasets import (
     list_trajectories,
     load_frames,
     load_pairs,
     load_topology,
     split_ranges,
 )
-from openmm_timewarp.md import RunSettings, TrajectoryRun
+from openmm_timewarp.data.md import RunSettings, TrajectoryRun
 
 NUM_FRAMES = 100
 FRAME_INTERVAL_PS = 0.01  # 20 steps of 0.5 fs keep the fixture to a second or two

@@ -4,8 +4,7 @@ residue-independent atom types of transferable models."""
 import pytest
 from openmm import app
 
-from openmm_timewarp.contract import ModelMetadata, atom_types_for_topology
-from openmm_timewarp.dipeptides import (
+from openmm_timewarp.data.dipeptides import (
     SPLIT_FILE,
     all_dipeptides,
     dipeptide_split,
@@ -14,7 +13,8 @@ from openmm_timewarp.dipeptides import (
     peptide_atom_vocabulary,
     write_split,
 )
-from openmm_timewarp.peptides import ONE_TO_THREE, build_peptide
+from openmm_timewarp.data.peptides import ONE_TO_THREE, build_peptide
+from openmm_timewarp.models.contract import ModelMetadata, atom_types_for_topology
 
 TRANSFERABLE = ModelMetadata(
     name="dipeptides",

@@ -14,17 +14,17 @@ import torch
 from openmm import app, unit
 
 from openmm_timewarp import TimewarpIntegrator
-from openmm_timewarp.contract import export, load_model
-from openmm_timewarp.internal.equivalent import EquivalentAtomLabels
-from openmm_timewarp.internal.proposals import (
+from openmm_timewarp.data.peptides import build_peptide, create_system
+from openmm_timewarp.models.contract import export, load_model
+from openmm_timewarp.proposals.ic.equivalent import EquivalentAtomLabels
+from openmm_timewarp.proposals.ic.families import (
     ICConditionalProposal,
     ICIndependentProposal,
     ICMixtureProposal,
     coordinate_bounds,
     rebuild_with_reference,
 )
-from openmm_timewarp.internal.zmatrix import build_zmatrix
-from openmm_timewarp.peptides import build_peptide, create_system
+from openmm_timewarp.proposals.ic.zmatrix import build_zmatrix
 
 SMALL = dict(num_couplings=2, hidden=32, num_bins=4)
 EXAMPLE_PDB = "examples/alanine-dipeptide.pdb"

@@ -11,14 +11,14 @@ import pytest
 import torch
 from openmm import app, unit
 
-from openmm_timewarp.contract import (
+from openmm_timewarp.data.peptides import FORCEFIELD_NAME
+from openmm_timewarp.models.contract import (
     atom_types_for_topology,
     bundled_models,
     check_contract,
     load_model,
 )
-from openmm_timewarp.peptides import FORCEFIELD_NAME
-from openmm_timewarp.simple_proposals import GaussianRandomWalk, export_simple_proposal
+from openmm_timewarp.proposals.simple import GaussianRandomWalk, export_simple_proposal
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "alanine_dipeptide.py"
 

@@ -12,8 +12,10 @@ import torch
 from openmm import unit
 
 from openmm_timewarp.checkpoints import load_checkpoint
-from openmm_timewarp.energy import ReducedPotential, thermal_energy
-from openmm_timewarp.finetune import (
+from openmm_timewarp.data.energy import ReducedPotential, thermal_energy
+from openmm_timewarp.data.peptides import build_peptide, create_system
+from openmm_timewarp.proposals.ic.families import ICIndependentProposal, proposal_for_frames
+from openmm_timewarp.training.finetune import (
     FineTuneSettings,
     fine_tune,
     fine_tune_folder,
@@ -22,9 +24,7 @@ from openmm_timewarp.finetune import (
     masked_mean,
     reverse_kl,
 )
-from openmm_timewarp.internal.proposals import ICIndependentProposal, proposal_for_frames
-from openmm_timewarp.peptides import build_peptide, create_system
-from openmm_timewarp.training import TrainingSettings, train
+from openmm_timewarp.training.loop import TrainingSettings, train
 
 TEMPERATURE_K = 310.0
 

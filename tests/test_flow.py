@@ -16,17 +16,17 @@ import torch
 from openmm import unit
 from proposal_wrappers import SignFlipped
 
-from openmm_timewarp import contract
-from openmm_timewarp.flow import (
+from openmm_timewarp.models import contract
+from openmm_timewarp.proposals.cartesian import (
     PRESETS,
     FlowConfig,
     TimewarpProposal,
     count_parameters,
     preset,
 )
-from openmm_timewarp.flow import coupling as coupling_module
-from openmm_timewarp.flow import flow as flow_module
-from openmm_timewarp.flow.coupling import centre
+from openmm_timewarp.proposals.cartesian import coupling as coupling_module
+from openmm_timewarp.proposals.cartesian import flow as flow_module
+from openmm_timewarp.proposals.cartesian.coupling import centre
 
 torch.set_num_threads(1)
 
@@ -487,7 +487,7 @@ def test_integrator_with_the_flow_samples_the_bond_distribution(tmp_path):
 def test_alanine_dipeptide_flow_runs_in_the_integrator(tmp_path):
     """A cpu-small flow on alanine dipeptide, atom types from the Topology: proposals of 0.5 pm
     per coordinate (the untrained flow is a random walk) are accepted about half the time."""
-    peptides = pytest.importorskip("openmm_timewarp.peptides")
+    peptides = pytest.importorskip("openmm_timewarp.data.peptides")
     integrator_module = pytest.importorskip("openmm_timewarp.integrator")
     modeller = peptides.build_peptide("A")
     vocabulary = ["C", "H", "N", "O"]

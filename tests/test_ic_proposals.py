@@ -8,17 +8,17 @@ import pytest
 import torch
 from openmm import app, unit
 
-from openmm_timewarp.contract import atom_types_for_topology, export, load_model
-from openmm_timewarp.internal.proposals import (
+from openmm_timewarp.data.peptides import FORCEFIELD_NAME, build_peptide
+from openmm_timewarp.models.contract import atom_types_for_topology, export, load_model
+from openmm_timewarp.proposals.ic.families import (
     ICConditionalProposal,
     ICIndependentProposal,
     ICMixtureProposal,
     coordinate_bounds,
     proposal_metadata,
 )
-from openmm_timewarp.internal.splines import rational_quadratic
-from openmm_timewarp.internal.zmatrix import InternalCoordinateTransform, build_zmatrix
-from openmm_timewarp.peptides import FORCEFIELD_NAME, build_peptide
+from openmm_timewarp.proposals.ic.splines import rational_quadratic
+from openmm_timewarp.proposals.ic.zmatrix import InternalCoordinateTransform, build_zmatrix
 
 torch.set_num_threads(1)
 

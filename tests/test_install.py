@@ -73,7 +73,7 @@ for name in {hidden!r}:
     sys.modules[name] = None
 import openmm_timewarp
 from openmm_timewarp import TimewarpIntegrator
-import openmm_timewarp.chains, openmm_timewarp.peptides, openmm_timewarp.training
+import openmm_timewarp.sampling.chains, openmm_timewarp.data.peptides, openmm_timewarp.training.loop
 from openmm_timewarp.__main__ import main
 sys.argv = ["timewarp", "--help"]
 sys.exit(main())
@@ -121,7 +121,8 @@ def test_version(capsys) -> None:
 
 
 def test_module_commands_are_timewarp_subcommands(capsys) -> None:
-    from openmm_timewarp import dipeptides, reference
+    from openmm_timewarp.data import dipeptides
+    from openmm_timewarp.evaluation import reference
 
     assert dipeptides.main(["--list", "train", "--count", "2"]) == 0
     listed = capsys.readouterr().out

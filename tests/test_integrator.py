@@ -11,14 +11,14 @@ from openmm import app, unit
 from proposal_wrappers import NonFinite, tethered_particles
 
 from openmm_timewarp import TimewarpIntegrator, timewarpplugin
-from openmm_timewarp.contract import ModelMetadata, save_module
-from openmm_timewarp.diagnostics import STUCK_AFTER_PROPOSALS, StuckChainWarning
-from openmm_timewarp.peptides import build_peptide, create_system
-from openmm_timewarp.simple_proposals import (
+from openmm_timewarp.data.peptides import build_peptide, create_system
+from openmm_timewarp.models.contract import ModelMetadata, save_module
+from openmm_timewarp.proposals.simple import (
     GaussianRandomWalk,
     IndependentGaussian,
     export_simple_proposal,
 )
+from openmm_timewarp.sampling.diagnostics import STUCK_AFTER_PROPOSALS, StuckChainWarning
 
 TETRAHEDRON = np.array([[0.0, 0.0, 0.0], [0.1, 0.0, 0.0], [0.0, 0.1, 0.0], [0.0, 0.0, 0.1]])
 REFERENCE = openmm.Platform.getPlatformByName("Reference")

@@ -16,7 +16,7 @@ from openmm import unit
 from proposal_wrappers import DeclaredIndependent, SignFlipped, save_without_checks
 
 from openmm_timewarp import TimewarpIntegrator
-from openmm_timewarp.simple_proposals import (
+from openmm_timewarp.proposals.simple import (
     DriftedGaussianWalk,
     GaussianRandomWalk,
     IndependentGaussian,

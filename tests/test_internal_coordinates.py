@@ -6,12 +6,12 @@ import pytest
 import torch
 from openmm import app, unit
 
-from openmm_timewarp.internal.zmatrix import (
+from openmm_timewarp.data.peptides import ONE_TO_THREE, build_peptide
+from openmm_timewarp.proposals.ic.zmatrix import (
     InternalCoordinateTransform,
     build_zmatrix,
     torsion_angles,
 )
-from openmm_timewarp.peptides import ONE_TO_THREE, build_peptide
 
 torch.set_num_threads(1)
 

@@ -9,7 +9,7 @@ import mdtraj
 import numpy as np
 import pytest
 
-from openmm_timewarp.md import (
+from openmm_timewarp.data.md import (
     PROGRESS_FILE,
     TOPOLOGY_FILE,
     TRAJECTORY_FILE,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from deeptime.util.stats import statistical_inefficiency
 
-from openmm_timewarp import metrics
+from openmm_timewarp.evaluation import metrics
 
 
 def ar1(rho: float, length: int, rng: np.random.Generator) -> np.ndarray:

@@ -10,7 +10,7 @@ import openmm.app as app
 import openmm.unit as unit
 import pytest
 
-from openmm_timewarp.peptides import (
+from openmm_timewarp.data.peptides import (
     FORCEFIELD_FILES,
     ONE_TO_THREE,
     backbone_torsions,

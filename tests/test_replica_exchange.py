@@ -16,7 +16,7 @@ import pytest
 from openmm import unit
 
 from openmm_timewarp import TimewarpIntegrator
-from openmm_timewarp.simple_proposals import GaussianRandomWalk, export_simple_proposal
+from openmm_timewarp.proposals.simple import GaussianRandomWalk, export_simple_proposal
 
 TEMPERATURES = (300.0, 600.0)
 STD_AT_FIRST = 0.05  # nm per coordinate at the first temperature

@@ -10,9 +10,11 @@ from openmm import app, unit
 from proposal_wrappers import SignFlipped
 
 from openmm_timewarp import TimewarpIntegrator
-from openmm_timewarp.contract import ModelMetadata, export, load_metadata
-from openmm_timewarp.dipeptides import peptide_atom_vocabulary
-from openmm_timewarp.internal.rotors import (
+from openmm_timewarp.data.dipeptides import peptide_atom_vocabulary
+from openmm_timewarp.data.peptides import build_peptide, create_system
+from openmm_timewarp.models.contract import ModelMetadata, export, load_metadata
+from openmm_timewarp.proposals.ic.zmatrix import build_zmatrix
+from openmm_timewarp.proposals.rotors.model import (
     ROTOR,
     ICRotorProposal,
     RotorNetwork,
@@ -23,8 +25,6 @@ from openmm_timewarp.internal.rotors import (
     rotor_proposal,
     save_network,
 )
-from openmm_timewarp.internal.zmatrix import build_zmatrix
-from openmm_timewarp.peptides import build_peptide, create_system
 
 torch.set_num_threads(1)
 
@@ -137,7 +137,7 @@ def test_rotor_draws_follow_their_density():
     """The fraction of draws below a few angles matches the density's integral (binomial SE)."""
     raw = random_network(2)(*_features_of("AA")).double()[:1, :-2].detach() * 3
     uniform = torch.rand(20_000, 1, generator=torch.Generator().manual_seed(5)).double()
-    from openmm_timewarp.internal.splines import rational_quadratic
+    from openmm_timewarp.proposals.ic.splines import rational_quadratic
 
     unit_draw, _ = rational_quadratic(
         uniform, raw.expand(len(uniform), -1, -1), torch.ones_like(uniform, dtype=torch.bool), False
@@ -352,8 +352,8 @@ def test_transferable_file_needs_a_topology(transferable_file):
 def test_bundled_dipeptides_model_is_transferable_and_never_saw_a_held_out_sequence(
     tmp_path, monkeypatch
 ):
-    from openmm_timewarp.contract import bundled_models
-    from openmm_timewarp.dipeptides import load_split
+    from openmm_timewarp.data.dipeptides import load_split
+    from openmm_timewarp.models.contract import bundled_models
 
     if "dipeptides" not in bundled_models():
         pytest.skip("the transferable model is not bundled")

@@ -14,7 +14,7 @@ import pytest
 from proposal_wrappers import tethered_particles
 
 from openmm_timewarp import TimewarpIntegrator
-from openmm_timewarp.simple_proposals import GaussianRandomWalk, export_simple_proposal
+from openmm_timewarp.proposals.simple import GaussianRandomWalk, export_simple_proposal
 
 TETRAHEDRON = np.array([[0.0, 0.0, 0.0], [0.1, 0.0, 0.0], [0.0, 0.1, 0.0], [0.0, 0.0, 0.1]])
 

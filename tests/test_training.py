@@ -20,11 +20,17 @@ from openmm import app, unit
 
 from openmm_timewarp.checkpoints import load_checkpoint
 from openmm_timewarp.cli import main
-from openmm_timewarp.contract import load_model
-from openmm_timewarp.internal.proposals import proposal_for_frames
-from openmm_timewarp.md import PROGRESS_FILE, RUN_FILE, TOPOLOGY_FILE, TRAJECTORY_FILE, RunSettings
-from openmm_timewarp.peptides import build_peptide, create_system
-from openmm_timewarp.training import (
+from openmm_timewarp.data.md import (
+    PROGRESS_FILE,
+    RUN_FILE,
+    TOPOLOGY_FILE,
+    TRAJECTORY_FILE,
+    RunSettings,
+)
+from openmm_timewarp.data.peptides import build_peptide, create_system
+from openmm_timewarp.models.contract import load_model
+from openmm_timewarp.proposals.ic.families import proposal_for_frames
+from openmm_timewarp.training.loop import (
     PeptideData,
     TrainingSettings,
     train,
@@ -326,7 +332,7 @@ import torch
 sys.path.insert(0, sys.argv[2])
 from test_training import ATOM_TYPES, SETTINGS, GaussianDisplacement, gaussian_pairs
 
-from openmm_timewarp.training import PeptideData, distributed_process_group, train_peptides
+from openmm_timewarp.training.loop import PeptideData, distributed_process_group, train_peptides
 
 
 class InterruptedAtStep(GaussianDisplacement):

@@ -21,7 +21,8 @@ from proposal_wrappers import NonFinite, tethered_particles
 from openmm_timewarp import TimewarpIntegrator
 from openmm_timewarp.checkpoints import load_checkpoint, save_checkpoint
 from openmm_timewarp.cli import main
-from openmm_timewarp.contract import (
+from openmm_timewarp.data.peptides import replace_custom_gb_with_gbsaobc
+from openmm_timewarp.models.contract import (
     BUNDLED_MODEL_DIR,
     CHECKSUM_FILE,
     ModelMetadata,
@@ -32,9 +33,8 @@ from openmm_timewarp.contract import (
     resolve_model_path,
     save_module,
 )
-from openmm_timewarp.peptides import replace_custom_gb_with_gbsaobc
-from openmm_timewarp.simple_proposals import GaussianRandomWalk, export_simple_proposal
-from openmm_timewarp.training import TrainingSettings, train
+from openmm_timewarp.proposals.simple import GaussianRandomWalk, export_simple_proposal
+from openmm_timewarp.training.loop import TrainingSettings, train
 
 EXAMPLE_PDB = Path(__file__).parents[1] / "examples" / "alanine-dipeptide.pdb"
 REFERENCE = openmm.Platform.getPlatformByName("Reference")
@@ -297,7 +297,7 @@ def _dipeptide_topology() -> app.Topology:
 
 
 def test_cache_entries_are_verified_and_rebuilt(tmp_path, monkeypatch):
-    from openmm_timewarp.internal.rotors import model_file_for_topology
+    from openmm_timewarp.proposals.rotors.model import model_file_for_topology
 
     cache = tmp_path / "cache"
     monkeypatch.setenv("OPENMM_TIMEWARP_CACHE", str(cache))
@@ -315,7 +315,7 @@ def test_cache_entries_are_verified_and_rebuilt(tmp_path, monkeypatch):
 
 
 def test_a_cache_folder_others_can_write_is_refused(tmp_path, monkeypatch):
-    from openmm_timewarp.internal.rotors import model_file_for_topology
+    from openmm_timewarp.proposals.rotors.model import model_file_for_topology
 
     cache = tmp_path / "shared"
     cache.mkdir()
@@ -350,7 +350,7 @@ def test_a_non_positive_exploration_threshold_is_refused(tmp_path):
 
 
 def test_the_many_chain_sampler_warns_when_all_proposals_are_non_finite(tmp_path):
-    from openmm_timewarp.chains import ChainSampler, ChainSpec
+    from openmm_timewarp.sampling.chains import ChainSampler, ChainSpec
 
     path = export_simple_proposal(NonFinite(), tmp_path / "nan.pt", atom_types=("H", "C", "N", "O"))
     pdb = app.PDBFile(str(EXAMPLE_PDB))
@@ -430,7 +430,7 @@ def test_a_damaged_log_is_named(tmp_path):
 
 _MD_SCRIPT = """
 import sys
-from openmm_timewarp.md import RunSettings, TrajectoryRun
+from openmm_timewarp.data.md import RunSettings, TrajectoryRun
 settings = RunSettings("A", frame_interval_steps=200, num_frames=int(sys.argv[2]),
                        equilibration_ps=0.05, seed=7)
 TrajectoryRun(sys.argv[1], settings).run(checkpoint_interval_frames=2, show_progress=False)
@@ -438,7 +438,7 @@ TrajectoryRun(sys.argv[1], settings).run(checkpoint_interval_frames=2, show_prog
 
 
 def _final_state(folder: Path, frames: int) -> np.ndarray:
-    from openmm_timewarp.md import SYSTEM_FILE
+    from openmm_timewarp.data.md import SYSTEM_FILE
 
     system = openmm.XmlSerializer.deserialize((folder / SYSTEM_FILE).read_text())
     context = openmm.Context(system, openmm.VerletIntegrator(0.001), REFERENCE)
@@ -457,7 +457,7 @@ def _md_process(folder: Path, frames: int) -> subprocess.Popen:
 def test_md_resumes_bit_for_bit_after_a_kill_in_a_new_process(tmp_path):
     import mdtraj
 
-    from openmm_timewarp.md import PROGRESS_FILE, RunSettings, TrajectoryRun
+    from openmm_timewarp.data.md import PROGRESS_FILE, RunSettings, TrajectoryRun
 
     frames = 40
     straight = tmp_path / "straight"
@@ -490,7 +490,7 @@ def test_md_resumes_bit_for_bit_after_a_kill_in_a_new_process(tmp_path):
 
 
 def test_info_checks_the_trajectory_on_disk(tmp_path, capsys):
-    from openmm_timewarp.md import RunSettings, TrajectoryRun
+    from openmm_timewarp.data.md import RunSettings, TrajectoryRun
 
     folder = tmp_path / "data" / "00-extended"
     settings = RunSettings("A", frame_interval_steps=20, num_frames=6, equilibration_ps=0.01)
@@ -508,7 +508,7 @@ def test_info_checks_the_trajectory_on_disk(tmp_path, capsys):
 
 
 def test_a_resumed_dcd_header_names_the_last_step(tmp_path):
-    from openmm_timewarp.md import RunSettings, TrajectoryRun
+    from openmm_timewarp.data.md import RunSettings, TrajectoryRun
 
     settings = RunSettings("A", frame_interval_steps=20, num_frames=3, equilibration_ps=0.01)
     TrajectoryRun(tmp_path, settings).run(checkpoint_interval_frames=2, stop_at_frames=2)
@@ -519,21 +519,21 @@ def test_a_resumed_dcd_header_names_the_last_step(tmp_path):
 
 
 def test_a_resumed_md_run_uses_the_system_it_started_with(tmp_path):
-    from openmm_timewarp.md import SYSTEM_FILE, RunSettings, TrajectoryRun
+    from openmm_timewarp.data.md import SYSTEM_FILE, RunSettings, TrajectoryRun
 
     settings = RunSettings("A", frame_interval_steps=20, num_frames=2, equilibration_ps=0.01)
     TrajectoryRun(tmp_path, settings).run(checkpoint_interval_frames=1, stop_at_frames=1)
     system = openmm.XmlSerializer.deserialize((tmp_path / SYSTEM_FILE).read_text())
     assert system.getNumParticles() == 22
     (tmp_path / SYSTEM_FILE).write_text("<System garbage")
-    from openmm_timewarp.md import CheckpointError
+    from openmm_timewarp.data.md import CheckpointError
 
     with pytest.raises(CheckpointError, match=f"{tmp_path / SYSTEM_FILE} is unreadable"):
         TrajectoryRun(tmp_path, settings).run(checkpoint_interval_frames=1)
 
 
 def test_the_cache_default_folder_is_private(tmp_path, monkeypatch):
-    from openmm_timewarp.internal.rotors import _cache_dir
+    from openmm_timewarp.proposals.rotors.model import _cache_dir
 
     monkeypatch.delenv("OPENMM_TIMEWARP_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))

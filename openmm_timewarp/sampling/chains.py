@@ -50,23 +50,24 @@ import torch
 from openmm import app, unit
 
 from openmm_timewarp.checkpoints import load_checkpoint, save_checkpoint
-from openmm_timewarp.contract import (
+from openmm_timewarp.data.md import _truncate_dcd, count_dcd_frames
+from openmm_timewarp.data.peptides import TERMINI, build_peptide, create_system, read_system
+from openmm_timewarp.files import write_json_atomically
+from openmm_timewarp.models.contract import (
     atom_types_for_topology,
     chiral_centres,
     has_forward_chains,
     load_model,
 )
-from openmm_timewarp.diagnostics import (
+from openmm_timewarp.progress import progress_bar
+from openmm_timewarp.proposals.rotors.model import model_file_for_topology
+from openmm_timewarp.sampling.diagnostics import (
     STUCK_AFTER_PROPOSALS,
     is_stuck,
     stuck_message,
     warn_if_all_non_finite,
     warn_stuck,
 )
-from openmm_timewarp.internal.rotors import model_file_for_topology
-from openmm_timewarp.md import _truncate_dcd, _write_json_atomically, count_dcd_frames
-from openmm_timewarp.peptides import TERMINI, build_peptide, create_system, read_system
-from openmm_timewarp.progress import progress_bar
 
 __all__ = [
     "ChainSampler",
@@ -326,7 +327,7 @@ class _Chain:
             "statistics": statistics,
         }
         save_checkpoint(state, self.checkpoint_path)
-        _write_json_atomically(self.directory / STATISTICS_FILE, self.statistics.to_dict())
+        write_json_atomically(self.directory / STATISTICS_FILE, self.statistics.to_dict())
 
     # Metropolis-Hastings.
 
@@ -639,7 +640,8 @@ def peptide_chains(
     system_file: str | os.PathLike | None = None,
 ) -> list[ChainSpec]:
     """``chains_per_peptide`` chains of each peptide, a PDB file or a sequence of one-letter codes
-    (built with :func:`~openmm_timewarp.peptides.build_peptide`), all with ``model``; parameterised
+    (built with :func:`~openmm_timewarp.data.peptides.build_peptide`),
+    all with ``model``; parameterised
     with amber14-all + OBC2, or for one peptide the serialized System in ``system_file``. Chain i
     is named ``<i>-<peptide>`` and seeded ``chain_seed(seed, i)``.
     """

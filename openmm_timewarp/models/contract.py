@@ -32,7 +32,7 @@ CHECKSUM_FILE = "timewarp.sha256"
 #: Records left out of the checksum: the checksum itself, and the archive's id that torch
 #: derives from all records (so from the checksum too).
 _UNHASHED_RECORDS = (f"extra/{CHECKSUM_FILE}", ".data/serialization_id")
-BUNDLED_MODEL_DIR = Path(__file__).parent / "models"
+BUNDLED_MODEL_DIR = Path(__file__).parent
 MODEL_FAMILIES = (
     "timewarp-flow",
     "ic-conditional",

@@ -52,7 +52,8 @@ import torch
 from openmm import app
 from torch import nn
 
-from openmm_timewarp.contract import (
+from openmm_timewarp.files import file_sha256
+from openmm_timewarp.models.contract import (
     ModelMetadata,
     atom_types_for_topology,
     export,
@@ -61,12 +62,12 @@ from openmm_timewarp.contract import (
     resolve_model_path,
     save_module,
 )
-from openmm_timewarp.internal import proposals as proposals_module
-from openmm_timewarp.internal import splines
-from openmm_timewarp.internal import zmatrix as zmatrix_module
-from openmm_timewarp.internal.proposals import ZMatrixProposal
-from openmm_timewarp.internal.splines import num_spline_parameters, rational_quadratic
-from openmm_timewarp.internal.zmatrix import (
+from openmm_timewarp.proposals.ic import families as proposals_module
+from openmm_timewarp.proposals.ic import splines
+from openmm_timewarp.proposals.ic import zmatrix as zmatrix_module
+from openmm_timewarp.proposals.ic.families import ZMatrixProposal
+from openmm_timewarp.proposals.ic.splines import num_spline_parameters, rational_quadratic
+from openmm_timewarp.proposals.ic.zmatrix import (
     InternalCoordinateTransform,
     ZMatrix,
     bond_graph,
@@ -455,7 +456,7 @@ class ICRotorProposal(ZMatrixProposal):
 
 
 def _vocabulary() -> tuple[str, ...]:
-    from openmm_timewarp.dipeptides import peptide_atom_vocabulary
+    from openmm_timewarp.data.dipeptides import peptide_atom_vocabulary
 
     return peptide_atom_vocabulary()
 
@@ -531,15 +532,11 @@ def _cache_dir() -> Path:
     return folder
 
 
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _valid_cache_entry(cached: Path, record: Path) -> bool:
     """Whether ``cached`` is the file built here: its SHA-256 is the one recorded at build time."""
     if not (cached.is_file() and record.is_file()):
         return False
-    return record.read_text().strip() == _file_sha256(cached)
+    return record.read_text().strip() == file_sha256(cached)
 
 
 def model_file_for_topology(model: str | os.PathLike, topology: app.Topology | None) -> Path:
@@ -590,7 +587,7 @@ def model_file_for_topology(model: str | os.PathLike, topology: app.Topology | N
     export(proposal, temporary, molecule)
     # The record first: a file without a matching record is rebuilt, never trusted.
     temporary_record = record.with_name(f"{record.name}.{os.getpid()}.tmp")
-    temporary_record.write_text(_file_sha256(temporary))
+    temporary_record.write_text(file_sha256(temporary))
     temporary_record.replace(record)
     temporary.replace(cached)
     return cached

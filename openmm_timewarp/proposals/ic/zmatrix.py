@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import torch
 from openmm import app
 
-from openmm_timewarp.contract import residue_atom_label
-from openmm_timewarp.internal.equivalent import EquivalentGroup, find_equivalent_groups
+from openmm_timewarp.models.contract import residue_atom_label
+from openmm_timewarp.proposals.ic.equivalent import EquivalentGroup, find_equivalent_groups
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class ZMatrix:
     references a row does not have (rows 0, 1, 2). Rows from 3 on are sorted by ``levels``: the
     placement level of the row (one more than the highest level of its references; rows 0-2 are
     level 0), so each level can be placed in one batched operation. ``equivalent_groups`` are the
-    atoms the force field cannot tell apart (``openmm_timewarp.internal.equivalent``).
+    atoms the force field cannot tell apart (``openmm_timewarp.proposals.ic.equivalent``).
     """
 
     labels: tuple[str, ...]

@@ -27,7 +27,7 @@ import numpy as np
 import openmm.app as app
 import torch
 
-from openmm_timewarp.md import (
+from openmm_timewarp.data.md import (
     PROGRESS_FILE,
     RUN_FILE,
     TOPOLOGY_FILE,
@@ -35,8 +35,8 @@ from openmm_timewarp.md import (
     RunSettings,
     count_dcd_frames,
 )
+from openmm_timewarp.data.peptides import backbone_torsions
 from openmm_timewarp.optional import require
-from openmm_timewarp.peptides import backbone_torsions
 
 mdtraj = require("mdtraj")
 
@@ -47,7 +47,7 @@ DEFAULT_FRACTIONS: tuple[float, float, float] = (0.8, 0.1, 0.1)
 
 @dataclasses.dataclass(frozen=True)
 class Trajectory:
-    """One trajectory folder written by :class:`openmm_timewarp.md.TrajectoryRun`."""
+    """One trajectory folder written by :class:`openmm_timewarp.data.md.TrajectoryRun`."""
 
     directory: Path
     settings: RunSettings

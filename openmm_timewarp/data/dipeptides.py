@@ -15,7 +15,8 @@ simulated on a small machine, say) is itself a random sample; the held-out list 
 shell loops and job arrays (``examples/generate_dipeptide_data.sh``).
 
 Transferable models type atoms with the ``peptide-atom`` scheme (the atom name, whatever the
-residue; ``openmm_timewarp.contract``) over :func:`peptide_atom_vocabulary`, which covers every
+residue;
+``openmm_timewarp.models.contract``) over :func:`peptide_atom_vocabulary`, which covers every
 residue of the 20 amino acids in every protonation and terminal form, so any dipeptide maps.
 """
 
@@ -33,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import openmm.app
 
-from openmm_timewarp.peptides import ONE_TO_THREE
+from openmm_timewarp.data.peptides import ONE_TO_THREE
 
 SPLIT_FILE = Path(__file__).parent / "dipeptide_split.json"
 SPLIT_SEED = 2023
@@ -143,7 +144,7 @@ def _dipeptides_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m openmm_timewarp.dipeptides``: the same as ``timewarp dipeptides``."""
+    """``python -m openmm_timewarp.data.dipeptides``: the same as ``timewarp dipeptides``."""
     import sys
 
     from openmm_timewarp.cli import main as cli_main

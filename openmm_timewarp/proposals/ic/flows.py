@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from openmm_timewarp.internal.splines import num_spline_parameters, rational_quadratic
+from openmm_timewarp.proposals.ic.splines import num_spline_parameters, rational_quadratic
 
 
 def unit_features(u: torch.Tensor, interval: torch.Tensor, circular: torch.Tensor) -> torch.Tensor:

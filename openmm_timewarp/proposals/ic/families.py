@@ -27,7 +27,7 @@ reorders positions through that permutation, so a System whose atoms come in ano
 proposed for correctly. Anything but a permutation of the vocabulary is refused.
 
 Atoms the force field cannot tell apart (a methyl's hydrogens, an arginine's NH2 groups) are seen
-in one canonical labelling chosen from the geometry (``openmm_timewarp.internal.equivalent``):
+in one canonical labelling chosen from the geometry (``openmm_timewarp.proposals.ic.equivalent``):
 the model proposes for the state so relabelled and hands the proposal back in the caller's
 labels; a proposal whose own canonical labelling differs gets logQRatio ``-inf``
 (docs/contract.md, "Equivalent atoms", has why this is exact).
@@ -40,10 +40,10 @@ from collections.abc import Iterator
 import torch
 from openmm import app
 
-from openmm_timewarp.contract import ChainBatchedProposal, ModelMetadata
-from openmm_timewarp.internal.equivalent import EquivalentAtomLabels
-from openmm_timewarp.internal.flows import SplineFlow, feature_dim, unit_features
-from openmm_timewarp.internal.zmatrix import InternalCoordinateTransform, ZMatrix, build_zmatrix
+from openmm_timewarp.models.contract import ChainBatchedProposal, ModelMetadata
+from openmm_timewarp.proposals.ic.equivalent import EquivalentAtomLabels
+from openmm_timewarp.proposals.ic.flows import SplineFlow, feature_dim, unit_features
+from openmm_timewarp.proposals.ic.zmatrix import InternalCoordinateTransform, ZMatrix, build_zmatrix
 
 NOISE_DIM = 3
 

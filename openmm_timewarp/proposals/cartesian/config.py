@@ -15,7 +15,7 @@ DEFAULT_LENGTH_SCALES_NM = (0.1, 0.2, 0.5, 0.7, 1.0, 1.2)
 
 @dataclass(frozen=True)
 class FlowConfig:
-    """Architecture of a :class:`~openmm_timewarp.flow.TimewarpProposal`.
+    """Architecture of a :class:`~openmm_timewarp.proposals.cartesian.TimewarpProposal`.
 
     Attributes:
         num_atom_types: size of the atom-type vocabulary (from the model's metadata).

@@ -26,7 +26,6 @@ and no frame is written twice.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -41,7 +40,7 @@ import openmm
 import openmm.app as app
 import openmm.unit as unit
 
-from openmm_timewarp.peptides import (
+from openmm_timewarp.data.peptides import (
     FORCEFIELD_NAME,
     Termini,
     backbone_torsions,
@@ -50,6 +49,7 @@ from openmm_timewarp.peptides import (
     validate_sequence,
     with_hbond_constraints,
 )
+from openmm_timewarp.files import file_sha256, write_atomically, write_json_atomically
 from openmm_timewarp.progress import progress_bar
 
 #: Named (phi, psi) basins of alanine dipeptide, in degrees.
@@ -214,14 +214,6 @@ def prepare_run(settings: RunSettings) -> tuple[app.Simulation, app.Topology]:
     return production, topology
 
 
-def _write_json_atomically(path: Path, record: dict) -> None:
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps(record, indent=2) + "\n")
-    with open(temporary, "rb+") as handle:
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
 def _dcd_layout(path: Path, num_atoms: int) -> tuple[int, int]:
     """Header and frame sizes in bytes of a non-periodic DCD file written by OpenMM."""
     with open(path, "rb") as handle:
@@ -251,10 +243,6 @@ def _truncate_dcd(path: Path, num_atoms: int, num_frames: int, interval: int) ->
         handle.write(struct.pack("<i", first_step + max(0, num_frames - 1) * interval))
         handle.flush()
         os.fsync(handle.fileno())
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 class TrajectoryRun:
@@ -324,7 +312,7 @@ class TrajectoryRun:
                 firstStep=self.settings.frame_interval_steps,
                 interval=self.settings.frame_interval_steps,
             )  # fmt: skip
-        _write_json_atomically(self.directory / RUN_FILE, self.settings.to_json())
+        write_json_atomically(self.directory / RUN_FILE, self.settings.to_json())
         self._commit(simulation, 0)
         return simulation
 
@@ -338,7 +326,7 @@ class TrajectoryRun:
                 "run folder aside and start the run again."
             )
         checkpoint = self.directory / progress["checkpoint"]
-        if not checkpoint.exists() or _sha256(checkpoint) != progress["sha256"]:
+        if not checkpoint.exists() or file_sha256(checkpoint) != progress["sha256"]:
             raise CheckpointError(
                 f"Checkpoint {checkpoint} is missing or corrupt (its checksum does not match "
                 f"{PROGRESS_FILE}). The {progress['frames']} frames in {TRAJECTORY_FILE} are "
@@ -392,15 +380,10 @@ class TrajectoryRun:
         """Save a checkpoint after ``frames`` frames and make it the one to resume from."""
         name = f"checkpoint-{frames:09d}.chk"
         checkpoint = self.directory / name
-        temporary = checkpoint.with_suffix(".tmp")
-        with open(temporary, "wb") as handle:
-            handle.write(simulation.context.createCheckpoint())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, checkpoint)
-        _write_json_atomically(
+        write_atomically(checkpoint, simulation.context.createCheckpoint())
+        write_json_atomically(
             self.progress_path,
-            {"frames": frames, "checkpoint": name, "sha256": _sha256(checkpoint)},
+            {"frames": frames, "checkpoint": name, "sha256": file_sha256(checkpoint)},
         )
         for old in self.directory.glob("checkpoint-*.chk"):
             if old.name != name:

@@ -21,11 +21,13 @@ reaches ``max_frames`` frames, every second frame is dropped and the stride doub
 bounded and the spacing stays uniform.
 
 The comparison is against a reference: MD with the data protocol, generated with
-:mod:`openmm_timewarp.md` and cached on disk (or any ``timewarp simulate`` folder). From it come the
+:mod:`openmm_timewarp.data.md`
+and cached on disk (or any ``timewarp simulate`` folder). From it come the
 TICA model (sin/cos of the backbone dihedrals, deeptime), the metastable states (Ramachandran basins
 for a dipeptide, k-means on TIC0/TIC1 otherwise, kept when their reference population is at least
 ``min_state_population``) and the reference histograms. Reported per sampler: acceptance; ESS and
-ESS per second of TIC0 and of every backbone dihedral (sin/cos, see :mod:`openmm_timewarp.metrics`)
+ESS per second of TIC0 and of every backbone dihedral (sin/cos, see
+:mod:`openmm_timewarp.evaluation.metrics`)
 with errors; time to discover each state; Jensen-Shannon divergences of the Ramachandran and TIC
 histograms against the reference; the phi > 0 population. For every coordinate the report names
 the fastest MD baseline (highest ESS per second) and Timewarp's ratio against it. The outputs are
@@ -51,12 +53,9 @@ import openmm.app as app
 import openmm.unit as unit
 from tqdm import tqdm
 
-from openmm_timewarp import metrics
-from openmm_timewarp.datasets import list_trajectories
-from openmm_timewarp.diagnostics import is_stuck, stuck_message
-from openmm_timewarp.md import RunSettings, TrajectoryRun
-from openmm_timewarp.optional import require
-from openmm_timewarp.peptides import (
+from openmm_timewarp.data.datasets import list_trajectories
+from openmm_timewarp.data.md import RunSettings, TrajectoryRun
+from openmm_timewarp.data.peptides import (
     FORCEFIELD_NAME,
     TERMINI,
     build_peptide,
@@ -65,7 +64,10 @@ from openmm_timewarp.peptides import (
     with_hbond_constraints,
     with_hydrogen_mass,
 )
+from openmm_timewarp.evaluation import metrics
+from openmm_timewarp.optional import require
 from openmm_timewarp.progress import progress_bar
+from openmm_timewarp.sampling.diagnostics import is_stuck, stuck_message
 
 mdtraj = require("mdtraj")
 
@@ -589,14 +591,16 @@ def run_benchmark(
     """Run every sampler on the peptide for the same wall-clock budget and write the report.
 
     Args:
-        sequence, termini: the peptide (built and parameterised by :mod:`openmm_timewarp.peptides`).
+        sequence, termini: the peptide (built and parameterised by
+            :mod:`openmm_timewarp.data.peptides`).
         model: proposal-model path or bundled name; needed when a Timewarp sampler is run.
         output_dir: receives ``report.json``, ``summary.md`` and the PNG plots.
         settings: the protocol; :class:`BenchmarkSettings` defaults when None.
         reference_dir: a ``timewarp simulate`` folder to compare against; when None, the reference
             MD is generated (data protocol, ``settings.reference_ns``) under ``cache_dir`` once and
             reused afterwards.
-        parallel_tempering_dir: for a dipeptide, the output of :mod:`openmm_timewarp.reference`;
+        parallel_tempering_dir: for a dipeptide, the output of
+            :mod:`openmm_timewarp.evaluation.reference`;
             its 310 K state is then a second, equilibrium reference for the Ramachandran
             histogram, the basin populations and the phi > 0 population.
         system_file: a serialized System of the built peptide (same atoms, same order) that every
@@ -619,7 +623,7 @@ def run_benchmark(
     output_dir.mkdir(parents=True, exist_ok=True)
     tempering = None
     if parallel_tempering_dir is not None:
-        from openmm_timewarp.reference import read_run
+        from openmm_timewarp.evaluation.reference import read_run
 
         tempering = read_run(parallel_tempering_dir)
     modeller = build_peptide(sequence, termini)
@@ -719,7 +723,7 @@ def _starts(reference: Reference, count: int) -> list[np.ndarray]:
 def _model_summary(model: str | os.PathLike | None) -> dict | None:
     if model is None:
         return None
-    from openmm_timewarp.contract import load_metadata, resolve_model_path
+    from openmm_timewarp.models.contract import load_metadata, resolve_model_path
 
     metadata = load_metadata(model)
     return {

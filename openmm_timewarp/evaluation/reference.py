@@ -12,7 +12,7 @@ iterations. :func:`analyze_reference` reads the 310 K state's trajectory of the 
 returns the population of phi > 0 with two error estimates: from the integrated autocorrelation time
 of the indicator and from block averages.
 
-Command line (``python -m openmm_timewarp.reference`` does the same)::
+Command line (``python -m openmm_timewarp.evaluation.reference`` does the same)::
 
     timewarp reference run --output data/reference --iterations 20000
     timewarp reference analyze --output data/reference
@@ -34,8 +34,8 @@ import numpy as np
 import openmm
 import openmm.unit as unit
 
-from openmm_timewarp import peptides
-from openmm_timewarp.metrics import integrated_autocorrelation_time
+from openmm_timewarp.data import peptides
+from openmm_timewarp.evaluation.metrics import integrated_autocorrelation_time
 from openmm_timewarp.optional import require
 from openmm_timewarp.progress import progress_bar
 
@@ -344,7 +344,7 @@ def _reference_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m openmm_timewarp.reference``: the same as ``timewarp reference``."""
+    """``python -m openmm_timewarp.evaluation.reference``: the same as ``timewarp reference``."""
     import sys
 
     from openmm_timewarp.cli import main as cli_main

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from openmm_timewarp.contract import ChainBatchedProposal, ModelMetadata, export
+from openmm_timewarp.models.contract import ChainBatchedProposal, ModelMetadata, export
 
 __all__ = [
     "DriftedGaussianWalk",

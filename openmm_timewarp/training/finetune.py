@@ -1,8 +1,10 @@
 """Energy-based fine-tuning of a proposal model trained by maximum likelihood.
 
-Maximum likelihood (:mod:`openmm_timewarp.training`) fits the model to MD frames without looking at
+Maximum likelihood (:mod:`openmm_timewarp.training.loop`)
+fits the model to MD frames without looking at
 the energy. Fine-tuning adds an objective that does, with energies and forces from OpenMM through
-:class:`openmm_timewarp.energy.ReducedPotential` (``u = U / kT``), and keeps the maximum-likelihood
+:class:`openmm_timewarp.data.energy.ReducedPotential` (``u = U / kT``),
+and keeps the maximum-likelihood
 loss on the data beside it with a weight, so the model keeps covering every basin of the data:
 
     loss = (1 - w) * NLL(data) + w * objective
@@ -54,10 +56,13 @@ from typing import TYPE_CHECKING
 import torch
 
 from openmm_timewarp import checkpoints
-from openmm_timewarp.energy import ReducedPotential
-from openmm_timewarp.internal.proposals import ICIndependentProposal, keeping_relabelled_proposals
+from openmm_timewarp.data.energy import ReducedPotential
 from openmm_timewarp.progress import progress_bar
-from openmm_timewarp.training import (
+from openmm_timewarp.proposals.ic.families import (
+    ICIndependentProposal,
+    keeping_relabelled_proposals,
+)
+from openmm_timewarp.training.loop import (
     plot_log,
     read_log,
     validation_nll,
@@ -496,7 +501,7 @@ def fine_tune_folder(
     (``peptides.create_system``), at the data's temperature.
     """
     from openmm_timewarp.cli import RotationAugmented, TrainingFolder
-    from openmm_timewarp.peptides import FORCEFIELD_NAME, create_system
+    from openmm_timewarp.data.peptides import FORCEFIELD_NAME, create_system
 
     if not isinstance(folder, TrainingFolder):
         folder = TrainingFolder.open(Path(folder))

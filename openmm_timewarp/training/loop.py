@@ -7,7 +7,8 @@ Family-generic: any ``torch.nn.Module`` with
 
 trains here: a conditional model on pairs ``(x(t), x(t + tau))``, an independent one on frames
 (pass the frames as both ``x_cond`` and ``x_next``; the model ignores ``x_cond``). Split the data by
-time beforehand (``openmm_timewarp.datasets.load_pairs`` / ``load_frames`` do, with a gap), so the
+time beforehand (``openmm_timewarp.data.datasets.load_pairs`` / ``load_frames`` do, with a gap),
+so the
 validation NLL that early stopping watches measures generalisation.
 
 :func:`train` runs Adam with a linear warm-up and gradient-norm clipping, evaluates the validation
@@ -18,9 +19,9 @@ checkpoint exactly: the same seed gives the same parameters whether or not it wa
 
 Example (internal-coordinate proposals on the alanine-dipeptide data)::
 
-    from openmm_timewarp.datasets import load_topology
-    from openmm_timewarp.internal.proposals import proposal_for_frames
-    from openmm_timewarp.training import TrainingSettings, load_training_data, train
+    from openmm_timewarp.data.datasets import load_topology
+    from openmm_timewarp.proposals.ic.families import proposal_for_frames
+    from openmm_timewarp.training.loop import TrainingSettings, load_training_data, train
 
     topology = load_topology("data/alanine-dipeptide")
     train_pairs, validation_pairs = load_training_data("data/alanine-dipeptide", tau_ps=20.0)
@@ -216,7 +217,7 @@ def load_training_data(
     With ``tau_ps`` the pairs ``(x(t), x(t + tau))``; with ``None`` the frames, as
     ``(frames, frames)`` for an independent model.
     """
-    from openmm_timewarp.datasets import (
+    from openmm_timewarp.data.datasets import (
         DEFAULT_FRACTIONS,
         list_trajectories,
         load_frames,

@@ -20,14 +20,14 @@ from pathlib import Path
 import torch
 from openmm import app
 
-from openmm_timewarp.benchmark import add_benchmark_parser
-from openmm_timewarp.chains import add_sample_parser
 from openmm_timewarp.checkpoints import load_checkpoint, load_model_state, save_checkpoint
-from openmm_timewarp.contract import ModelMetadata
-from openmm_timewarp.dipeptides import add_dipeptides_parser
-from openmm_timewarp.peptides import TERMINI
-from openmm_timewarp.reference import add_reference_parser
-from openmm_timewarp.training import PeptideData
+from openmm_timewarp.data.dipeptides import add_dipeptides_parser
+from openmm_timewarp.data.peptides import TERMINI
+from openmm_timewarp.evaluation.benchmark import add_benchmark_parser
+from openmm_timewarp.evaluation.reference import add_reference_parser
+from openmm_timewarp.models.contract import ModelMetadata
+from openmm_timewarp.sampling.chains import add_sample_parser
+from openmm_timewarp.training.loop import PeptideData
 
 Register = Callable[[argparse._SubParsersAction], None]
 
@@ -78,7 +78,7 @@ def _build(args: argparse.Namespace) -> int:
     import openmm
     import openmm.app as app
 
-    from openmm_timewarp.peptides import build_peptide, create_system
+    from openmm_timewarp.data.peptides import build_peptide, create_system
 
     modeller = build_peptide(args.sequence, args.termini, phi=args.phi, psi=args.psi)
     system = create_system(modeller.topology)
@@ -99,7 +99,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _add_simulate(subparsers: argparse._SubParsersAction) -> None:
-    from openmm_timewarp.md import BASINS
+    from openmm_timewarp.data.md import BASINS
 
     parser = subparsers.add_parser(
         "simulate",
@@ -183,7 +183,7 @@ def _steps(interval_ps: float, timestep_fs: float, what: str) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from openmm_timewarp.md import RunSettings, parse_start, run_many
+    from openmm_timewarp.data.md import RunSettings, parse_start, run_many
 
     frame_steps = _steps(args.frame_interval_ps, args.timestep_fs, "--frame-interval-ps")
     num_frames = round(args.length_ns * 1000.0 / args.frame_interval_ps)
@@ -240,7 +240,7 @@ def _add_info(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from openmm_timewarp.datasets import list_trajectories
+    from openmm_timewarp.data.datasets import list_trajectories
 
     trajectories = list_trajectories(args.data)
     summaries = [t.summary() for t in trajectories]
@@ -296,8 +296,8 @@ _SETTING_HELP = {
 def _add_train(subparsers: argparse._SubParsersAction) -> None:
     from dataclasses import fields
 
-    from openmm_timewarp.flow import PRESETS
-    from openmm_timewarp.training import TrainingSettings
+    from openmm_timewarp.proposals.cartesian import PRESETS
+    from openmm_timewarp.training.loop import TrainingSettings
 
     parser = subparsers.add_parser(
         "train",
@@ -349,7 +349,7 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
             default=setting.default,
             help=f"{_SETTING_HELP[setting.name]} (default {setting.default})",
         )
-    from openmm_timewarp.finetune import OBJECTIVES, SETTING_HELP, FineTuneSettings
+    from openmm_timewarp.training.finetune import OBJECTIVES, SETTING_HELP, FineTuneSettings
 
     fine_tune = parser.add_argument_group(
         "energy fine-tune (after maximum likelihood, from its best model; docs/training.md)"
@@ -465,7 +465,7 @@ def _training_recipe(args: argparse.Namespace) -> dict:
     """What determines the trained model; a resumed run must be given the same."""
     from dataclasses import asdict
 
-    from openmm_timewarp.training import TrainingSettings
+    from openmm_timewarp.training.loop import TrainingSettings
 
     settings = TrainingSettings(
         **{name: getattr(args, name) for name in TrainingSettings.__dataclass_fields__}
@@ -502,10 +502,10 @@ def _snapshot_training_data(data: Path, recipe: dict, output: Path) -> dict:
     """
     import shutil
 
-    from openmm_timewarp.datasets import list_trajectories
-    from openmm_timewarp.md import TOPOLOGY_FILE
-    from openmm_timewarp.peptides import FORCEFIELD_NAME
-    from openmm_timewarp.training import load_training_data
+    from openmm_timewarp.data.datasets import list_trajectories
+    from openmm_timewarp.data.md import TOPOLOGY_FILE
+    from openmm_timewarp.data.peptides import FORCEFIELD_NAME
+    from openmm_timewarp.training.loop import load_training_data
 
     trajectories = list_trajectories(data)
     temperatures = {t.settings.temperature_K for t in trajectories}
@@ -530,9 +530,9 @@ def _snapshot_peptides(folders: list[Path], recipe: dict, output: Path) -> dict:
     """:func:`_snapshot_training_data` for several molecules, one data folder each."""
     import io
 
-    from openmm_timewarp.datasets import list_trajectories
-    from openmm_timewarp.peptides import FORCEFIELD_NAME
-    from openmm_timewarp.training import load_training_data
+    from openmm_timewarp.data.datasets import list_trajectories
+    from openmm_timewarp.data.peptides import FORCEFIELD_NAME
+    from openmm_timewarp.training.loop import load_training_data
 
     peptides, facts = [], {"data_ns": 0.0, "frames": {}, "train_pairs": 0, "validation_pairs": 0}
     temperatures = set()
@@ -582,7 +582,7 @@ def _flow_metadata(topology: app.Topology, record: dict) -> ModelMetadata:
 
 def _transferable_metadata(record: dict, family: str) -> ModelMetadata:
     """Metadata of a model trained on several molecules: ``peptide-atom`` vocabulary, any size."""
-    from openmm_timewarp.dipeptides import peptide_atom_vocabulary
+    from openmm_timewarp.data.dipeptides import peptide_atom_vocabulary
 
     return ModelMetadata(
         name=record["name"],
@@ -617,9 +617,9 @@ class TrainingFolder:
     @classmethod
     def with_record(cls, path: Path, record: dict) -> TrainingFolder:
         """The folder's data and topology with the model that ``record`` describes."""
-        from openmm_timewarp.contract import atom_types_for_topology
-        from openmm_timewarp.flow import TimewarpProposal, preset
-        from openmm_timewarp.internal.proposals import proposal_for_frames
+        from openmm_timewarp.models.contract import atom_types_for_topology
+        from openmm_timewarp.proposals.cartesian import TimewarpProposal, preset
+        from openmm_timewarp.proposals.ic.families import proposal_for_frames
 
         recipe = record["recipe"]
         topology = app.PDBFile(str(path / TRAIN_TOPOLOGY_FILE)).topology
@@ -632,7 +632,7 @@ class TrainingFolder:
             config = preset(recipe["architecture"]["preset"], len(metadata.atom_types))
             model = RotationAugmented(TimewarpProposal(config), seed)
         elif recipe["family"] == "ic-rotor":
-            from openmm_timewarp.internal.rotors import RotorNetwork, RotorTrainingModel
+            from openmm_timewarp.proposals.rotors.model import RotorNetwork, RotorTrainingModel
 
             metadata = _transferable_metadata(record, "ic-rotor")
             atom_types = torch.from_numpy(atom_types_for_topology(topology, metadata))
@@ -662,7 +662,7 @@ class TrainingFolder:
 
     def load_best(self) -> None:
         """Load the best parameters of a finished training into the model."""
-        from openmm_timewarp.training import BEST_MODEL_FILE
+        from openmm_timewarp.training.loop import BEST_MODEL_FILE
 
         if not (self.path / BEST_MODEL_FILE).is_file() or not self.record["summary"]:
             raise ValueError(f"{self.path} has not finished training: rerun its `timewarp train`")
@@ -676,8 +676,8 @@ class TrainingFolder:
         """Export the model (best parameters loaded) with the training summary as metadata."""
         from dataclasses import replace
 
-        from openmm_timewarp.contract import export
-        from openmm_timewarp.internal.proposals import proposal_metadata
+        from openmm_timewarp.models.contract import export
+        from openmm_timewarp.proposals.ic.families import proposal_metadata
 
         recipe, facts = self.record["recipe"], self.record["facts"]
         training = {
@@ -693,7 +693,7 @@ class TrainingFolder:
         }
         model = self.model
         if recipe["family"] == "ic-rotor":
-            from openmm_timewarp.internal.rotors import save_network
+            from openmm_timewarp.proposals.rotors.model import save_network
 
             save_network(
                 model.network,
@@ -730,7 +730,7 @@ def _make_folder(path: Path) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from openmm_timewarp.training import distributed_process_group
+    from openmm_timewarp.training.loop import distributed_process_group
 
     _check_train_options(args)
     if args.fine_tune_steps:
@@ -744,7 +744,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _fine_tune_settings(args: argparse.Namespace):
     """The ``--fine-tune-*`` options as checked ``finetune.FineTuneSettings`` for the family."""
-    from openmm_timewarp.finetune import FineTuneSettings, settings_for_family
+    from openmm_timewarp.training.finetune import FineTuneSettings, settings_for_family
 
     names = FineTuneSettings.__dataclass_fields__
     values = {name: getattr(args, f"fine_tune_{name}") for name in names}
@@ -791,7 +791,7 @@ def _training_record(args: argparse.Namespace) -> dict:
 def _train_in_process(args: argparse.Namespace) -> int:
     import time
 
-    from openmm_timewarp.training import (
+    from openmm_timewarp.training.loop import (
         LOG_FILE,
         LOSS_PANELS,
         TrainingSettings,
@@ -832,7 +832,7 @@ def _train_in_process(args: argparse.Namespace) -> int:
     folder.save_record()
     plot_log(args.output / LOG_FILE, LOSS_PANELS)
     if args.fine_tune_steps:
-        from openmm_timewarp.finetune import fine_tune_folder
+        from openmm_timewarp.training.finetune import fine_tune_folder
 
         folder.record["summary"]["fine_tune"] = fine_tune_folder(
             folder, _fine_tune_settings(args), progress=not args.no_progress
@@ -849,8 +849,8 @@ def _train_in_process(args: argparse.Namespace) -> int:
 
 
 def _export_mixture(args: argparse.Namespace) -> int:
-    from openmm_timewarp.contract import export
-    from openmm_timewarp.internal.proposals import ICMixtureProposal, proposal_metadata
+    from openmm_timewarp.models.contract import export
+    from openmm_timewarp.proposals.ic.families import ICMixtureProposal, proposal_metadata
 
     conditional = TrainingFolder.open(args.conditional)
     independent = TrainingFolder.open(args.independent)
@@ -898,7 +898,7 @@ def _add_resave(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _resave(args: argparse.Namespace) -> int:
-    from openmm_timewarp.contract import resave
+    from openmm_timewarp.models.contract import resave
 
     for path in args.models:
         resave(path)

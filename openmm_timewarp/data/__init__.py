@@ -1,0 +1,1 @@
+"""Peptides, their MD data, datasets and splits, and energies."""

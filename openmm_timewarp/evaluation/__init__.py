@@ -1,0 +1,1 @@
+"""Evaluation: metrics, parallel-tempering references and benchmarks."""

@@ -1,1 +1,0 @@
-"""Internal-coordinate proposal models: Z-matrix transforms, spline flows and contract modules."""

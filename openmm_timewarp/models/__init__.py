@@ -1,0 +1,2 @@
+"""Proposal models: the contract (metadata, export, load, checks), model files and their
+resolution."""

@@ -1,0 +1,1 @@
+"""Proposal families: simple ones, Cartesian flows, internal-coordinate flows and rotor models."""

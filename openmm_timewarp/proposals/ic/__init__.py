@@ -1,0 +1,1 @@
+"""Internal-coordinate proposals: Z-matrix, splines, flows and the families built on them."""

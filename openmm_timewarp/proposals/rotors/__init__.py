@@ -1,0 +1,1 @@
+"""The transferable rotor model: graph features, densities and its proposal."""

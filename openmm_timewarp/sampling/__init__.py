@@ -1,0 +1,1 @@
+"""Python Metropolis-Hastings sampling: many chains, chain files, diagnostics."""
