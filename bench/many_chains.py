@@ -29,7 +29,8 @@ from openmm import app, unit
 from openmm_timewarp.data.peptides import create_system
 from openmm_timewarp.models.contract import export, load_model
 from openmm_timewarp.proposals.ic.families import rebuild_with_reference
-from openmm_timewarp.sampling.chains import ChainSampler, ChainSpec, chain_seed
+from openmm_timewarp.sampling.chains import ChainSampler, ChainSpec
+from openmm_timewarp.sampling.ranks import chain_seed
 
 EXAMPLE_PDB = Path(__file__).resolve().parent.parent / "examples" / "alanine-dipeptide.pdb"
 

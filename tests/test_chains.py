@@ -30,7 +30,7 @@ from test_integrator_sampling import (
 
 from openmm_timewarp.checkpoints import load_checkpoint
 from openmm_timewarp.cli import main as cli_main
-from openmm_timewarp.data.md import count_dcd_frames
+from openmm_timewarp.data.dcd import count_dcd_frames
 from openmm_timewarp.data.peptides import FORCEFIELD_NAME, build_peptide, create_system
 from openmm_timewarp.models.contract import (
     ModelMetadata,
@@ -47,14 +47,9 @@ from openmm_timewarp.proposals.simple import (
     IndependentGaussian,
     export_simple_proposal,
 )
-from openmm_timewarp.sampling.chains import (
-    ChainSampler,
-    ChainSpec,
-    chain_seed,
-    chains_for_rank,
-    process_rank,
-)
+from openmm_timewarp.sampling.chains import ChainSampler, ChainSpec
 from openmm_timewarp.sampling.diagnostics import STUCK_AFTER_PROPOSALS, StuckChainWarning
+from openmm_timewarp.sampling.ranks import chain_seed, chains_for_rank, process_rank
 
 torch.set_num_threads(1)
 

@@ -9,6 +9,7 @@ import mdtraj
 import numpy as np
 import pytest
 
+from openmm_timewarp.data.dcd import count_dcd_frames
 from openmm_timewarp.data.md import (
     PROGRESS_FILE,
     TOPOLOGY_FILE,
@@ -16,7 +17,6 @@ from openmm_timewarp.data.md import (
     CheckpointError,
     RunSettings,
     TrajectoryRun,
-    count_dcd_frames,
     parse_start,
     run_many,
 )

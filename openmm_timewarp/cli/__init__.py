@@ -21,12 +21,12 @@ import torch
 from openmm import app
 
 from openmm_timewarp.checkpoints import load_checkpoint, load_model_state, save_checkpoint
+from openmm_timewarp.cli.sample import add_parser as add_sample_parser
 from openmm_timewarp.data.dipeptides import add_dipeptides_parser
 from openmm_timewarp.data.peptides import TERMINI
 from openmm_timewarp.evaluation.benchmark import add_benchmark_parser
 from openmm_timewarp.evaluation.reference import add_reference_parser
 from openmm_timewarp.models.contract import ModelMetadata
-from openmm_timewarp.sampling.chains import add_sample_parser
 from openmm_timewarp.training.loop import PeptideData
 
 Register = Callable[[argparse._SubParsersAction], None]

@@ -27,13 +27,13 @@ import numpy as np
 import openmm.app as app
 import torch
 
+from openmm_timewarp.data.dcd import count_dcd_frames
 from openmm_timewarp.data.md import (
     PROGRESS_FILE,
     RUN_FILE,
     TOPOLOGY_FILE,
     TRAJECTORY_FILE,
     RunSettings,
-    count_dcd_frames,
 )
 from openmm_timewarp.data.peptides import backbone_torsions
 from openmm_timewarp.optional import require

@@ -29,7 +29,6 @@ import dataclasses
 import json
 import math
 import os
-import struct
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -40,6 +39,7 @@ import openmm
 import openmm.app as app
 import openmm.unit as unit
 
+from openmm_timewarp.data.dcd import count_dcd_frames, truncate_dcd
 from openmm_timewarp.data.peptides import (
     FORCEFIELD_NAME,
     Termini,
@@ -214,37 +214,6 @@ def prepare_run(settings: RunSettings) -> tuple[app.Simulation, app.Topology]:
     return production, topology
 
 
-def _dcd_layout(path: Path, num_atoms: int) -> tuple[int, int]:
-    """Header and frame sizes in bytes of a non-periodic DCD file written by OpenMM."""
-    with open(path, "rb") as handle:
-        handle.seek(92)
-        comment_bytes = struct.unpack("<i", handle.read(4))[0]
-    return 104 + comment_bytes + 8, 3 * (4 * num_atoms + 8)
-
-
-def count_dcd_frames(path: Path, num_atoms: int) -> int:
-    """Complete frames in a DCD file (a frame cut short by an interruption does not count)."""
-    header, frame = _dcd_layout(path, num_atoms)
-    return max(0, (path.stat().st_size - header) // frame)
-
-
-def _truncate_dcd(path: Path, num_atoms: int, num_frames: int, interval: int) -> None:
-    """Cut a DCD back to its first ``num_frames`` frames and make the header agree: the frame
-    count, and the step of the last frame (``first step + (frames - 1) x interval``, as
-    ``app.DCDFile`` writes it)."""
-    header, frame = _dcd_layout(path, num_atoms)
-    with open(path, "rb+") as handle:
-        handle.seek(12)
-        first_step = struct.unpack("<i", handle.read(4))[0]
-        handle.truncate(header + num_frames * frame)
-        handle.seek(8)
-        handle.write(struct.pack("<i", num_frames))
-        handle.seek(20)
-        handle.write(struct.pack("<i", first_step + max(0, num_frames - 1) * interval))
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
 class TrajectoryRun:
     """One resumable trajectory in its own folder (see the module documentation for the layout)."""
 
@@ -354,7 +323,7 @@ class TrajectoryRun:
                 "the trajectory was cut short outside this program. Move the run folder aside."
             )
         # Frames written after the last commit are recomputed identically from the checkpoint.
-        _truncate_dcd(trajectory, num_atoms, progress["frames"], self.settings.frame_interval_steps)
+        truncate_dcd(trajectory, num_atoms, progress["frames"], self.settings.frame_interval_steps)
         return simulation, progress["frames"]
 
     def _saved_system(self, topology: app.Topology) -> openmm.System:
