@@ -15,36 +15,17 @@ from pathlib import Path
 
 import openmm
 import pytest
-import torch
+from helpers import sign_flipped_copy
 from openmm import app
 
 from openmm_timewarp import TimewarpIntegrator
 from openmm_timewarp.data.peptides import build_peptide, create_system
-from openmm_timewarp.models.contract import load_model, resolve_model_path, save_module
+from openmm_timewarp.models.contract import resolve_model_path
 from openmm_timewarp.proposals.rotors.model import model_file_for_topology
 
 EXAMPLE_PDB = Path(__file__).parents[1] / "examples" / "alanine-dipeptide.pdb"
 BAND = 0.05
 REFERENCE = openmm.Platform.getPlatformByName("Reference")
-
-
-class FlippedRatio(torch.nn.Module):
-    """A loaded model file with logQRatio negated; everything else as in the file."""
-
-    def __init__(self, model: torch.jit.ScriptModule) -> None:
-        super().__init__()
-        self.model = model
-        self.noise_dim: int = model.noise_dim
-        self.tau: float = model.tau
-        self.num_atoms: int = model.num_atoms
-        self.num_atom_types: int = model.num_atom_types
-        self.independent: bool = model.independent
-
-    def forward(
-        self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        proposals, log_q_ratio = self.model(positions, atom_types, noise)
-        return proposals, -log_q_ratio
 
 
 def acceptance(model, topology: app.Topology, positions, steps: int, seed: int) -> float:
@@ -53,11 +34,6 @@ def acceptance(model, topology: app.Topology, positions, steps: int, seed: int) 
     context.setPositions(positions)
     integrator.step(steps)
     return integrator.getAcceptanceRate()
-
-
-def flipped_file(model_file: Path, path: Path) -> Path:
-    module, metadata = load_model(model_file)
-    return save_module(FlippedRatio(module), path, metadata)
 
 
 def alanine_dipeptide() -> tuple[app.Topology, list]:
@@ -81,7 +57,7 @@ def test_alanine_dipeptide_model_reaches_its_documented_acceptance(flipped, tmp_
     topology, positions = alanine_dipeptide()
     model = "alanine-dipeptide"
     if flipped:
-        model = flipped_file(resolve_model_path(model), tmp_path / "f.pt")
+        model = sign_flipped_copy(resolve_model_path(model), tmp_path / "f.pt")
     rate = acceptance(model, topology, positions, steps=3000, seed=1)
     assert (abs(rate - 0.155) <= BAND) != flipped, rate
 
@@ -93,6 +69,6 @@ def test_dipeptides_model_reaches_its_documented_acceptance(flipped, tmp_path, m
     topology, positions = held_out_dipeptide()
     model = model_file_for_topology("dipeptides", topology)
     if flipped:
-        model = flipped_file(model, tmp_path / "f.pt")
+        model = sign_flipped_copy(model, tmp_path / "f.pt")
     rate = acceptance(model, topology, positions, steps=3000, seed=1)
     assert (abs(rate - 0.269) <= BAND) != flipped, rate

@@ -7,26 +7,29 @@ import mdtraj
 import numpy as np
 import pytest
 import torch
-from openmm import app, unit
-from proposal_wrappers import DeclaredIndependent, SignFlipped, save_without_checks
-from test_flow import NUM_ATOM_TYPES, make_inputs
-from test_flow import make_model as make_flow
-from test_ic_proposals import make_models as make_ic_models
-from test_ic_proposals import positions_of
-from test_integrator_sampling import (
+from helpers import (
     BURN_IN,
     DOUBLE_WELL_PROPOSALS,
+    DOUBLE_WELL_START,
     HARMONIC_CENTRES,
     HARMONIC_PROPOSALS,
     TEMPERATURE,
     THIN,
+    DeclaredIndependent,
+    SignFlipped,
     analytic_cases,
     compare,
     double_well_observables,
     double_well_system,
     harmonic_observables,
     harmonic_system,
+    save_without_checks,
 )
+from openmm import app, unit
+from test_flow import NUM_ATOM_TYPES, make_inputs
+from test_flow import make_model as make_flow
+from test_ic_proposals import make_models as make_ic_models
+from test_ic_proposals import positions_of
 
 from openmm_timewarp.checkpoints import load_checkpoint
 from openmm_timewarp.cli import main as cli_main
@@ -371,8 +374,7 @@ def test_double_well_is_sampled_exactly(flipped, tmp_path):
     proposal = DOUBLE_WELL_PROPOSALS["drifted walk"]()
     proposal = SignFlipped(proposal) if flipped else proposal
     path = export_simple_proposal(proposal, tmp_path / "m.pt")
-    start = np.array([[-0.1, 0.0, 0.0]])
-    samples = analytic_samples(double_well_system(), start, path, tmp_path, seed=22)
+    samples = analytic_samples(double_well_system(), DOUBLE_WELL_START, path, tmp_path, seed=22)
     failures = compare(double_well_observables(samples))
     assert (failures != []) == flipped
 

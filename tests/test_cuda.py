@@ -8,7 +8,7 @@ import numpy as np
 import openmm
 import pytest
 import torch
-from proposal_wrappers import tethered_particles
+from helpers import tethered_particles
 
 from openmm_timewarp import TimewarpIntegrator
 from openmm_timewarp.proposals.simple import GaussianRandomWalk, export_simple_proposal

@@ -13,8 +13,8 @@ import numpy as np
 import openmm
 import pytest
 import torch
+from helpers import SignFlipped
 from openmm import unit
-from proposal_wrappers import SignFlipped
 
 from openmm_timewarp.models import contract
 from openmm_timewarp.proposals.cartesian import (

@@ -7,8 +7,8 @@ import numpy as np
 import openmm
 import pytest
 import torch
+from helpers import NonFinite, free_particles, tethered_particles
 from openmm import app, unit
-from proposal_wrappers import NonFinite, tethered_particles
 
 from openmm_timewarp import TimewarpIntegrator, timewarpplugin
 from openmm_timewarp.data.peptides import build_peptide, create_system
@@ -367,9 +367,7 @@ def test_exploration_mode_accepts_by_threshold(tmp_path):
 
 def test_chirality_inversion_is_rejected(tmp_path):
     path = export_simple_proposal(Mirror(), tmp_path / "mirror.pt")
-    system = openmm.System()
-    for _ in range(4):
-        system.addParticle(12.0)  # no forces: every proposal has zero energy change
+    system = free_particles(4)  # no forces: every proposal has zero energy change
     integrator, context = make_context(path, system=system, chiral_centres=[(0, 1, 2, 3)])
     integrator.step(10)
     assert integrator.getNumRejectedChirality() == 10
@@ -539,9 +537,7 @@ def test_alanine_dipeptide_guards_its_chiral_centre(tmp_path):
 
 def test_a_step_that_throws_changes_nothing(tmp_path):
     path = script_and_save(BreaksBeyond(), tmp_path / "breaks.pt")
-    system = openmm.System()
-    for _ in range(4):
-        system.addParticle(12.0)
+    system = free_particles(4)
     integrator, context = make_context(path, system=system, seed=2)
     context.setVelocitiesToTemperature(300)
     before = context.getState(getPositions=True, getVelocities=True)

@@ -13,34 +13,24 @@ import math
 import numpy as np
 import openmm
 import pytest
+from helpers import batch_means_error, tethered_particles
 from openmm import unit
 
 from openmm_timewarp import TimewarpIntegrator
+from openmm_timewarp.data.energy import thermal_energy
 from openmm_timewarp.proposals.simple import GaussianRandomWalk, export_simple_proposal
 
 TEMPERATURES = (300.0, 600.0)
 STD_AT_FIRST = 0.05  # nm per coordinate at the first temperature
-FORCE_CONSTANT = (unit.MOLAR_GAS_CONSTANT_R * TEMPERATURES[0] * unit.kelvin).value_in_unit(
-    unit.kilojoule_per_mole
-) / STD_AT_FIRST**2
+FORCE_CONSTANT = thermal_energy(TEMPERATURES[0]) / STD_AT_FIRST**2
 EXCHANGES = 3_000
 STEPS_PER_EXCHANGE = 5
 NUM_BATCHES = 20
 TOLERANCE = 4.0
 
 
-def kt(temperature: float) -> float:
-    return (unit.MOLAR_GAS_CONSTANT_R * temperature * unit.kelvin).value_in_unit(
-        unit.kilojoule_per_mole
-    )
-
-
 def harmonic_well() -> openmm.System:
-    system = openmm.System()
-    force = openmm.CustomExternalForce(f"0.5*{FORCE_CONSTANT}*(x^2+y^2+z^2)")
-    force.addParticle(system.addParticle(12.0), [])
-    system.addForce(force)
-    return system
+    return tethered_particles(1, FORCE_CONSTANT)
 
 
 def run_exchange(model, apply_temperatures: bool) -> tuple[dict[float, np.ndarray], float]:
@@ -66,9 +56,9 @@ def run_exchange(model, apply_temperatures: bool) -> tuple[dict[float, np.ndarra
             squared.append(float((state.getPositions(asNumpy=True)._value ** 2).sum()))
         for replica, temperature in enumerate(temperature_of):
             samples[temperature].append(squared[replica])
-        log_acceptance = (1 / kt(temperature_of[0]) - 1 / kt(temperature_of[1])) * (
-            energies[0] - energies[1]
-        )
+        log_acceptance = (
+            1 / thermal_energy(temperature_of[0]) - 1 / thermal_energy(temperature_of[1])
+        ) * (energies[0] - energies[1])
         if log_acceptance >= 0 or random.random() < math.exp(log_acceptance):
             accepted += 1
             temperature_of.reverse()
@@ -82,9 +72,8 @@ def failures(samples: dict[float, np.ndarray]) -> list[str]:
     """Temperatures whose <r^2> / (3 kT / k) differs from 1 by more than TOLERANCE errors."""
     failed = []
     for temperature, squared in samples.items():
-        ratio = squared / (3 * kt(temperature) / FORCE_CONSTANT)
-        batches = ratio[: len(ratio) // NUM_BATCHES * NUM_BATCHES].reshape(NUM_BATCHES, -1)
-        error = batches.mean(axis=1).std(ddof=1) / math.sqrt(NUM_BATCHES)
+        ratio = squared / (3 * thermal_energy(temperature) / FORCE_CONSTANT)
+        error = batch_means_error(ratio, NUM_BATCHES)
         line = f"{temperature} K: <r^2>/(3kT/k) = {ratio.mean():.4f} (standard error {error:.2g})"
         print(line)
         if abs(ratio.mean() - 1.0) > TOLERANCE * error:

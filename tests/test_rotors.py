@@ -6,8 +6,8 @@ import numpy as np
 import openmm
 import pytest
 import torch
+from helpers import SignFlipped
 from openmm import app, unit
-from proposal_wrappers import SignFlipped
 
 from openmm_timewarp import TimewarpIntegrator
 from openmm_timewarp.data.dipeptides import peptide_atom_vocabulary

@@ -11,7 +11,7 @@ import textwrap
 import numpy as np
 import openmm
 import pytest
-from proposal_wrappers import tethered_particles
+from helpers import tethered_particles
 
 from openmm_timewarp import TimewarpIntegrator
 from openmm_timewarp.proposals.simple import GaussianRandomWalk, export_simple_proposal

@@ -15,8 +15,8 @@ import numpy as np
 import openmm
 import pytest
 import torch
+from helpers import NonFinite, tethered_particles
 from openmm import app, unit
-from proposal_wrappers import NonFinite, tethered_particles
 
 from openmm_timewarp import TimewarpIntegrator
 from openmm_timewarp.checkpoints import load_checkpoint, save_checkpoint
