@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from openmm_timewarp.data.peptides import TERMINI
@@ -11,7 +12,7 @@ from openmm_timewarp.sampling.diagnostics import is_stuck, stuck_message
 from openmm_timewarp.sampling.ranks import chains_for_rank, process_rank
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``timewarp sample`` (many chains, one batched model call per round)."""
     parser = subparsers.add_parser(
         "sample",
@@ -47,7 +48,7 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(handler=_sample_command)
 
 
-def _sample_command(args) -> int:
+def _sample_command(args: argparse.Namespace) -> int:
     rank, world_size = process_rank()
     specs = peptide_chains(
         args.model, args.peptides, args.chains_per_peptide, args.seed, args.termini, args.system
