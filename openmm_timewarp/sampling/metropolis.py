@@ -19,10 +19,12 @@ keep the chain exact live here and nowhere else in Python:
 The C++ kernel of the plugin implements the same rules for ``TimewarpIntegrator``
 (``plugin/platforms/common/src/CommonTimewarpKernels.cpp`` for the walk,
 ``plugin/openmmapi/src/TimewarpChainState.cpp`` for the batch size,
-``plugin/openmmapi/src/TimewarpIntegrator.cpp`` for the System checks). The statistical tests in
+``plugin/openmmapi/src/TimewarpIntegrator.cpp`` for the System checks), plus the integrator's
+exploration mode, which is not exact and has no Python counterpart. The statistical tests in
 ``tests/`` hold both to the same analytic expectations (tests/test_integrator_sampling.py for the
 integrator, tests/test_chains.py for the many-chain sampler), with deliberately wrong proposals
-(``tests/helpers.py``) as controls that must fail.
+(``tests/helpers.py``) as controls that must fail; tests/test_metropolis.py checks these rules
+step by step.
 """
 
 from __future__ import annotations
