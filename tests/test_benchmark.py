@@ -9,7 +9,7 @@ import torch
 
 from openmm_timewarp.data import peptides
 from openmm_timewarp.data.peptides import build_peptide, create_system
-from openmm_timewarp.evaluation import benchmark, comparisons, md_reference, metrics, runs
+from openmm_timewarp.evaluation import benchmark, comparisons, md_rates, md_reference, metrics, runs
 from openmm_timewarp.evaluation.report import markdown_summary
 from openmm_timewarp.evaluation.settings import (
     EXPLORATION,
@@ -366,3 +366,103 @@ def test_command_line_with_a_system_file(tmp_path, reference_dir, capsys):
     capsys.readouterr()
     assert cli.main([*arguments, "--system", str(other_file), "-o", str(tmp_path / "bad")]) == 2
     assert "1 particles but the peptide has 22" in capsys.readouterr().err
+
+
+def _ar1(length: int, rho: float, seed: int) -> np.ndarray:
+    """An AR(1) series: tau_int = (1 + rho) / (1 - rho) frames."""
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(size=length) * np.sqrt(1 - rho**2)
+    series = np.empty(length)
+    series[0] = rng.normal()
+    for i in range(1, length):
+        series[i] = rho * series[i - 1] + noise[i]
+    return series
+
+
+def test_a_long_run_counts_only_when_20_autocorrelation_times_long():
+    """rho 0.9 gives tau_int 19 frames: 4,000 frames are about 210 tau_int, 150 frames about 8."""
+    long = metrics.integrated_autocorrelation_time(_ar1(4000, 0.9, seed=0))
+    assert abs(long.tau_int - 19.0) < 3 * long.tau_int_error
+    rate = md_rates.mark_long_enough(long.as_dict(), frame_interval_ps=2.0)
+    assert rate["tau_int_ps"] == pytest.approx(2.0 * long.tau_int)
+    assert rate["autocorrelation_times"] == pytest.approx(
+        4000 / (long.tau_int + long.tau_int_error)
+    )
+    assert rate["long_enough"] is True
+    # The short run underestimates its tau_int: by the point estimate alone it would count
+    # (the control), by tau_int plus its error it does not.
+    short = metrics.integrated_autocorrelation_time(_ar1(150, 0.9, seed=0))
+    assert 150 / short.tau_int >= 20
+    assert md_rates.mark_long_enough(short.as_dict(), 2.0)["long_enough"] is False
+    # A window that did not close is never long enough, however many frames it has.
+    open_window = dict(long.as_dict(), window_closed=False, num_samples=10**6)
+    assert md_rates.mark_long_enough(open_window, 1.0)["long_enough"] is False
+
+
+def _rate(value: float, error: float, long_enough: bool, times: float = 50.0) -> dict:
+    return {
+        "ess_per_s": value,
+        "ess_per_s_error": error,
+        "long_enough": long_enough,
+        "tau_int_ps": 40.0,
+        "autocorrelation_times": times,
+    }
+
+
+def test_fastest_long_run_and_timewarp_ratio_with_propagated_error():
+    runs = {
+        MD_PRACTICAL: {"ess": {"psi0": _rate(0.3, 0.03, True), "phi0": _rate(2.0, 0.1, False, 9)}},
+        MD_HMR: {"ess": {"psi0": _rate(0.9, 0.1, False, 12), "phi0": _rate(1.0, 0.2, False, 15)}},
+    }
+    timewarp = {"psi0": {"ess_per_s": 90.0, "ess_per_s_error": 4.5}, "phi0": {"ess_per_s": 1.0}}
+    fastest = md_rates.fastest_long_runs(runs, timewarp)
+    # md-4fs-hmr is faster on psi0 but too short to count; md-2fs-hbonds is the one measured.
+    assert fastest["psi0"]["baseline"] == MD_PRACTICAL
+    assert fastest["psi0"]["ratio"] == pytest.approx(300.0)
+    assert fastest["psi0"]["error"] == pytest.approx(300.0 * np.hypot(0.05, 0.1))
+    assert fastest["phi0"]["baseline"] is None and "ratio" not in fastest["phi0"]
+    assert "longest: md-4fs-hmr, 15" in fastest["phi0"]["note"]
+    assert "ratio" not in md_rates.fastest_long_runs(runs)["psi0"]
+
+
+def test_long_md_runs_feed_the_benchmark(tmp_path, reference_dir, capsys):
+    """`timewarp md-rate` records a run as the benchmark runs it; `timewarp benchmark --md-rates`
+    takes its rates (ESS of the whole run over its wall time), and refuses runs of other
+    settings."""
+    from openmm_timewarp import cli
+
+    runs = tmp_path / "runs"
+    common = ["A", "--reference", str(reference_dir), "--no-progress"]
+    recording = ["md-rate", *common, "--baselines", MD_PRACTICAL, "--budget", "0.5"]
+    assert cli.main([*recording, "--frame-interval-ps", "0.05", "-o", str(runs)]) == 0
+    assert f"{runs / MD_PRACTICAL}:" in capsys.readouterr().out
+    record = json.loads((runs / MD_PRACTICAL / md_rates.RUN_FILE).read_text())
+    frames = np.load(runs / MD_PRACTICAL / md_rates.FRAMES_FILE)
+    assert frames.shape == (record["frames"], 22, 3) and record["frames"] > 2
+    assert record["simulated_ns"] == pytest.approx(record["steps"] * 2e-6)
+    assert record["wall_s_per_ns"] == pytest.approx(record["wall_s"] / record["simulated_ns"])
+    assert record["frame_interval_ps"] == pytest.approx(0.05)
+
+    arguments = ["benchmark", *common, "--samplers", MD_PRACTICAL, "--tica-lag-ps", "0.25"]
+    arguments += ["--md-frame-interval-ps", "0.05", "--budget", "0.5", "--md-rates", str(runs)]
+    assert cli.main([*arguments, "-o", str(tmp_path / "report")]) == 0
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    run = report["md_rates"]["runs"][MD_PRACTICAL]
+    assert set(run["ess"]) == {"tic0", "phi0", "psi0"} and run["same_host"] is True
+    for rate in run["ess"].values():
+        assert rate["num_samples"] == record["frames"]
+        assert rate["ess_per_s"] == pytest.approx(rate["ess"] / record["wall_s"])
+        assert rate["long_enough"] == (
+            rate["window_closed"] and rate["autocorrelation_times"] >= 20
+        )
+    assert set(report["md_rates"]["fastest"]) == {"tic0", "phi0", "psi0"}
+    assert "- MD rates from long runs" in capsys.readouterr().out
+
+    with pytest.raises(ValueError, match="MD baselines"):
+        md_rates.record_long_runs("A", tmp_path, BenchmarkSettings(samplers=(TIMEWARP,)))
+    assert cli.main([*arguments, "--temperature", "300", "-o", str(tmp_path / "bad")]) == 2
+    assert "temperature_K 310.0, the benchmark 300.0" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    arguments[-1] = str(tmp_path / "empty")
+    assert cli.main([*arguments, "-o", str(tmp_path / "bad")]) == 2
+    assert "no long MD runs" in capsys.readouterr().err

@@ -21,7 +21,7 @@ import torch
 from openmm import app
 
 from openmm_timewarp.checkpoints import load_checkpoint, load_model_state, save_checkpoint
-from openmm_timewarp.cli import benchmark, reference
+from openmm_timewarp.cli import benchmark, md_rate, reference
 from openmm_timewarp.data.dipeptides import add_dipeptides_parser
 from openmm_timewarp.data.peptides import TERMINI
 from openmm_timewarp.models.contract import ModelMetadata
@@ -911,6 +911,7 @@ SUBCOMMANDS: list[Register] = [
     _add_info,
     _add_train,
     benchmark.add_parser,
+    md_rate.add_parser,
     add_sample_parser,
     _add_resave,
     reference.add_parser,

@@ -46,15 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=defaults.num_starts,
         help="chains per sampler, started from reference frames spread evenly",
     )
-    parser.add_argument(
-        "--reference", type=Path, help="a `timewarp simulate` folder to compare with"
-    )
-    parser.add_argument(
-        "--reference-ns",
-        type=float,
-        default=defaults.reference_ns,
-        help="length of the generated reference MD (when --reference is not given)",
-    )
+    add_reference_arguments(parser, defaults)
     parser.add_argument(
         "--parallel-tempering",
         type=Path,
@@ -62,7 +54,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "equilibrium reference for basin and phi > 0 populations",
     )
     parser.add_argument(
-        "--cache", type=Path, default=Path("data/benchmark"), help="reference cache"
+        "--md-rates",
+        type=Path,
+        metavar="DIR",
+        help="long MD runs of `timewarp md-rate` (same peptide, System, temperature, platform): "
+        "MD's ESS per second is also taken from them where they are at least 20 integrated "
+        "autocorrelation times long, with Timewarp's ratio to the fastest",
     )
     parser.add_argument("--tica-lag-ps", type=float, default=defaults.tica_lag_ps)
     parser.add_argument(
@@ -97,6 +94,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_benchmark_command)
 
 
+def add_reference_arguments(parser: argparse.ArgumentParser, defaults: BenchmarkSettings) -> None:
+    """``--reference``, ``--reference-ns`` and ``--cache``: the reference MD, given or generated."""
+    parser.add_argument(
+        "--reference", type=Path, help="a `timewarp simulate` folder to compare with"
+    )
+    parser.add_argument(
+        "--reference-ns",
+        type=float,
+        default=defaults.reference_ns,
+        help="length of the generated reference MD (when --reference is not given)",
+    )
+    parser.add_argument(
+        "--cache", type=Path, default=Path("data/benchmark"), help="reference cache"
+    )
+
+
 def _benchmark_command(args: argparse.Namespace) -> int:
     settings = BenchmarkSettings(
         budget_s=args.budget,
@@ -124,6 +137,7 @@ def _benchmark_command(args: argparse.Namespace) -> int:
         cache_dir=args.cache,
         show_progress=not args.no_progress,
         system_file=args.system,
+        md_rates_dir=args.md_rates,
     )
     print((args.output / "summary.md").read_text())
     return 0

@@ -54,6 +54,23 @@ def _ess_record(estimate: metrics.AutocorrelationEstimate, wall_s: float) -> dic
     return record
 
 
+def ess_records(
+    angles: Sequence[tuple[np.ndarray, np.ndarray]], tics: Sequence[np.ndarray], wall_s: float
+) -> dict[str, dict]:
+    """ESS and ESS per second of TIC0 and of every backbone dihedral (``phi0``, ``psi0``, ...),
+    pooled over chains that together took ``wall_s`` seconds."""
+    ess = {
+        "tic0": _ess_record(
+            metrics.integrated_autocorrelation_time([t[:, 0] for t in tics]), wall_s
+        )
+    }
+    for kind, column in (("phi", 0), ("psi", 1)):
+        for residue in range(angles[0][column].shape[1]):
+            estimate = metrics.dihedral_autocorrelation([a[column][:, residue] for a in angles])
+            ess[f"{kind}{residue}"] = _ess_record(estimate, wall_s)
+    return ess
+
+
 def population_record(indicators: Sequence[np.ndarray]) -> dict:
     values = np.concatenate(indicators).astype(float)
     population = float(values.mean())
@@ -75,15 +92,7 @@ def analyse_chains(
     angles = [metrics.backbone_dihedrals(t) for t in trajectories]
     tics = [reference.tica.transform(metrics.dihedral_features(t)) for t in trajectories]
 
-    ess = {
-        "tic0": _ess_record(
-            metrics.integrated_autocorrelation_time([t[:, 0] for t in tics]), wall_s
-        )
-    }
-    for kind, column in (("phi", 0), ("psi", 1)):
-        for residue in range(angles[0][column].shape[1]):
-            estimate = metrics.dihedral_autocorrelation([a[column][:, residue] for a in angles])
-            ess[f"{kind}{residue}"] = _ess_record(estimate, wall_s)
+    ess = ess_records(angles, tics, wall_s)
     dihedral_keys = [k for k in ess if k != "tic0"]
     slowest = min(dihedral_keys, key=lambda k: ess[k]["ess"])
 

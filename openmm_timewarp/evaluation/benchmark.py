@@ -18,19 +18,10 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import platform as host
 from dataclasses import asdict
 from pathlib import Path
 
-import openmm
-
-from openmm_timewarp.data.peptides import (
-    FORCEFIELD_NAME,
-    TERMINI,
-    build_peptide,
-    create_system,
-    read_system,
-)
+from openmm_timewarp.data.peptides import FORCEFIELD_NAME, TERMINI
 from openmm_timewarp.evaluation.analysis import analyse_chains, profile_timewarp, reference_summary
 from openmm_timewarp.evaluation.comparisons import (
     compare_with_tempering,
@@ -38,14 +29,19 @@ from openmm_timewarp.evaluation.comparisons import (
     fastest_md_baselines,
     sampler_ratios,
 )
+from openmm_timewarp.evaluation.md_rates import (
+    MIN_AUTOCORRELATION_TIMES,
+    fastest_long_runs,
+    long_run_rates,
+)
 from openmm_timewarp.evaluation.md_reference import (
-    generate_reference,
     load_reference,
+    reference_folder,
     starting_frames,
 )
 from openmm_timewarp.evaluation.plots import write_plots
-from openmm_timewarp.evaluation.report import markdown_summary, model_summary, processor_name
-from openmm_timewarp.evaluation.runs import run_chain
+from openmm_timewarp.evaluation.report import machine_record, markdown_summary, model_summary
+from openmm_timewarp.evaluation.runs import peptide_system, run_chain
 from openmm_timewarp.evaluation.settings import EXPLORATION, TIMEWARP, BenchmarkSettings
 from openmm_timewarp.progress import progress_bar
 
@@ -61,6 +57,7 @@ def run_benchmark(
     show_progress: bool = True,
     parallel_tempering_dir: str | os.PathLike | None = None,
     system_file: str | os.PathLike | None = None,
+    md_rates_dir: str | os.PathLike | None = None,
 ) -> dict:
     """Run every sampler on the peptide for the same wall-clock budget and write the report.
 
@@ -81,6 +78,10 @@ def run_benchmark(
             sampler runs on instead of amber14-all + OBC2. The reference MD (TICA, states,
             histograms) stays that of ``reference_dir`` or the generated amber14 run, so the
             free-energy comparisons hold only for a System of that force field.
+        md_rates_dir: long MD runs of the same peptide, System, temperature and platform
+            (``timewarp md-rate``, :mod:`openmm_timewarp.evaluation.md_rates`); MD's ESS per
+            second is then also taken from them, where they are long enough, with Timewarp's
+            ratio to the fastest.
 
     Returns:
         The report (also written as ``report.json``).
@@ -100,17 +101,20 @@ def run_benchmark(
         from openmm_timewarp.evaluation.reference import read_run
 
         tempering = read_run(parallel_tempering_dir)
-    modeller = build_peptide(sequence, termini)
-    topology = modeller.topology
-    if system_file is None:
-        system = create_system(topology)
-    else:
-        system = read_system(system_file, topology)
-
-    if reference_dir is None:
-        reference_dir = generate_reference(sequence, termini, cache_dir, settings)
+    topology, system = peptide_system(sequence, termini, system_file)
+    reference_dir = reference_folder(sequence, termini, settings, reference_dir, cache_dir)
     reference = load_reference(reference_dir, topology, settings)
     starts = starting_frames(reference, settings.num_starts)
+    peptide = {
+        "sequence": sequence,
+        "termini": termini,
+        "atoms": topology.getNumAtoms(),
+        "system": FORCEFIELD_NAME if system_file is None else str(system_file),
+    }
+    long_runs = None
+    if md_rates_dir is not None:  # read before the budget is spent: a mismatch is refused now
+        expected = dict(peptide, temperature_K=settings.temperature_K, platform=settings.platform)
+        long_runs = long_run_rates(md_rates_dir, expected, topology, reference)
 
     samplers: dict[str, dict] = {}
     plot_data: dict[str, dict] = {}
@@ -143,19 +147,8 @@ def run_benchmark(
 
     report = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {
-            "host": host.node(),
-            "processor": processor_name(),
-            "cpu_count": os.cpu_count(),
-            "openmm": openmm.__version__,
-            "platform": settings.platform,
-        },
-        "peptide": {
-            "sequence": sequence,
-            "termini": termini,
-            "atoms": topology.getNumAtoms(),
-            "system": FORCEFIELD_NAME if system_file is None else str(system_file),
-        },
+        "machine": machine_record(settings.platform),
+        "peptide": peptide,
         "model": model_summary(model),
         "settings": asdict(settings),
         "reference": reference_summary(reference),
@@ -164,6 +157,13 @@ def run_benchmark(
         "fastest_md": fastest_md_baselines(samplers),
         "discovery_speedups": discovery_speedups(samplers, settings),
     }
+    if long_runs is not None:
+        report["md_rates"] = {
+            "source": str(md_rates_dir),
+            "min_autocorrelation_times": MIN_AUTOCORRELATION_TIMES,
+            "runs": long_runs,
+            "fastest": fastest_long_runs(long_runs, samplers.get(TIMEWARP, {}).get("ess")),
+        }
     if tempering is not None:
         report["parallel_tempering"] = compare_with_tempering(
             tempering, str(parallel_tempering_dir), samplers, plot_data

@@ -21,7 +21,7 @@ from openmm_timewarp.evaluation.settings import (
 )
 
 
-def _ratio(numerator: dict, denominator: dict) -> dict:
+def ess_ratio(numerator: dict, denominator: dict) -> dict:
     """ESS/s ratio with the relative errors added in quadrature."""
     a, b = numerator["ess_per_s"], denominator["ess_per_s"]
     ratio = a / b
@@ -92,7 +92,7 @@ def sampler_ratios(samplers: dict) -> dict:
         if baseline in samplers:
             md = samplers[baseline]["ess"]
             ratios[f"{TIMEWARP}/{baseline}"] = {
-                key: _ratio(timewarp[key], md[key])
+                key: ess_ratio(timewarp[key], md[key])
                 for key in timewarp
                 if timewarp[key]["ess_per_s"] > 0 and md[key]["ess_per_s"] > 0
             }
@@ -103,7 +103,7 @@ def fastest_md_baselines(samplers: dict) -> dict:
     """Per coordinate, the MD baseline with the highest ESS per second, and Timewarp's ratio to it.
 
     Each record holds the baseline's name, its ESS/s with error and whether its Sokal window
-    closed (``reliable``); when Timewarp ran, ``ratio`` and ``error`` as in :func:`_ratio`.
+    closed (``reliable``); when Timewarp ran, ``ratio`` and ``error`` as in :func:`ess_ratio`.
     """
     baselines = [name for name in MD_PROTOCOLS if name in samplers]
     if not baselines:
@@ -120,7 +120,7 @@ def fastest_md_baselines(samplers: dict) -> dict:
             "reliable": md["reliable"],
         }
         if key in timewarp and timewarp[key]["ess_per_s"] > 0 and md["ess_per_s"] > 0:
-            record.update(_ratio(timewarp[key], md))
+            record.update(ess_ratio(timewarp[key], md))
         fastest[key] = record
     return fastest
 

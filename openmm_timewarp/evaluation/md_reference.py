@@ -83,10 +83,11 @@ def generate_reference(
     return folder
 
 
-def load_reference(
-    reference_dir: str | os.PathLike, topology: app.Topology, settings: BenchmarkSettings
-) -> Reference:
-    """Read a ``timewarp simulate`` folder and derive TICA, states and histogram ranges from it."""
+def read_reference_trajectories(
+    reference_dir: str | os.PathLike, topology: app.Topology
+) -> tuple[list[mdtraj.Trajectory], float]:
+    """The trajectories of a ``timewarp simulate`` folder of the peptide, and their frame
+    interval (ps); refused for another molecule or atom order."""
     runs = list_trajectories(reference_dir)
     md_topology = mdtraj.Topology.from_openmm(topology)
     trajectories = []
@@ -103,7 +104,14 @@ def load_reference(
     intervals = {run.frame_interval_ps for run in runs}
     if len(intervals) != 1:
         raise ValueError(f"the reference trajectories have different frame intervals {intervals}")
-    frame_interval_ps = intervals.pop()
+    return trajectories, intervals.pop()
+
+
+def load_reference(
+    reference_dir: str | os.PathLike, topology: app.Topology, settings: BenchmarkSettings
+) -> Reference:
+    """Read a ``timewarp simulate`` folder and derive TICA, states and histogram ranges from it."""
+    trajectories, frame_interval_ps = read_reference_trajectories(reference_dir, topology)
     lag = max(1, round(settings.tica_lag_ps / frame_interval_ps))
     features = [metrics.dihedral_features(t) for t in trajectories]
     usable = [f for f in features if len(f) > lag]
@@ -139,6 +147,20 @@ def load_reference(
         kmeans=kmeans,
         tic_range=tic_range,
     )
+
+
+def reference_folder(
+    sequence: str,
+    termini: str,
+    settings: BenchmarkSettings,
+    reference_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike = "data/benchmark",
+) -> Path:
+    """``reference_dir``, or, when None, the reference generated (and cached) under ``cache_dir``
+    by :func:`generate_reference`."""
+    if reference_dir is None:
+        return generate_reference(sequence, termini, cache_dir, settings)
+    return Path(reference_dir)
 
 
 def ramachandran_labels(trajectory: mdtraj.Trajectory) -> np.ndarray:

@@ -6,6 +6,8 @@ import os
 import platform as host
 from pathlib import Path
 
+import openmm
+
 from openmm_timewarp.evaluation.comparisons import state_population_deviations
 from openmm_timewarp.evaluation.settings import EXPLORATION, MD_PRACTICAL, TIMEWARP
 
@@ -19,6 +21,17 @@ def processor_name() -> str:
     except OSError:
         pass
     return host.processor() or host.machine()
+
+
+def machine_record(platform: str) -> dict:
+    """The machine a measurement ran on: host, CPU, OpenMM and the OpenMM platform used."""
+    return {
+        "host": host.node(),
+        "processor": processor_name(),
+        "cpu_count": os.cpu_count(),
+        "openmm": openmm.__version__,
+        "platform": platform,
+    }
 
 
 def model_summary(model: str | os.PathLike | None) -> dict | None:
@@ -108,6 +121,8 @@ def markdown_summary(report: dict) -> str:
                 f"; {TIMEWARP} / {record['baseline']}: {_format(record['ratio'], record['error'])}"
             )
         lines.append(line)
+    if "md_rates" in report:
+        lines += _long_run_lines(report["md_rates"])
     for pair, record in report["discovery_speedups"].items():
         bound = ">= " if record.get("lower_bound") else ""
         value = "-" if record["speedup"] is None else f"{bound}{record['speedup']:.3g}x"
@@ -124,6 +139,42 @@ def markdown_summary(report: dict) -> str:
     lines += ["", "Targets (issue 6):", *_target_lines(report)]
     lines += ["", "Plots: " + ", ".join(f"![{k}]({v})" for k, v in report["files"].items()), ""]
     return "\n".join(lines)
+
+
+def _long_run_lines(md_rates: dict) -> list[str]:
+    """MD's rates from the long runs, and Timewarp's ratio to the fastest long-enough one."""
+    minimum = md_rates["min_autocorrelation_times"]
+    lines = [
+        f"- MD rates from long runs ({md_rates['source']}; a rate counts where the run is at "
+        f"least {minimum:g} integrated autocorrelation times long and its window closed):"
+    ]
+    for name, run in md_rates["runs"].items():
+        where = "" if run["same_host"] else f", recorded on another host ({run['machine']['host']})"
+        rates = "; ".join(
+            f"{key} ESS/s {_format(rate['ess_per_s'], rate['ess_per_s_error'])}, tau_int "
+            f"{rate['tau_int_ps']:.3g} ps, {rate['autocorrelation_times']:.3g} tau_int"
+            f"{'' if rate['long_enough'] else ' (too short: not used)'}"
+            for key, rate in run["ess"].items()
+        )
+        lines.append(
+            f"  - {name}: {run['simulated_ns']:.3g} ns in {run['wall_s']:.0f} s "
+            f"({run['wall_s_per_ns']:.3g} s per ns{where}): {rates}"
+        )
+    for key, record in md_rates["fastest"].items():
+        if record["baseline"] is None:
+            lines.append(f"- fastest long-run MD on {key}: {record['note']}")
+            continue
+        line = (
+            f"- fastest long-run MD on {key}: {record['baseline']} (ESS/s "
+            f"{_format(record['ess_per_s'], record['ess_per_s_error'])})"
+        )
+        if "ratio" in record:
+            line += (
+                f"; {TIMEWARP} / {record['baseline']} (long run): "
+                f"{_format(record['ratio'], record['error'])}"
+            )
+        lines.append(line)
+    return lines
 
 
 def _target_lines(report: dict) -> list[str]:

@@ -21,7 +21,13 @@ import openmm.app as app
 import openmm.unit as unit
 from tqdm import tqdm
 
-from openmm_timewarp.data.peptides import with_hbond_constraints, with_hydrogen_mass
+from openmm_timewarp.data.peptides import (
+    build_peptide,
+    create_system,
+    read_system,
+    with_hbond_constraints,
+    with_hydrogen_mass,
+)
 from openmm_timewarp.evaluation.settings import (
     EXPLORATION,
     MD_FRICTION_PER_PS,
@@ -70,6 +76,17 @@ def _make_integrator(
         seed=seed,
         model_threads=settings.torch_threads,
     )
+
+
+def peptide_system(
+    sequence: str, termini: str, system_file: str | os.PathLike | None = None
+) -> tuple[app.Topology, openmm.System]:
+    """The built peptide's Topology and the System the samplers run: amber14-all + OBC2, or the
+    serialized System in ``system_file`` (same atoms, same order)."""
+    topology = build_peptide(sequence, termini).topology
+    if system_file is None:
+        return topology, create_system(topology)
+    return topology, read_system(system_file, topology)
 
 
 def md_system(name: str, system: openmm.System, topology: app.Topology) -> openmm.System:
