@@ -23,7 +23,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "runs it (System, integrator, start frame), for a wall-clock budget, and write its frames "
         "and wall time to OUTPUT/<baseline>/. `timewarp benchmark --md-rates OUTPUT` then takes "
         "MD's ESS per second from these runs where they are at least 20 integrated "
-        "autocorrelation times long. Run it on the machine, platform and load of the benchmark.",
+        "autocorrelation times long. Run it on the machine, platform and load of the benchmark; "
+        "a rerun replaces the runs (each is one timed measurement).",
     )
     defaults = BenchmarkSettings()
     parser.add_argument("sequence", help="one-letter codes, e.g. A (alanine dipeptide when capped)")
