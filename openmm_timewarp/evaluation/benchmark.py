@@ -41,9 +41,8 @@ from openmm_timewarp.evaluation.md_reference import (
 )
 from openmm_timewarp.evaluation.plots import write_plots
 from openmm_timewarp.evaluation.report import machine_record, markdown_summary, model_summary
-from openmm_timewarp.evaluation.runs import peptide_system, run_chain
+from openmm_timewarp.evaluation.runs import budget_progress, peptide_system, run_chain
 from openmm_timewarp.evaluation.settings import EXPLORATION, TIMEWARP, BenchmarkSettings
-from openmm_timewarp.progress import progress_bar
 
 
 def run_benchmark(
@@ -120,13 +119,7 @@ def run_benchmark(
     plot_data: dict[str, dict] = {}
     budget_per_chain = settings.budget_s / len(starts)
     for index, name in enumerate(settings.samplers):
-        with progress_bar(
-            total=settings.budget_s,
-            desc=name,
-            unit="s",
-            bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s",
-            enabled=show_progress,
-        ) as progress:
+        with budget_progress(name, settings.budget_s, show_progress) as progress:
             chains = [
                 run_chain(
                     name,

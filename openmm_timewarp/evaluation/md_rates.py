@@ -39,11 +39,10 @@ from openmm_timewarp.evaluation.md_reference import (
     reference_folder,
 )
 from openmm_timewarp.evaluation.report import machine_record
-from openmm_timewarp.evaluation.runs import peptide_system, run_chain
+from openmm_timewarp.evaluation.runs import budget_progress, peptide_system, run_chain
 from openmm_timewarp.evaluation.settings import MD_PROTOCOLS, SAMPLERS, BenchmarkSettings
 from openmm_timewarp.files import write_atomically, write_json_atomically
 from openmm_timewarp.optional import require
-from openmm_timewarp.progress import progress_bar
 
 mdtraj = require("mdtraj")
 
@@ -88,13 +87,7 @@ def record_long_runs(
     start = trajectories[0].xyz[0].astype(np.float64)
     records = {}
     for name in settings.samplers:
-        with progress_bar(
-            total=settings.budget_s,
-            desc=name,
-            unit="s",
-            bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s",
-            enabled=show_progress,
-        ) as progress:
+        with budget_progress(name, settings.budget_s, show_progress) as progress:
             chain = run_chain(
                 name,
                 None,

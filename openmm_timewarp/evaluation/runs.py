@@ -34,6 +34,7 @@ from openmm_timewarp.evaluation.settings import (
     MD_PROTOCOLS,
     BenchmarkSettings,
 )
+from openmm_timewarp.progress import progress_bar
 
 
 @dataclass
@@ -111,6 +112,17 @@ def _timewarp_counters(integrator: openmm.Integrator) -> dict:
         "energy_s": float(integrator.getEnergySeconds()),
         "acceptance": float(integrator.getAcceptanceRate()),
     }
+
+
+def budget_progress(name: str, budget_s: float, enabled: bool = True) -> tqdm:
+    """A progress bar of one sampler over its wall-clock budget, in seconds."""
+    return progress_bar(
+        total=budget_s,
+        desc=name,
+        unit="s",
+        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s",
+        enabled=enabled,
+    )
 
 
 def run_chain(
