@@ -33,12 +33,8 @@ import mdtraj
 import numpy as np
 
 from openmm_timewarp.evaluation import metrics
-from openmm_timewarp.evaluation.benchmark import (
-    EXPLORATION,
-    MD_PRACTICAL,
-    TIMEWARP,
-    state_population_deviations,
-)
+from openmm_timewarp.evaluation.comparisons import state_population_deviations
+from openmm_timewarp.evaluation.settings import EXPLORATION, MD_PRACTICAL, TIMEWARP
 
 
 def slowest_dihedral(sampler: dict) -> tuple[str, float]:

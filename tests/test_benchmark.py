@@ -9,7 +9,18 @@ import torch
 
 from openmm_timewarp.data import peptides
 from openmm_timewarp.data.peptides import build_peptide, create_system
-from openmm_timewarp.evaluation import benchmark
+from openmm_timewarp.evaluation import benchmark, comparisons, md_rates, md_reference, metrics, runs
+from openmm_timewarp.evaluation.report import markdown_summary
+from openmm_timewarp.evaluation.settings import (
+    EXPLORATION,
+    MD_DATA_PROTOCOL,
+    MD_HMR,
+    MD_PRACTICAL,
+    MD_PROTOCOLS,
+    SAMPLERS,
+    TIMEWARP,
+    BenchmarkSettings,
+)
 from openmm_timewarp.sampling.diagnostics import stuck_message
 
 torch.set_num_threads(1)
@@ -28,9 +39,9 @@ FAST = dict(
 
 @pytest.fixture(scope="module")
 def reference_dir(tmp_path_factory):
-    settings = benchmark.BenchmarkSettings(**FAST)
+    settings = BenchmarkSettings(**FAST)
     cache = tmp_path_factory.mktemp("cache")
-    return benchmark.generate_reference("A", "capped", cache, settings)
+    return md_reference.generate_reference("A", "capped", cache, settings)
 
 
 def _check_schema(report: dict, samplers: tuple[str, ...]) -> None:
@@ -97,8 +108,8 @@ def test_hmr_baseline_repartitions_like_openmm_and_constrains_hbonds():
     modeller = build_peptide("A")
     topology = modeller.topology
     system = create_system(topology)
-    hmr = benchmark.md_system(benchmark.MD_HMR, system, topology)
-    protocol = benchmark.MD_PROTOCOLS[benchmark.MD_HMR]
+    hmr = runs.md_system(MD_HMR, system, topology)
+    protocol = MD_PROTOCOLS[MD_HMR]
     assert protocol.timestep_fs == 4.0 and protocol.hydrogen_mass_amu == 4.0
 
     def masses(s: openmm.System) -> np.ndarray:
@@ -125,39 +136,39 @@ def _ess(value: float, error: float, reliable: bool = False) -> dict:
 
 def test_fastest_md_baseline_is_chosen_per_coordinate():
     samplers = {
-        benchmark.TIMEWARP: {"ess": {"tic0": _ess(60.0, 6.0), "psi0": _ess(30.0, 3.0)}},
-        benchmark.MD_DATA_PROTOCOL: {"ess": {"tic0": _ess(0.5, 0.1), "psi0": _ess(0.1, 0.05)}},
-        benchmark.MD_PRACTICAL: {"ess": {"tic0": _ess(2.0, 0.2), "psi0": _ess(1.0, 0.1, True)}},
-        benchmark.MD_HMR: {"ess": {"tic0": _ess(3.0, 0.4), "psi0": _ess(0.5, 0.2)}},
+        TIMEWARP: {"ess": {"tic0": _ess(60.0, 6.0), "psi0": _ess(30.0, 3.0)}},
+        MD_DATA_PROTOCOL: {"ess": {"tic0": _ess(0.5, 0.1), "psi0": _ess(0.1, 0.05)}},
+        MD_PRACTICAL: {"ess": {"tic0": _ess(2.0, 0.2), "psi0": _ess(1.0, 0.1, True)}},
+        MD_HMR: {"ess": {"tic0": _ess(3.0, 0.4), "psi0": _ess(0.5, 0.2)}},
     }
-    fastest = benchmark.fastest_md_baselines(samplers)
-    assert fastest["tic0"]["baseline"] == benchmark.MD_HMR
-    assert fastest["psi0"]["baseline"] == benchmark.MD_PRACTICAL
+    fastest = comparisons.fastest_md_baselines(samplers)
+    assert fastest["tic0"]["baseline"] == MD_HMR
+    assert fastest["psi0"]["baseline"] == MD_PRACTICAL
     assert fastest["psi0"]["reliable"] is True
     assert fastest["tic0"]["ratio"] == pytest.approx(20.0)
     assert fastest["tic0"]["error"] == pytest.approx(20.0 * np.hypot(0.1, 0.4 / 3.0))
     assert fastest["psi0"]["ratio"] == pytest.approx(30.0)
     assert fastest["psi0"]["error"] == pytest.approx(30.0 * np.hypot(0.1, 0.1))
     # Without Timewarp the fastest baseline is still named, with no ratio.
-    del samplers[benchmark.TIMEWARP]
-    assert "ratio" not in benchmark.fastest_md_baselines(samplers)["tic0"]
-    assert benchmark.fastest_md_baselines({}) == {}
+    del samplers[TIMEWARP]
+    assert "ratio" not in comparisons.fastest_md_baselines(samplers)["tic0"]
+    assert comparisons.fastest_md_baselines({}) == {}
 
 
 def test_bad_settings_are_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown samplers"):
-        benchmark.BenchmarkSettings(samplers=("langevin",))
+        BenchmarkSettings(samplers=("langevin",))
     with pytest.raises(ValueError, match="budget_s"):
-        benchmark.BenchmarkSettings(budget_s=0)
+        BenchmarkSettings(budget_s=0)
     with pytest.raises(ValueError, match="torch_threads"):
-        benchmark.BenchmarkSettings(torch_threads=0)
+        BenchmarkSettings(torch_threads=0)
     with pytest.raises(ValueError, match="needs a model"):
         benchmark.run_benchmark("A", None, tmp_path)
 
 
 def test_short_md_benchmark_writes_the_report(tmp_path, reference_dir):
-    samplers = (benchmark.MD_DATA_PROTOCOL, benchmark.MD_PRACTICAL, benchmark.MD_HMR)
-    settings = benchmark.BenchmarkSettings(samplers=samplers, **FAST)
+    samplers = (MD_DATA_PROTOCOL, MD_PRACTICAL, MD_HMR)
+    settings = BenchmarkSettings(samplers=samplers, **FAST)
     report = benchmark.run_benchmark(
         "A", None, tmp_path, settings, reference_dir=reference_dir, show_progress=False
     )
@@ -173,11 +184,9 @@ def test_short_md_benchmark_writes_the_report(tmp_path, reference_dir):
         for name in samplers
     }
     steps = {name: report["samplers"][name]["steps"] for name in samplers}
-    assert simulated[benchmark.MD_PRACTICAL] == pytest.approx(steps[benchmark.MD_PRACTICAL] * 0.002)
-    assert simulated[benchmark.MD_DATA_PROTOCOL] == pytest.approx(
-        steps[benchmark.MD_DATA_PROTOCOL] * 0.0005
-    )
-    assert simulated[benchmark.MD_HMR] == pytest.approx(steps[benchmark.MD_HMR] * 0.004)
+    assert simulated[MD_PRACTICAL] == pytest.approx(steps[MD_PRACTICAL] * 0.002)
+    assert simulated[MD_DATA_PROTOCOL] == pytest.approx(steps[MD_DATA_PROTOCOL] * 0.0005)
+    assert simulated[MD_HMR] == pytest.approx(steps[MD_HMR] * 0.004)
     assert set(report["fastest_md"]) == {"tic0", "phi0", "psi0"}
     for key, record in report["fastest_md"].items():
         rates = {name: report["samplers"][name]["ess"][key]["ess_per_s"] for name in samplers}
@@ -188,16 +197,16 @@ def test_short_md_benchmark_writes_the_report(tmp_path, reference_dir):
 def test_a_reference_of_another_molecule_is_refused(reference_dir):
     modeller = build_peptide("G")
     with pytest.raises(ValueError, match="another molecule"):
-        benchmark.load_reference(reference_dir, modeller.topology, benchmark.BenchmarkSettings())
+        md_reference.load_reference(reference_dir, modeller.topology, BenchmarkSettings())
 
 
 def test_frames_are_thinned_to_stay_below_max_frames(reference_dir):
     modeller = build_peptide("A")
     system = create_system(modeller.topology)
-    settings = benchmark.BenchmarkSettings(max_frames=8, md_frame_interval_ps=0.0005)
+    settings = BenchmarkSettings(max_frames=8, md_frame_interval_ps=0.0005)
     start = np.asarray(modeller.positions.value_in_unit(openmm.unit.nanometer))
-    chain = benchmark.run_chain(
-        benchmark.MD_DATA_PROTOCOL, None, system, modeller.topology, start, 0.3, settings, seed=3
+    chain = runs.run_chain(
+        MD_DATA_PROTOCOL, None, system, modeller.topology, start, 0.3, settings, seed=3
     )
     assert len(chain.positions) < 8
     assert chain.stride > 1 and chain.stride & (chain.stride - 1) == 0  # doubled from 1
@@ -216,24 +225,24 @@ def test_short_timewarp_benchmark(tmp_path, reference_dir):
         temperature_K=310.0,
         atom_types=("H", "C", "N", "O"),
     )
-    settings = benchmark.BenchmarkSettings(**FAST)
+    settings = BenchmarkSettings(**FAST)
     report = benchmark.run_benchmark(
         "A", model, tmp_path / "report", settings, reference_dir=reference_dir, show_progress=False
     )
-    _check_schema(report, benchmark.SAMPLERS)
-    for name in (benchmark.TIMEWARP, benchmark.EXPLORATION):
+    _check_schema(report, SAMPLERS)
+    for name in (TIMEWARP, EXPLORATION):
         result = report["samplers"][name]
         assert 0 < result["acceptance"] <= 1
         profile = result["profile"]
         assert profile["model_s"] > 0 and profile["energy_s"] > 0
         assert profile["model_s"] + profile["energy_s"] < profile["wall_s"]
         assert sum(c["proposals"] for c in result["per_chain"]) >= result["steps"]
-    ratio = report["ratios"][f"{benchmark.TIMEWARP}/{benchmark.MD_PRACTICAL}"]["tic0"]
+    ratio = report["ratios"][f"{TIMEWARP}/{MD_PRACTICAL}"]["tic0"]
     assert ratio["ratio"] > 0 and ratio["error"] >= 0
     # Chains that accepted nothing are named in the summary.
-    assert report["samplers"][benchmark.TIMEWARP]["stuck_chains"] == []
-    report["samplers"][benchmark.TIMEWARP]["stuck_chains"] = [stuck_message("start 0", 2500, 0)]
-    assert "warning, timewarp: start 0 accepted none" in benchmark.markdown_summary(report)
+    assert report["samplers"][TIMEWARP]["stuck_chains"] == []
+    report["samplers"][TIMEWARP]["stuck_chains"] = [stuck_message("start 0", 2500, 0)]
+    assert "warning, timewarp: start 0 accepted none" in markdown_summary(report)
 
 
 def test_reference_backbone_atoms_give_phi():
@@ -272,7 +281,7 @@ def test_parallel_tempering_reference_resumes_and_analyses(tmp_path, reference_d
     assert json.loads((tmp_path / reference.RESULT_NAME).read_text()) == result
 
     # The benchmark compares its samplers with the 310 K state of the run.
-    settings = benchmark.BenchmarkSettings(samplers=(benchmark.MD_PRACTICAL,), **FAST)
+    settings = BenchmarkSettings(samplers=(MD_PRACTICAL,), **FAST)
     report = benchmark.run_benchmark(
         "A",
         None,
@@ -284,8 +293,8 @@ def test_parallel_tempering_reference_resumes_and_analyses(tmp_path, reference_d
     )
     tempering = report["parallel_tempering"]
     assert tempering["frames_at_target_temperature"] == 45 + 1 - 4  # iterations 4..45
-    assert set(tempering["state_populations"]) == set(benchmark.metrics.RAMACHANDRAN_STATES)
-    comparison = report["samplers"][benchmark.MD_PRACTICAL]["vs_parallel_tempering"]
+    assert set(tempering["state_populations"]) == set(metrics.RAMACHANDRAN_STATES)
+    comparison = report["samplers"][MD_PRACTICAL]["vs_parallel_tempering"]
     assert 0 <= comparison["jsd_ramachandran"] <= 1
     assert set(comparison["state_population_deviation_sigma"]) == set(
         tempering["state_populations"]
@@ -357,3 +366,103 @@ def test_command_line_with_a_system_file(tmp_path, reference_dir, capsys):
     capsys.readouterr()
     assert cli.main([*arguments, "--system", str(other_file), "-o", str(tmp_path / "bad")]) == 2
     assert "1 particles but the peptide has 22" in capsys.readouterr().err
+
+
+def _ar1(length: int, rho: float, seed: int) -> np.ndarray:
+    """An AR(1) series: tau_int = (1 + rho) / (1 - rho) frames."""
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(size=length) * np.sqrt(1 - rho**2)
+    series = np.empty(length)
+    series[0] = rng.normal()
+    for i in range(1, length):
+        series[i] = rho * series[i - 1] + noise[i]
+    return series
+
+
+def test_a_long_run_counts_only_when_20_autocorrelation_times_long():
+    """rho 0.9 gives tau_int 19 frames: 4,000 frames are about 210 tau_int, 150 frames about 8."""
+    long = metrics.integrated_autocorrelation_time(_ar1(4000, 0.9, seed=0))
+    assert abs(long.tau_int - 19.0) < 3 * long.tau_int_error
+    rate = md_rates.mark_long_enough(long.as_dict(), frame_interval_ps=2.0)
+    assert rate["tau_int_ps"] == pytest.approx(2.0 * long.tau_int)
+    assert rate["autocorrelation_times"] == pytest.approx(
+        4000 / (long.tau_int + long.tau_int_error)
+    )
+    assert rate["long_enough"] is True
+    # The short run underestimates its tau_int: by the point estimate alone it would count
+    # (the control), by tau_int plus its error it does not.
+    short = metrics.integrated_autocorrelation_time(_ar1(150, 0.9, seed=0))
+    assert 150 / short.tau_int >= 20
+    assert md_rates.mark_long_enough(short.as_dict(), 2.0)["long_enough"] is False
+    # A window that did not close is never long enough, however many frames it has.
+    open_window = dict(long.as_dict(), window_closed=False, num_samples=10**6)
+    assert md_rates.mark_long_enough(open_window, 1.0)["long_enough"] is False
+
+
+def _rate(value: float, error: float, long_enough: bool, times: float = 50.0) -> dict:
+    return {
+        "ess_per_s": value,
+        "ess_per_s_error": error,
+        "long_enough": long_enough,
+        "tau_int_ps": 40.0,
+        "autocorrelation_times": times,
+    }
+
+
+def test_fastest_long_run_and_timewarp_ratio_with_propagated_error():
+    runs = {
+        MD_PRACTICAL: {"ess": {"psi0": _rate(0.3, 0.03, True), "phi0": _rate(2.0, 0.1, False, 9)}},
+        MD_HMR: {"ess": {"psi0": _rate(0.9, 0.1, False, 12), "phi0": _rate(1.0, 0.2, False, 15)}},
+    }
+    timewarp = {"psi0": {"ess_per_s": 90.0, "ess_per_s_error": 4.5}, "phi0": {"ess_per_s": 1.0}}
+    fastest = md_rates.fastest_long_runs(runs, timewarp)
+    # md-4fs-hmr is faster on psi0 but too short to count; md-2fs-hbonds is the one measured.
+    assert fastest["psi0"]["baseline"] == MD_PRACTICAL
+    assert fastest["psi0"]["ratio"] == pytest.approx(300.0)
+    assert fastest["psi0"]["error"] == pytest.approx(300.0 * np.hypot(0.05, 0.1))
+    assert fastest["phi0"]["baseline"] is None and "ratio" not in fastest["phi0"]
+    assert "longest: md-4fs-hmr, 15" in fastest["phi0"]["note"]
+    assert "ratio" not in md_rates.fastest_long_runs(runs)["psi0"]
+
+
+def test_long_md_runs_feed_the_benchmark(tmp_path, reference_dir, capsys):
+    """`timewarp md-rate` records a run as the benchmark runs it; `timewarp benchmark --md-rates`
+    takes its rates (ESS of the whole run over its wall time), and refuses runs of other
+    settings."""
+    from openmm_timewarp import cli
+
+    runs = tmp_path / "runs"
+    common = ["A", "--reference", str(reference_dir), "--no-progress"]
+    recording = ["md-rate", *common, "--baselines", MD_PRACTICAL, "--budget", "0.5"]
+    assert cli.main([*recording, "--frame-interval-ps", "0.05", "-o", str(runs)]) == 0
+    assert f"{runs / MD_PRACTICAL}:" in capsys.readouterr().out
+    record = json.loads((runs / MD_PRACTICAL / md_rates.RUN_FILE).read_text())
+    frames = np.load(runs / MD_PRACTICAL / md_rates.FRAMES_FILE)
+    assert frames.shape == (record["frames"], 22, 3) and record["frames"] > 2
+    assert record["simulated_ns"] == pytest.approx(record["steps"] * 2e-6)
+    assert record["wall_s_per_ns"] == pytest.approx(record["wall_s"] / record["simulated_ns"])
+    assert record["frame_interval_ps"] == pytest.approx(0.05)
+
+    arguments = ["benchmark", *common, "--samplers", MD_PRACTICAL, "--tica-lag-ps", "0.25"]
+    arguments += ["--md-frame-interval-ps", "0.05", "--budget", "0.5", "--md-rates", str(runs)]
+    assert cli.main([*arguments, "-o", str(tmp_path / "report")]) == 0
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    run = report["md_rates"]["runs"][MD_PRACTICAL]
+    assert set(run["ess"]) == {"tic0", "phi0", "psi0"} and run["same_host"] is True
+    for rate in run["ess"].values():
+        assert rate["num_samples"] == record["frames"]
+        assert rate["ess_per_s"] == pytest.approx(rate["ess"] / record["wall_s"])
+        assert rate["long_enough"] == (
+            rate["window_closed"] and rate["autocorrelation_times"] >= 20
+        )
+    assert set(report["md_rates"]["fastest"]) == {"tic0", "phi0", "psi0"}
+    assert "- MD rates from long runs" in capsys.readouterr().out
+
+    with pytest.raises(ValueError, match="MD baselines"):
+        md_rates.record_long_runs("A", tmp_path, BenchmarkSettings(samplers=(TIMEWARP,)))
+    assert cli.main([*arguments, "--temperature", "300", "-o", str(tmp_path / "bad")]) == 2
+    assert "temperature_K 310.0, the benchmark 300.0" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    arguments[-1] = str(tmp_path / "empty")
+    assert cli.main([*arguments, "-o", str(tmp_path / "bad")]) == 2
+    assert "no long MD runs" in capsys.readouterr().err

@@ -21,11 +21,10 @@ import torch
 from openmm import app
 
 from openmm_timewarp.checkpoints import load_checkpoint, load_model_state, save_checkpoint
+from openmm_timewarp.cli import benchmark, md_rate, reference
 from openmm_timewarp.cli.sample import add_parser as add_sample_parser
 from openmm_timewarp.data.dipeptides import add_dipeptides_parser
 from openmm_timewarp.data.peptides import TERMINI
-from openmm_timewarp.evaluation.benchmark import add_benchmark_parser
-from openmm_timewarp.evaluation.reference import add_reference_parser
 from openmm_timewarp.models.contract import ModelMetadata
 from openmm_timewarp.training.loop import PeptideData
 
@@ -911,10 +910,11 @@ SUBCOMMANDS: list[Register] = [
     _add_simulate,
     _add_info,
     _add_train,
-    add_benchmark_parser,
+    benchmark.add_parser,
+    md_rate.add_parser,
     add_sample_parser,
     _add_resave,
-    add_reference_parser,
+    reference.add_parser,
     add_dipeptides_parser,
 ]
 

@@ -47,6 +47,9 @@ class AutocorrelationEstimate:
     ess_error: float
     num_samples: int
     window: int
+    #: Whether Sokal's window closed within the series; when it did not, tau_int is a lower bound
+    #: and ESS an upper bound.
+    window_closed: bool
     #: False when the window could not be closed or the series is shorter than 50 tau_int:
     #: then tau_int is a lower bound and ESS an upper bound.
     reliable: bool
@@ -59,6 +62,7 @@ class AutocorrelationEstimate:
             "ess_error": self.ess_error,
             "num_samples": self.num_samples,
             "window": self.window,
+            "window_closed": self.window_closed,
             "reliable": self.reliable,
         }
 
@@ -135,6 +139,7 @@ def integrated_autocorrelation_time(
         ess_error=ess * tau_error / tau,
         num_samples=total,
         window=window,
+        window_closed=bool(len(closed)),
         reliable=bool(len(closed)) and total >= 50 * tau,
     )
 

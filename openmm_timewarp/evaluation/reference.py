@@ -12,7 +12,7 @@ iterations. :func:`analyze_reference` reads the 310 K state's trajectory of the 
 returns the population of phi > 0 with two error estimates: from the integrated autocorrelation time
 of the indicator and from block averages.
 
-Command line (``python -m openmm_timewarp.evaluation.reference`` does the same)::
+Command line::
 
     timewarp reference run --output data/reference --iterations 20000
     timewarp reference analyze --output data/reference
@@ -20,7 +20,6 @@ Command line (``python -m openmm_timewarp.evaluation.reference`` does the same):
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -309,48 +308,3 @@ def _seconds_per_iteration(timestamps: np.ndarray, last: int) -> float | None:
     differences = np.diff(stamps)
     differences = differences[differences < 600]  # drop pauses between resumed runs
     return float(differences.mean()) if len(differences) else None
-
-
-def add_reference_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``timewarp reference run|analyze`` (sets ``handler``)."""
-    parser = subparsers.add_parser(
-        "reference",
-        help="parallel-tempering reference for alanine dipeptide's phi > 0 population",
-        description="Run or resume openmmtools' parallel tempering of capped alanine dipeptide "
-        "(amber14-all + OBC2, Reference platform), or analyse a run: the population of phi > 0 "
-        "at 310 K with errors (needs the reference extra: openmmtools).",
-    )
-    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    run = actions.add_parser("run", help="run or resume the parallel tempering")
-    run.add_argument("--output", type=Path, default=Path("data/reference"), help="run folder")
-    run.add_argument("--iterations", type=int, default=20_000, help="total iterations wanted")
-    run.add_argument("--replicas", type=int, default=NUM_REPLICAS, help="temperatures")
-    run.add_argument("--max-temperature", type=float, default=MAX_TEMPERATURE_K, help="K")
-    analyze = actions.add_parser("analyze", help="population of phi > 0 with errors (JSON)")
-    analyze.add_argument("--output", type=Path, default=Path("data/reference"), help="run folder")
-    analyze.add_argument(
-        "--discard-fraction", type=float, default=0.1, help="first iterations dropped"
-    )
-    parser.set_defaults(handler=_reference_command)
-
-
-def _reference_command(args: argparse.Namespace) -> int:
-    if args.action == "run":
-        ladder = geometric_temperatures(TEMPERATURE_K, args.max_temperature, args.replicas)
-        run_reference(args.output, args.iterations, temperatures=ladder)
-    else:
-        print(json.dumps(analyze_reference(args.output, args.discard_fraction), indent=2))
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m openmm_timewarp.evaluation.reference``: the same as ``timewarp reference``."""
-    import sys
-
-    from openmm_timewarp.cli import main as cli_main
-
-    return cli_main(["reference", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,240 @@
+"""MD's ESS per second from runs long enough to close the autocorrelation window.
+
+MD's integrated autocorrelation time of a slow coordinate grows with the length analysed until the
+run covers the slow process many times over (docs/benchmarks.md): from a benchmark budget of a
+minute, MD's ESS per second is several times too high, while Timewarp's chain decorrelates within
+seconds. So MD's rate is taken from separate long runs:
+
+- :func:`record_long_runs` (``timewarp md-rate``) runs each MD baseline once, exactly as the
+  benchmark does (:func:`~openmm_timewarp.evaluation.runs.run_chain`: same System, integrator,
+  start frame and frame recording), for a wall-clock budget, and writes
+  ``DIR/<baseline>/frames.npy`` (positions, nm, float32, ``[frames, atoms, 3]``) and
+  ``DIR/<baseline>/run.json`` (wall time, simulated time, machine);
+- :func:`long_run_rates` (``timewarp benchmark --md-rates DIR``) gives, per baseline and coordinate,
+  ESS per second = ESS of the run / its wall time, with ``long_enough`` true only where the run is
+  at least ``MIN_AUTOCORRELATION_TIMES`` integrated autocorrelation times long (tau_int taken at
+  the upper end of its error: :func:`mark_long_enough`) and Sokal's window closed;
+- :func:`fastest_long_runs` names, per coordinate, the fastest baseline among the long-enough runs
+  and Timewarp's ratio to it, with the relative errors of both rates added in quadrature.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform as host
+from pathlib import Path
+
+import numpy as np
+import openmm.app as app
+
+from openmm_timewarp.data.peptides import FORCEFIELD_NAME, TERMINI
+from openmm_timewarp.evaluation import metrics
+from openmm_timewarp.evaluation.analysis import ess_records
+from openmm_timewarp.evaluation.comparisons import ess_ratio
+from openmm_timewarp.evaluation.md_reference import (
+    Reference,
+    read_reference_trajectories,
+    reference_folder,
+)
+from openmm_timewarp.evaluation.report import machine_record
+from openmm_timewarp.evaluation.runs import budget_progress, peptide_system, run_chain
+from openmm_timewarp.evaluation.settings import MD_PROTOCOLS, SAMPLERS, BenchmarkSettings
+from openmm_timewarp.files import write_atomically, write_json_atomically
+from openmm_timewarp.optional import require
+
+mdtraj = require("mdtraj")
+
+#: A run must be at least this many integrated autocorrelation times long for its rate to count.
+MIN_AUTOCORRELATION_TIMES = 20.0
+FRAMES_FILE = "frames.npy"
+RUN_FILE = "run.json"
+#: What a long run must share with the benchmark that reads it.
+_MATCHING = ("sequence", "termini", "atoms", "system", "temperature_K", "platform")
+
+
+def record_long_runs(
+    sequence: str,
+    output_dir: str | os.PathLike,
+    settings: BenchmarkSettings,
+    termini: str = "capped",
+    reference_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike = "data/benchmark",
+    system_file: str | os.PathLike | None = None,
+    show_progress: bool = True,
+) -> dict[str, dict]:
+    """Run each MD baseline in ``settings.samplers`` for ``settings.budget_s`` wall seconds.
+
+    Each run starts from the benchmark's first start frame (of the reference in ``reference_dir``,
+    or the one generated under ``cache_dir``) and records a frame every
+    ``settings.md_frame_interval_ps``. An existing run of a baseline is replaced.
+
+    Returns:
+        The run records by baseline (also written as ``run.json`` beside each run's frames).
+    """
+    if termini not in TERMINI:
+        raise ValueError(f"unknown termini {termini!r}; use one of {TERMINI}")
+    others = [name for name in settings.samplers if name not in MD_PROTOCOLS]
+    if others:
+        raise ValueError(
+            f"long runs are for the MD baselines {tuple(MD_PROTOCOLS)} only, not {others}"
+        )
+    topology, system = peptide_system(sequence, termini, system_file)
+    reference_dir = reference_folder(sequence, termini, settings, reference_dir, cache_dir)
+    # The benchmark's first start: the first frame of the reference.
+    trajectories, _ = read_reference_trajectories(reference_dir, topology)
+    start = trajectories[0].xyz[0].astype(np.float64)
+    records = {}
+    for name in settings.samplers:
+        with budget_progress(name, settings.budget_s, show_progress) as progress:
+            chain = run_chain(
+                name,
+                None,
+                system,
+                topology,
+                start,
+                settings.budget_s,
+                settings,
+                seed=settings.seed + SAMPLERS.index(name),
+                progress=progress,
+            )
+        simulated_ns = chain.counters["simulated_ps"] / 1000.0
+        record = {
+            "baseline": name,
+            "sequence": sequence,
+            "termini": termini,
+            "atoms": topology.getNumAtoms(),
+            "system": FORCEFIELD_NAME if system_file is None else str(system_file),
+            "temperature_K": settings.temperature_K,
+            "platform": settings.platform,
+            "machine": machine_record(settings.platform),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "seed": settings.seed + SAMPLERS.index(name),
+            "reference": str(reference_dir),
+            "wall_s": chain.wall_s,
+            "setup_s": chain.setup_s,
+            "steps": chain.steps,
+            "simulated_ns": simulated_ns,
+            "wall_s_per_ns": chain.wall_s / simulated_ns,
+            # Thinning keeps the spacing uniform at the final stride.
+            "frame_interval_ps": chain.stride * MD_PROTOCOLS[name].timestep_fs / 1000.0,
+            "frames": len(chain.positions),
+        }
+        folder = Path(output_dir) / name
+        folder.mkdir(parents=True, exist_ok=True)
+        write_atomically(folder / FRAMES_FILE, lambda handle, c=chain: np.save(handle, c.positions))
+        write_json_atomically(folder / RUN_FILE, record)  # written last: the run is complete
+        records[name] = record
+    return records
+
+
+def read_long_run(folder: str | os.PathLike, expected: dict) -> tuple[dict, np.ndarray]:
+    """A run's record and frames; refused unless it matches ``expected`` on every key of
+    ``_MATCHING`` (the benchmark's peptide, System, temperature and platform)."""
+    folder = Path(folder)
+    record = json.loads((folder / RUN_FILE).read_text())
+    if record.get("baseline") not in MD_PROTOCOLS or record["baseline"] != folder.name:
+        raise ValueError(
+            f"{folder} holds a run of {record.get('baseline')!r}; a folder of long MD runs holds "
+            f"one run per MD baseline, named after it ({', '.join(MD_PROTOCOLS)})"
+        )
+    for key in _MATCHING:
+        if record.get(key) != expected[key]:
+            raise ValueError(
+                f"the long MD run {folder} has {key} {record.get(key)!r}, the benchmark "
+                f"{expected[key]!r}; record the runs with the benchmark's settings"
+            )
+    positions = np.load(folder / FRAMES_FILE)
+    if positions.shape != (record["frames"], record["atoms"], 3):
+        raise ValueError(
+            f"{folder / FRAMES_FILE} holds an array of shape {positions.shape}, the record "
+            f"{(record['frames'], record['atoms'], 3)}"
+        )
+    return record, positions
+
+
+def mark_long_enough(rate: dict, frame_interval_ps: float) -> dict:
+    """Add to an ESS record of one run (:func:`~openmm_timewarp.evaluation.analysis.ess_records`)
+    ``tau_int_ps``, the run's length in integrated autocorrelation times and ``long_enough``.
+
+    A short run underestimates its own tau_int (its window closes on noise), so the length is
+    counted in units of tau_int plus its Sokal error: ``autocorrelation_times`` =
+    frames / (tau_int + error). On AR(1) series of known tau_int that rejects 9 in 10 runs
+    of 8 true tau_int (36 of 40 seeds), while the point estimate alone accepts about half (21).
+    """
+    rate["tau_int_ps"] = rate["tau_int"] * frame_interval_ps
+    rate["autocorrelation_times"] = rate["num_samples"] / (rate["tau_int"] + rate["tau_int_error"])
+    rate["long_enough"] = bool(
+        rate["window_closed"] and rate["autocorrelation_times"] >= MIN_AUTOCORRELATION_TIMES
+    )
+    return rate
+
+
+def long_run_rates(
+    md_rates_dir: str | os.PathLike,
+    expected: dict,
+    topology: app.Topology,
+    reference: Reference,
+) -> dict[str, dict]:
+    """Per baseline found in ``md_rates_dir``: its run record and, in ``ess``, per coordinate
+    (``tic0`` of the reference's TICA, ``phi0``, ``psi0``, ...) the ESS per second of the whole
+    run, its integrated autocorrelation time in ps, the run's length in those times and
+    ``long_enough``."""
+    folders = sorted(path for path in Path(md_rates_dir).glob(f"*/{RUN_FILE}"))
+    if not folders:
+        raise ValueError(
+            f"no long MD runs in {md_rates_dir} (no */{RUN_FILE}); record them with "
+            "`timewarp md-rate`"
+        )
+    md_topology = mdtraj.Topology.from_openmm(topology)
+    runs = {}
+    for path in folders:
+        record, positions = read_long_run(path.parent, expected)
+        trajectory = mdtraj.Trajectory(positions, md_topology)
+        angles = [metrics.backbone_dihedrals(trajectory)]
+        tics = [reference.tica.transform(metrics.dihedral_features(trajectory))]
+        ess = ess_records(angles, tics, record["wall_s"])
+        for rate in ess.values():
+            mark_long_enough(rate, record["frame_interval_ps"])
+        runs[record["baseline"]] = dict(
+            record, source=str(path.parent), same_host=record["machine"]["host"] == host.node()
+        )
+        runs[record["baseline"]]["ess"] = ess
+    return runs
+
+
+def fastest_long_runs(runs: dict[str, dict], timewarp_ess: dict | None = None) -> dict[str, dict]:
+    """Per coordinate, the long-enough run with the highest ESS per second, and Timewarp's ratio.
+
+    Each record holds ``baseline`` (None, with a ``note``, where no run is long enough), its ESS/s
+    with error, ``tau_int_ps`` and ``autocorrelation_times``; with ``timewarp_ess`` (the
+    benchmark's Timewarp ESS records) also ``ratio`` and ``error`` as in
+    :func:`~openmm_timewarp.evaluation.comparisons.ess_ratio`.
+    """
+    keys = next(iter(runs.values()))["ess"] if runs else {}
+    fastest = {}
+    for key in keys:
+        usable = [name for name in runs if runs[name]["ess"][key]["long_enough"]]
+        if not usable:
+            longest = max(runs, key=lambda name: runs[name]["ess"][key]["autocorrelation_times"])
+            fastest[key] = {
+                "baseline": None,
+                "note": f"no run is {MIN_AUTOCORRELATION_TIMES:g} integrated autocorrelation "
+                f"times long with its window closed (longest: {longest}, "
+                f"{runs[longest]['ess'][key]['autocorrelation_times']:.3g}); no rate",
+            }
+            continue
+        name = max(usable, key=lambda baseline: runs[baseline]["ess"][key]["ess_per_s"])
+        md = runs[name]["ess"][key]
+        record = {
+            "baseline": name,
+            "ess_per_s": md["ess_per_s"],
+            "ess_per_s_error": md["ess_per_s_error"],
+            "tau_int_ps": md["tau_int_ps"],
+            "autocorrelation_times": md["autocorrelation_times"],
+        }
+        if timewarp_ess and key in timewarp_ess and timewarp_ess[key]["ess_per_s"] > 0:
+            record.update(ess_ratio(timewarp_ess[key], md))
+        fastest[key] = record
+    return fastest
