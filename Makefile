@@ -1,6 +1,7 @@
 # Two commands on a fresh machine: `make demo` runs the main example, `make test` runs the checks.
 # Both create the virtual environment they need: torch first (the CPU build, pinned), then the
-# pinned build tools, then this package built against that torch (--no-build-isolation).
+# pinned build tools, then this package built against that torch (--no-build-isolation), with the
+# plugin's C++ tests, which `make test` runs through pytest (tests/test_plugin_cpp.py).
 
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
@@ -26,7 +27,7 @@ $(PYTHON):
 $(VENV)/.installed: $(PYTHON) $(PLUGIN_SOURCES)
 	$(PYTHON) -m pip install --no-deps "$(TORCH)" --extra-index-url $(TORCH_INDEX)
 	$(PYTHON) -m pip install "$(TORCH)" $(BUILD_TOOLS) $(OPENMM)
-	$(PYTHON) -m pip install --no-build-isolation -e ".[test]"
+	$(PYTHON) -m pip install --no-build-isolation -e ".[test]" -C cmake.define.TIMEWARP_BUILD_TESTS=ON
 	touch $@
 
 lint: $(VENV)/.installed

@@ -1,4 +1,4 @@
-#include "CommonTimewarpKernels.h"
+#include "TorchTimewarpKernels.h"
 #include "internal/TimewarpModelFile.h"
 #include "openmm/OpenMMException.h"
 #include "openmm/Platform.h"
@@ -67,8 +67,8 @@ private:
 
 } // namespace
 
-void CommonIntegrateTimewarpStepKernel::initialize(ContextImpl& context,
-                                                   const TimewarpIntegrator& integrator) {
+void TorchIntegrateTimewarpStepKernel::initialize(ContextImpl& context,
+                                                  const TimewarpIntegrator& integrator) {
     device = torch::kCPU;
     if (integrator.getModelDevice() == "auto" && context.getPlatform().getName() == "CUDA" &&
         torch::cuda::is_available()) {
@@ -96,9 +96,9 @@ void CommonIntegrateTimewarpStepKernel::initialize(ContextImpl& context,
     }
 }
 
-void CommonIntegrateTimewarpStepKernel::drawProposals(const TimewarpIntegrator& integrator,
-                                                      TimewarpChainState& chain,
-                                                      const vector<Vec3>& positions) {
+void TorchIntegrateTimewarpStepKernel::drawProposals(const TimewarpIntegrator& integrator,
+                                                     TimewarpChainState& chain,
+                                                     const vector<Vec3>& positions) {
     int numAtoms = positions.size();
     int batchSize = integrator.getProposalBatchSize();
     int noiseDim = integrator.getNoiseDim();
@@ -156,9 +156,9 @@ void CommonIntegrateTimewarpStepKernel::drawProposals(const TimewarpIntegrator& 
     chain.logQOffset = 0.0;
 }
 
-bool CommonIntegrateTimewarpStepKernel::invertsChirality(const TimewarpIntegrator& integrator,
-                                                         const vector<Vec3>& current,
-                                                         const double* proposal) const {
+bool TorchIntegrateTimewarpStepKernel::invertsChirality(const TimewarpIntegrator& integrator,
+                                                        const vector<Vec3>& current,
+                                                        const double* proposal) const {
     const vector<int>& centres = integrator.getChiralCentres();
     auto proposed = [proposal](int i) {
         return Vec3(proposal[3 * i], proposal[3 * i + 1], proposal[3 * i + 2]);
@@ -173,9 +173,9 @@ bool CommonIntegrateTimewarpStepKernel::invertsChirality(const TimewarpIntegrato
     return false;
 }
 
-void CommonIntegrateTimewarpStepKernel::execute(ContextImpl& context,
-                                                const TimewarpIntegrator& integrator,
-                                                TimewarpChainState& chain, int steps) {
+void TorchIntegrateTimewarpStepKernel::execute(ContextImpl& context,
+                                               const TimewarpIntegrator& integrator,
+                                               TimewarpChainState& chain, int steps) {
     if (steps == 0)
         return;
     int numAtoms = context.getSystem().getNumParticles();
@@ -272,8 +272,8 @@ void CommonIntegrateTimewarpStepKernel::execute(ContextImpl& context,
     context.setStepCount(context.getStepCount() + steps);
 }
 
-double CommonIntegrateTimewarpStepKernel::computeKineticEnergy(ContextImpl& context,
-                                                               const TimewarpIntegrator& integrator) {
+double TorchIntegrateTimewarpStepKernel::computeKineticEnergy(ContextImpl& context,
+                                                              const TimewarpIntegrator& integrator) {
     const System& system = context.getSystem();
     vector<Vec3> velocities;
     context.getVelocities(velocities);

@@ -1,5 +1,5 @@
-#ifndef COMMON_TIMEWARP_KERNELS_H_
-#define COMMON_TIMEWARP_KERNELS_H_
+#ifndef OPENMM_TORCH_TIMEWARP_KERNELS_H_
+#define OPENMM_TORCH_TIMEWARP_KERNELS_H_
 
 #include "TimewarpKernels.h"
 #include <torch/script.h>
@@ -9,13 +9,14 @@ namespace TimewarpPlugin {
 
 /**
  * The Metropolis-Hastings chain through ContextImpl alone (positions, velocities, energy-only
- * evaluations), so one implementation serves every platform.  The proposal model runs on the
+ * evaluations) and libtorch (the proposal model), so one implementation serves every platform:
+ * it is not an OpenMM platform backend, hence "Torch" rather than "Reference" or "Common".  The proposal model runs on the
  * Context's GPU when the platform is CUDA, torch has CUDA and the integrator's model device is
  * "auto"; else on the CPU.
  */
-class CommonIntegrateTimewarpStepKernel : public IntegrateTimewarpStepKernel {
+class TorchIntegrateTimewarpStepKernel : public IntegrateTimewarpStepKernel {
 public:
-    CommonIntegrateTimewarpStepKernel(std::string name, const OpenMM::Platform& platform)
+    TorchIntegrateTimewarpStepKernel(std::string name, const OpenMM::Platform& platform)
         : IntegrateTimewarpStepKernel(name, platform) {
     }
     void initialize(OpenMM::ContextImpl& context, const TimewarpIntegrator& integrator) override;
@@ -37,4 +38,4 @@ private:
 
 } // namespace TimewarpPlugin
 
-#endif /*COMMON_TIMEWARP_KERNELS_H_*/
+#endif /*OPENMM_TORCH_TIMEWARP_KERNELS_H_*/

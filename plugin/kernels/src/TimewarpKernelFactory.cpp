@@ -1,5 +1,5 @@
 #include "TimewarpKernelFactory.h"
-#include "CommonTimewarpKernels.h"
+#include "TorchTimewarpKernels.h"
 #include "internal/windowsExportTimewarp.h"
 #include "openmm/OpenMMException.h"
 #include "openmm/Platform.h"
@@ -23,6 +23,6 @@ extern "C" OPENMM_EXPORT_TIMEWARP void registerKernelFactories() {
 KernelImpl* TimewarpKernelFactory::createKernelImpl(std::string name, const Platform& platform,
                                                     ContextImpl& context) const {
     if (name == IntegrateTimewarpStepKernel::Name())
-        return new CommonIntegrateTimewarpStepKernel(name, platform);
+        return new TorchIntegrateTimewarpStepKernel(name, platform);
     throw OpenMMException("TimewarpKernelFactory: no kernel named '" + name + "'");
 }
