@@ -381,11 +381,12 @@ def test_warning_tests_see_one_warning(tmp_path):
 
 def test_ctrl_c_prints_no_traceback(monkeypatch, capsys):
     import openmm_timewarp.cli as cli
+    import openmm_timewarp.cli.resave as resave_command
 
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_resave", interrupted)
+    monkeypatch.setattr(resave_command, "_resave", interrupted)
     assert cli.main(["resave", "x.pt"]) == 130
     assert "interrupted; run the same command again to resume" in capsys.readouterr().err
 

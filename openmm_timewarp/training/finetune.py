@@ -51,7 +51,6 @@ import time
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
@@ -62,6 +61,7 @@ from openmm_timewarp.proposals.ic.families import (
     ICIndependentProposal,
     keeping_relabelled_proposals,
 )
+from openmm_timewarp.training.folder import TrainingFolder
 from openmm_timewarp.training.loop import (
     plot_log,
     read_log,
@@ -69,9 +69,6 @@ from openmm_timewarp.training.loop import (
     warmup_learning_rate,
     write_log,
 )
-
-if TYPE_CHECKING:
-    from openmm_timewarp.cli import TrainingFolder
 
 OBJECTIVES = ("acceptance", "reverse-kl")
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -500,7 +497,6 @@ def fine_tune_folder(
     The System is rebuilt from the folder's topology with the data's force field
     (``peptides.create_system``), at the data's temperature.
     """
-    from openmm_timewarp.cli import RotationAugmented, TrainingFolder
     from openmm_timewarp.data.peptides import FORCEFIELD_NAME, create_system
 
     if not isinstance(folder, TrainingFolder):
@@ -516,17 +512,15 @@ def fine_tune_folder(
         )
     settings_for_family(recipe["family"], **asdict(settings))
     potential = ReducedPotential(create_system(folder.topology), facts["temperature_K"])
-    model = folder.model
-    proposal = model.flow if isinstance(model, RotationAugmented) else model
     result = fine_tune(
-        model,
+        folder.model,
         potential,
         folder.data["train"],
         folder.data["validation"],
         folder.atom_types,
         folder.path / f"fine-tune-{settings.objective}",
         settings,
-        proposal=proposal,
+        proposal=folder.proposal,
         progress=progress,
     )
     plot_log(folder.path / f"fine-tune-{settings.objective}" / LOG_FILE, LOSS_PANELS)
