@@ -26,7 +26,7 @@ references)
     for length in "$@"; do
         for sequence in $sequences; do
             echo "$(date -u +%FT%TZ) $sequence to $length ns"
-            time python -m openmm_timewarp.cli simulate "$sequence" --termini zwitterionic \
+            time timewarp simulate "$sequence" --termini zwitterionic \
                 --start beta --start alphaR --length-ns "$length" --timestep-fs 2 \
                 --hydrogen-constraints --no-progress -o "$references/$sequence"
         done
@@ -37,7 +37,7 @@ benchmark)
     budget=$2
     for sequence in $sequences; do
         echo "$(date -u +%FT%TZ) benchmark $sequence"
-        python -m openmm_timewarp.cli benchmark "$sequence" --termini zwitterionic --model "$model" \
+        timewarp benchmark "$sequence" --termini zwitterionic --model "$model" \
             --reference "$references/$sequence" --budget "$budget" --no-progress \
             --samplers timewarp timewarp-exploration md-2fs-hbonds -o "$reports/$sequence" >/dev/null
     done

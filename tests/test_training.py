@@ -30,7 +30,7 @@ from openmm_timewarp.data.md import (
 from openmm_timewarp.data.peptides import build_peptide, create_system
 from openmm_timewarp.models.contract import load_model
 from openmm_timewarp.proposals.ic.families import proposal_for_frames
-from openmm_timewarp.training.loop import (
+from openmm_timewarp.training.likelihood import (
     PeptideData,
     TrainingSettings,
     train,
@@ -304,7 +304,7 @@ def test_torchrun_with_two_processes_matches_one_process(tmp_path):
         output = tmp_path / f"single-{seed}"
         assert main(["train", str(data), "-o", str(output), *options, "--seed", str(seed)]) == 0
         single.append(json.loads((output / "train.json").read_text()))
-    command = ["--nproc_per_node=2", "-m", "openmm_timewarp.cli", "train", str(data)]
+    command = ["--nproc_per_node=2", "-m", "openmm_timewarp", "train", str(data)]
     run = run_torchrun([*command, "-o", str(tmp_path / "ddp"), *options, "--seed", "0"])
     assert run.returncode == 0, run.stderr[-2000:]
     assert len(re.findall("model written to", run.stdout)) == 1  # printed by process 0 alone
@@ -332,7 +332,8 @@ import torch
 sys.path.insert(0, sys.argv[2])
 from test_training import ATOM_TYPES, SETTINGS, GaussianDisplacement, gaussian_pairs
 
-from openmm_timewarp.training.loop import PeptideData, distributed_process_group, train_peptides
+from openmm_timewarp.training.distributed import distributed_process_group
+from openmm_timewarp.training.likelihood import PeptideData, train_peptides
 
 
 class InterruptedAtStep(GaussianDisplacement):

@@ -34,7 +34,7 @@ from openmm_timewarp.models.contract import (
     save_module,
 )
 from openmm_timewarp.proposals.simple import GaussianRandomWalk, export_simple_proposal
-from openmm_timewarp.training.loop import TrainingSettings, train
+from openmm_timewarp.training.likelihood import TrainingSettings, train
 
 EXAMPLE_PDB = Path(__file__).parents[1] / "examples" / "alanine-dipeptide.pdb"
 REFERENCE = openmm.Platform.getPlatformByName("Reference")

@@ -15,7 +15,7 @@ from openmm_timewarp.training.finetune import (
     settings_for_family,
 )
 from openmm_timewarp.training.folder import INDEPENDENT_NOMINAL_TAU_PS, MODEL_FILE
-from openmm_timewarp.training.loop import TrainingSettings
+from openmm_timewarp.training.likelihood import TrainingSettings
 
 TRAIN_FAMILIES = (*FAMILIES, "ic-mixture")
 #: The flow size when ``--preset`` is not given.

@@ -21,7 +21,8 @@ from openmm import app
 from openmm_timewarp.checkpoints import load_checkpoint, load_model_state, save_checkpoint
 from openmm_timewarp.files import write_json_atomically
 from openmm_timewarp.models.registry import family_spec
-from openmm_timewarp.training.loop import BEST_MODEL_FILE, PeptideData, TrainingSettings
+from openmm_timewarp.training.likelihood import PeptideData, TrainingSettings
+from openmm_timewarp.training.loop import BEST_MODEL_FILE
 
 TRAIN_RECORD_FILE = "train.json"
 TRAIN_DATA_FILE = "data.pt"
@@ -198,7 +199,7 @@ def snapshot_training_data(data: Path, recipe: dict, output: Path) -> dict:
     from openmm_timewarp.data.datasets import list_trajectories
     from openmm_timewarp.data.md import TOPOLOGY_FILE
     from openmm_timewarp.data.peptides import FORCEFIELD_NAME
-    from openmm_timewarp.training.loop import load_training_data
+    from openmm_timewarp.training.likelihood import load_training_data
 
     trajectories = list_trajectories(data)
     temperatures = {t.settings.temperature_K for t in trajectories}
@@ -223,7 +224,7 @@ def snapshot_peptides(folders: list[Path], recipe: dict, output: Path) -> dict:
     """:func:`snapshot_training_data` for several molecules, one data folder each."""
     from openmm_timewarp.data.datasets import list_trajectories
     from openmm_timewarp.data.peptides import FORCEFIELD_NAME
-    from openmm_timewarp.training.loop import load_training_data
+    from openmm_timewarp.training.likelihood import load_training_data
 
     peptides, facts = [], {"data_ns": 0.0, "frames": {}, "train_pairs": 0, "validation_pairs": 0}
     temperatures = set()

@@ -10,20 +10,21 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from openmm_timewarp.training.finetune import FineTuneSettings, fine_tune_folder
-from openmm_timewarp.training.folder import MODEL_FILE, TrainingFolder, training_record
-from openmm_timewarp.training.loop import (
-    LOG_FILE,
-    LOSS_PANELS,
-    TrainingResult,
-    TrainingSettings,
+from openmm_timewarp.training.distributed import (
     batch_size_per_process,
     distributed_process_group,
     is_main_process,
     on_main_process,
-    plot_log,
+)
+from openmm_timewarp.training.finetune import FineTuneSettings, fine_tune_folder
+from openmm_timewarp.training.folder import MODEL_FILE, TrainingFolder, training_record
+from openmm_timewarp.training.likelihood import (
+    LOSS_PANELS,
+    TrainingResult,
+    TrainingSettings,
     train_peptides,
 )
+from openmm_timewarp.training.loop import LOG_FILE, plot_log
 
 
 @dataclass(frozen=True)
