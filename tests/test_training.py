@@ -18,7 +18,7 @@ import pytest
 import torch
 from openmm import app, unit
 
-from openmm_timewarp.checkpoints import load_checkpoint
+from openmm_timewarp.checkpoints import load_checkpoint, save_checkpoint
 from openmm_timewarp.cli import main
 from openmm_timewarp.data.md import (
     PROGRESS_FILE,
@@ -141,6 +141,27 @@ def test_resume_after_interruption_is_exact(tmp_path):
     ]
     columns = [[line.split(",")[:3] for line in log] for log in logs]  # step, train, validation
     assert columns[0] == columns[1]
+
+
+def test_checkpoint_of_the_earlier_loop_resumes(tmp_path):
+    # The maximum-likelihood checkpoints of earlier versions have no skipped-step count or CPU time.
+    data = gaussian_pairs(500, 0.3, 0.5, seed=0), gaussian_pairs(100, 0.3, 0.5, seed=1)
+    settings = TrainingSettings(max_steps=80, validate_every=20, checkpoint_every=40)
+    reference = GaussianDisplacement()
+    train(reference, *data, ATOM_TYPES, tmp_path / "straight", settings, progress=False)
+    interrupted = GaussianDisplacement()
+    interrupted.fail_at_call = 50  # after the checkpoint at step 40
+    with pytest.raises(KeyboardInterrupt):
+        train(interrupted, *data, ATOM_TYPES, tmp_path / "resumed", settings, progress=False)
+    path = tmp_path / "resumed" / "checkpoint.pt"
+    checkpoint = load_checkpoint(path)
+    assert checkpoint["step"] == 40
+    del checkpoint["skipped"], checkpoint["cpu_seconds"]
+    save_checkpoint(checkpoint, path)
+    resumed = GaussianDisplacement()
+    train(resumed, *data, ATOM_TYPES, tmp_path / "resumed", settings, progress=False)
+    assert torch.equal(resumed.shift, reference.shift)
+    assert torch.equal(resumed.log_scale, reference.log_scale)
 
 
 def test_changed_settings_are_refused_on_resume(tmp_path):
