@@ -121,13 +121,8 @@ def test_version(capsys) -> None:
 
 
 def test_module_commands_are_timewarp_subcommands(capsys) -> None:
-    from openmm_timewarp.data import dipeptides
     from openmm_timewarp.evaluation import reference
 
-    assert dipeptides.main(["--list", "train", "--count", "2"]) == 0
-    listed = capsys.readouterr().out
-    assert main(["dipeptides", "--list", "train", "--count", "2"]) == 0
-    assert capsys.readouterr().out == listed and len(listed.split()) == 2
     with pytest.raises(SystemExit) as exit_info:
         reference.main(["analyze", "--help"])
     assert exit_info.value.code == 0

@@ -14,6 +14,11 @@ from collections.abc import Sequence
 
 from openmm_timewarp.cli import build, dipeptides, info, resave, simulate, train
 from openmm_timewarp.cli.common import CommandParser
+from openmm_timewarp.optional import require
+
+# The subcommands read trajectories with mdtraj (the cli extra): without it, importing this module
+# fails at once, and ``timewarp`` says which extra to install (openmm_timewarp.__main__).
+require("mdtraj")
 
 #: Subcommand modules, in the order ``--help`` lists them.
 SUBCOMMANDS = (build, simulate, info, train, resave, dipeptides)

@@ -150,26 +150,22 @@ def _export_rotor(
     save_network(model.network, path, metadata)
 
 
-_IC_ARCHITECTURE = ("num_couplings", "hidden", "num_bins")
+def _ic_spec(trains_on_frames: bool) -> FamilySpec:
+    """An internal-coordinate spline flow of one molecule (``proposals.ic.families``)."""
+    return FamilySpec(
+        transferable=False,
+        trains_on_frames=trains_on_frames,
+        architecture_options=("num_couplings", "hidden", "num_bins"),
+        build=_build_ic,
+        metadata=_ic_metadata,
+        export=_export_contract,
+    )
+
 
 #: Every family that ``timewarp train`` fits, in the order its ``--help`` lists them.
 FAMILIES: dict[str, FamilySpec] = {
-    "ic-independent": FamilySpec(
-        transferable=False,
-        trains_on_frames=True,
-        architecture_options=_IC_ARCHITECTURE,
-        build=_build_ic,
-        metadata=_ic_metadata,
-        export=_export_contract,
-    ),
-    "ic-conditional": FamilySpec(
-        transferable=False,
-        trains_on_frames=False,
-        architecture_options=_IC_ARCHITECTURE,
-        build=_build_ic,
-        metadata=_ic_metadata,
-        export=_export_contract,
-    ),
+    "ic-independent": _ic_spec(trains_on_frames=True),
+    "ic-conditional": _ic_spec(trains_on_frames=False),
     "timewarp-flow": FamilySpec(
         transferable=True,
         trains_on_frames=False,
