@@ -19,7 +19,7 @@ import torch
 from openmm import app
 
 from openmm_timewarp.checkpoints import load_checkpoint, load_model_state, save_checkpoint
-from openmm_timewarp.files import write_json_atomically
+from openmm_timewarp.files import write_atomically, write_json_atomically
 from openmm_timewarp.models.registry import family_spec
 from openmm_timewarp.training.likelihood import PeptideData, TrainingSettings
 from openmm_timewarp.training.loop import BEST_MODEL_FILE
@@ -209,7 +209,8 @@ def snapshot_training_data(data: Path, recipe: dict, output: Path) -> dict:
     save_checkpoint(
         {"train": train_pairs, "validation": validation_pairs}, output / TRAIN_DATA_FILE
     )
-    shutil.copyfile(trajectories[0].directory / TOPOLOGY_FILE, output / TRAIN_TOPOLOGY_FILE)
+    topology_text = (trajectories[0].directory / TOPOLOGY_FILE).read_bytes()
+    write_atomically(output / TRAIN_TOPOLOGY_FILE, topology_text)
     return {
         "temperature_K": temperatures.pop(),
         "forcefield": FORCEFIELD_NAME,
@@ -250,7 +251,7 @@ def snapshot_peptides(folders: list[Path], recipe: dict, output: Path) -> dict:
     if len(temperatures) != 1:
         raise ValueError(f"the data folders mix temperatures {sorted(temperatures)}; keep one")
     save_checkpoint({"peptides": peptides}, output / TRAIN_DATA_FILE)
-    (output / TRAIN_TOPOLOGY_FILE).write_text(peptides[0]["topology"])
+    write_atomically(output / TRAIN_TOPOLOGY_FILE, peptides[0]["topology"])
     return {**facts, "temperature_K": temperatures.pop(), "forcefield": FORCEFIELD_NAME}
 
 
