@@ -58,6 +58,7 @@ from openmm_timewarp.proposals.ic.families import (
     ICIndependentProposal,
     keeping_relabelled_proposals,
 )
+from openmm_timewarp.training.distributed import ProcessGroup
 from openmm_timewarp.training.folder import TrainingFolder
 from openmm_timewarp.training.likelihood import validation_nll
 from openmm_timewarp.training.loop import (
@@ -277,7 +278,9 @@ class FineTuneObjective:
             raise ValueError("a validation frame has a non-finite energy: the System does not fit")
         self.best_acceptance, self.initial_acceptance, self.best_nll = -math.inf, math.nan, math.nan
 
-    def start(self, model: torch.nn.Module, device: torch.device, group) -> None:
+    def start(
+        self, model: torch.nn.Module, device: torch.device, group: ProcessGroup | None
+    ) -> None:
         if group is not None:
             raise ValueError("the fine-tune runs in one process")
 

@@ -53,7 +53,7 @@ class Schedule:
     seed: int
 
     @classmethod
-    def of(cls, settings, steps: int) -> Schedule:
+    def of(cls, settings: object, steps: int) -> Schedule:
         """The schedule of a settings dataclass that has the fields of this one but ``steps``."""
         names = (name for name in cls.__dataclass_fields__ if name != "steps")
         return cls(steps=steps, **{name: getattr(settings, name) for name in names})
@@ -89,7 +89,9 @@ class Objective(Protocol):
     #: counted); otherwise the optimiser steps whatever the gradient.
     skips_nonfinite_steps: bool
 
-    def start(self, model: torch.nn.Module, device: torch.device, group: ProcessGroup | None):
+    def start(
+        self, model: torch.nn.Module, device: torch.device, group: ProcessGroup | None
+    ) -> None:
         """Called once the model is on ``device`` with its resumed parameters, before step 1."""
 
     def loss(self, step: int, draws: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
