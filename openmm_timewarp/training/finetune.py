@@ -62,7 +62,6 @@ from openmm_timewarp.training.distributed import ProcessGroup
 from openmm_timewarp.training.folder import TrainingFolder
 from openmm_timewarp.training.likelihood import validation_nll
 from openmm_timewarp.training.loop import (
-    LOG_FILE,
     Evaluation,
     Schedule,
     Status,
@@ -490,7 +489,7 @@ def fine_tune_folder(
         proposal=folder.proposal,
         progress=progress,
     )
-    plot_log(folder.path / f"fine-tune-{settings.objective}" / LOG_FILE, LOSS_PANELS)
+    plot_log(result.log_path, LOSS_PANELS)
     return {
         "settings": asdict(settings),
         "steps": result.steps,

@@ -24,7 +24,7 @@ from openmm_timewarp.training.likelihood import (
     TrainingSettings,
     train_peptides,
 )
-from openmm_timewarp.training.loop import LOG_FILE, plot_log
+from openmm_timewarp.training.loop import plot_log
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def _train_folder(
         "cpu_seconds": round(folder.record["cpu_seconds"], 1),
     }
     folder.save_record()
-    plot_log(output / LOG_FILE, LOSS_PANELS)
+    plot_log(result.log_path, LOSS_PANELS)
     if fine_tune is not None:
         folder.record["summary"]["fine_tune"] = fine_tune_folder(
             folder, fine_tune, progress=progress
