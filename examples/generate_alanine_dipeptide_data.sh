@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 output=data/alanine-dipeptide
 mkdir -p "$output"
-setsid nohup nice -n 10 python -m openmm_timewarp.cli simulate A \
+setsid nohup nice -n 10 timewarp simulate A \
     --start alphaR --start beta --start alphaL --start C7ax \
     --length-ns 25 --processes 2 --round-ns 1 \
     -o "$output" >> "$output/simulate.log" 2>&1 < /dev/null &

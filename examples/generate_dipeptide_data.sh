@@ -20,7 +20,7 @@ TIMEFORMAT="%R s wall, %U s user, %S s system"
 mkdir -p "$output"
 
 simulate() {  # sequence length_ns
-    python -m openmm_timewarp.cli simulate "$1" --termini zwitterionic --length-ns "$2" \
+    timewarp simulate "$1" --termini zwitterionic --length-ns "$2" \
         --no-progress -o "$output/$1"
 }
 

@@ -16,11 +16,13 @@ from pathlib import Path
 
 import torch
 
+from openmm_timewarp.files import write_atomically
+
 CHECKPOINT_FORMAT = 1
 
 
 def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
-    """Write ``state`` to ``path`` atomically (a temporary file, then a rename)."""
+    """Write ``state`` to ``path`` atomically (:func:`~openmm_timewarp.files.write_atomically`)."""
     path = Path(path)
     buffer = io.BytesIO()
     torch.save(state, buffer)
@@ -30,9 +32,7 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
         "sha256": hashlib.sha256(payload).hexdigest(),
         "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8),
     }
-    temporary = path.with_name(f"{path.name}.tmp")
-    torch.save(record, temporary)
-    os.replace(temporary, path)
+    write_atomically(path, lambda handle: torch.save(record, handle))
 
 
 def load_checkpoint(

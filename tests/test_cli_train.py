@@ -14,7 +14,7 @@ import torch
 from openmm import app, unit
 
 from openmm_timewarp.checkpoints import load_checkpoint
-from openmm_timewarp.cli import main, random_rotations
+from openmm_timewarp.cli import main
 from openmm_timewarp.data.md import (
     PROGRESS_FILE,
     RUN_FILE,
@@ -30,6 +30,7 @@ from openmm_timewarp.models.contract import (
     load_model,
 )
 from openmm_timewarp.proposals.cartesian import TimewarpProposal
+from openmm_timewarp.proposals.cartesian.augment import random_rotations
 from openmm_timewarp.proposals.ic.families import ICIndependentProposal
 
 NUM_FRAMES = 1_200  # 1 ps apart: the independent family's 100 ps validation gap leaves 20 frames

@@ -4,12 +4,12 @@ residue-independent atom types of transferable models."""
 import pytest
 from openmm import app
 
+from openmm_timewarp.cli import main
 from openmm_timewarp.data.dipeptides import (
     SPLIT_FILE,
     all_dipeptides,
     dipeptide_split,
     load_split,
-    main,
     peptide_atom_vocabulary,
     write_split,
 )
@@ -62,7 +62,7 @@ def test_round_trip_and_bad_input(tmp_path, capsys):
     path.write_text("{")
     with pytest.raises(ValueError, match="--write"):
         load_split(path)
-    assert main(["--list", "train", "--start", "2", "--count", "3"]) == 0
+    assert main(["dipeptides", "--list", "train", "--start", "2", "--count", "3"]) == 0
     assert capsys.readouterr().out.split() == list(dipeptide_split().training[2:5])
 
 

@@ -24,7 +24,7 @@ from openmm_timewarp.training.finetune import (
     masked_mean,
     reverse_kl,
 )
-from openmm_timewarp.training.loop import TrainingSettings, train
+from openmm_timewarp.training.likelihood import TrainingSettings, train
 
 TEMPERATURE_K = 310.0
 

@@ -121,12 +121,6 @@ def test_version(capsys) -> None:
 
 
 def test_module_commands_are_timewarp_subcommands(capsys) -> None:
-    from openmm_timewarp.data import dipeptides
-
-    assert dipeptides.main(["--list", "train", "--count", "2"]) == 0
-    listed = capsys.readouterr().out
-    assert main(["dipeptides", "--list", "train", "--count", "2"]) == 0
-    assert capsys.readouterr().out == listed and len(listed.split()) == 2
     with pytest.raises(SystemExit) as exit_info:
         main(["reference", "analyze", "--help"])
     assert exit_info.value.code == 0

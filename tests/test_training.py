@@ -18,7 +18,7 @@ import pytest
 import torch
 from openmm import app, unit
 
-from openmm_timewarp.checkpoints import load_checkpoint
+from openmm_timewarp.checkpoints import load_checkpoint, save_checkpoint
 from openmm_timewarp.cli import main
 from openmm_timewarp.data.md import (
     PROGRESS_FILE,
@@ -30,7 +30,7 @@ from openmm_timewarp.data.md import (
 from openmm_timewarp.data.peptides import build_peptide, create_system
 from openmm_timewarp.models.contract import load_model
 from openmm_timewarp.proposals.ic.families import proposal_for_frames
-from openmm_timewarp.training.loop import (
+from openmm_timewarp.training.likelihood import (
     PeptideData,
     TrainingSettings,
     train,
@@ -141,6 +141,27 @@ def test_resume_after_interruption_is_exact(tmp_path):
     ]
     columns = [[line.split(",")[:3] for line in log] for log in logs]  # step, train, validation
     assert columns[0] == columns[1]
+
+
+def test_checkpoint_of_the_earlier_loop_resumes(tmp_path):
+    # The maximum-likelihood checkpoints of earlier versions have no skipped-step count or CPU time.
+    data = gaussian_pairs(500, 0.3, 0.5, seed=0), gaussian_pairs(100, 0.3, 0.5, seed=1)
+    settings = TrainingSettings(max_steps=80, validate_every=20, checkpoint_every=40)
+    reference = GaussianDisplacement()
+    train(reference, *data, ATOM_TYPES, tmp_path / "straight", settings, progress=False)
+    interrupted = GaussianDisplacement()
+    interrupted.fail_at_call = 50  # after the checkpoint at step 40
+    with pytest.raises(KeyboardInterrupt):
+        train(interrupted, *data, ATOM_TYPES, tmp_path / "resumed", settings, progress=False)
+    path = tmp_path / "resumed" / "checkpoint.pt"
+    checkpoint = load_checkpoint(path)
+    assert checkpoint["step"] == 40
+    del checkpoint["skipped"], checkpoint["cpu_seconds"]
+    save_checkpoint(checkpoint, path)
+    resumed = GaussianDisplacement()
+    train(resumed, *data, ATOM_TYPES, tmp_path / "resumed", settings, progress=False)
+    assert torch.equal(resumed.shift, reference.shift)
+    assert torch.equal(resumed.log_scale, reference.log_scale)
 
 
 def test_changed_settings_are_refused_on_resume(tmp_path):
@@ -304,7 +325,7 @@ def test_torchrun_with_two_processes_matches_one_process(tmp_path):
         output = tmp_path / f"single-{seed}"
         assert main(["train", str(data), "-o", str(output), *options, "--seed", str(seed)]) == 0
         single.append(json.loads((output / "train.json").read_text()))
-    command = ["--nproc_per_node=2", "-m", "openmm_timewarp.cli", "train", str(data)]
+    command = ["--nproc_per_node=2", "-m", "openmm_timewarp", "train", str(data)]
     run = run_torchrun([*command, "-o", str(tmp_path / "ddp"), *options, "--seed", "0"])
     assert run.returncode == 0, run.stderr[-2000:]
     assert len(re.findall("model written to", run.stdout)) == 1  # printed by process 0 alone
@@ -332,7 +353,8 @@ import torch
 sys.path.insert(0, sys.argv[2])
 from test_training import ATOM_TYPES, SETTINGS, GaussianDisplacement, gaussian_pairs
 
-from openmm_timewarp.training.loop import PeptideData, distributed_process_group, train_peptides
+from openmm_timewarp.training.distributed import distributed_process_group
+from openmm_timewarp.training.likelihood import PeptideData, train_peptides
 
 
 class InterruptedAtStep(GaussianDisplacement):

@@ -34,7 +34,7 @@ from openmm_timewarp.models.contract import (
     save_module,
 )
 from openmm_timewarp.proposals.simple import GaussianRandomWalk, export_simple_proposal
-from openmm_timewarp.training.loop import TrainingSettings, train
+from openmm_timewarp.training.likelihood import TrainingSettings, train
 
 EXAMPLE_PDB = Path(__file__).parents[1] / "examples" / "alanine-dipeptide.pdb"
 REFERENCE = openmm.Platform.getPlatformByName("Reference")
@@ -381,11 +381,12 @@ def test_warning_tests_see_one_warning(tmp_path):
 
 def test_ctrl_c_prints_no_traceback(monkeypatch, capsys):
     import openmm_timewarp.cli as cli
+    import openmm_timewarp.cli.resave as resave_command
 
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_resave", interrupted)
+    monkeypatch.setattr(resave_command, "_resave", interrupted)
     assert cli.main(["resave", "x.pt"]) == 130
     assert "interrupted; run the same command again to resume" in capsys.readouterr().err
 

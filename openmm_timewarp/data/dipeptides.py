@@ -22,12 +22,10 @@ residue of the 20 amino acids in every protonation and terminal form, so any dip
 
 from __future__ import annotations
 
-import argparse
 import functools
 import itertools
 import json
 import xml.etree.ElementTree as ElementTree
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -103,54 +101,3 @@ def write_split(split: DipeptideSplit, path: str | Path = SPLIT_FILE) -> None:
     record["training"] = list(split.training)
     record["held_out"] = list(split.held_out)
     Path(path).write_text(json.dumps(record, indent=1) + "\n")
-
-
-def add_dipeptides_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``timewarp dipeptides`` (sets ``handler``)."""
-    parser = subparsers.add_parser(
-        "dipeptides",
-        help="print or regenerate the dipeptide training / held-out split",
-        description="Print sequences of the committed dipeptide split (one per line, for shell "
-        "loops and job arrays), or regenerate it.",
-    )
-    parser.add_argument("--write", action="store_true", help=f"regenerate {SPLIT_FILE.name}")
-    parser.add_argument("--list", choices=("train", "held-out"), help="print these sequences")
-    parser.add_argument("--count", type=int, help="print only the first COUNT of them")
-    parser.add_argument("--start", type=int, default=0, help="skip the first START of them")
-    parser.add_argument(
-        "--shuffle",
-        type=int,
-        metavar="SEED",
-        help="list them in a random order drawn with SEED (a random evaluation subset)",
-    )
-    parser.set_defaults(handler=_dipeptides_command)
-
-
-def _dipeptides_command(args: argparse.Namespace) -> int:
-    if not args.write and args.list is None:
-        raise ValueError("give --write or --list")
-    if args.write:
-        write_split(dipeptide_split())
-        print(f"wrote {SPLIT_FILE}")
-    if args.list is not None:
-        split = load_split()
-        sequences = split.training if args.list == "train" else split.held_out
-        if args.shuffle is not None:
-            order = np.random.default_rng(args.shuffle).permutation(len(sequences))
-            sequences = tuple(sequences[i] for i in order)
-        end = None if args.count is None else args.start + args.count
-        print("\n".join(sequences[args.start : end]))
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m openmm_timewarp.data.dipeptides``: the same as ``timewarp dipeptides``."""
-    import sys
-
-    from openmm_timewarp.cli import main as cli_main
-
-    return cli_main(["dipeptides", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

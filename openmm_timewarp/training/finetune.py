@@ -1,6 +1,6 @@
 """Energy-based fine-tuning of a proposal model trained by maximum likelihood.
 
-Maximum likelihood (:mod:`openmm_timewarp.training.loop`)
+Maximum likelihood (:mod:`openmm_timewarp.training.likelihood`)
 fits the model to MD frames without looking at
 the energy. Fine-tuning adds an objective that does, with energies and forces from OpenMM through
 :class:`openmm_timewarp.data.energy.ReducedPotential` (``u = U / kT``),
@@ -32,8 +32,9 @@ cut (as bgflow does for Boltzmann generators): linear up to ``energy_cut`` kT, l
 step's data frames for the reverse KL). The log acceptance itself is what is cut, so the objective
 is unchanged wherever a proposal has a chance of acceptance.
 
-:func:`fine_tune` runs Adam with warm-up and gradient clipping, evaluates the validation NLL and the
-mean acceptance probability on a fixed set of validation frames and proposal noise every
+:func:`fine_tune` runs the resumable loop of :mod:`openmm_timewarp.training.loop` (Adam with
+warm-up and gradient clipping) on :class:`FineTuneObjective`: it evaluates the validation NLL and
+the mean acceptance probability on a fixed set of validation frames and proposal noise every
 ``validate_every`` steps (the first row, step 0, is the starting model), keeps the parameters with
 the highest validation acceptance, writes ``log.csv`` and a checkpoint every ``checkpoint_every``
 steps, and resumes exactly from it. Configurations whose energy is not finite are masked out of the
@@ -47,36 +48,28 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from dataclasses import asdict, dataclass
-from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
-from openmm_timewarp import checkpoints
 from openmm_timewarp.data.energy import ReducedPotential
-from openmm_timewarp.progress import progress_bar
 from openmm_timewarp.proposals.ic.families import (
     ICIndependentProposal,
     keeping_relabelled_proposals,
 )
+from openmm_timewarp.training.distributed import ProcessGroup
+from openmm_timewarp.training.folder import TrainingFolder
+from openmm_timewarp.training.likelihood import validation_nll
 from openmm_timewarp.training.loop import (
+    Evaluation,
+    Schedule,
+    Status,
+    optimise,
     plot_log,
-    read_log,
-    validation_nll,
-    warmup_learning_rate,
-    write_log,
 )
 
-if TYPE_CHECKING:
-    from openmm_timewarp.cli import TrainingFolder
-
 OBJECTIVES = ("acceptance", "reverse-kl")
-CHECKPOINT_FILE = "checkpoint.pt"
-BEST_MODEL_FILE = "best_model.pt"
-LOG_FILE = "log.csv"
 LOG_COLUMNS = (
     "step",
     "loss",
@@ -249,8 +242,147 @@ def reverse_kl(
     return lin_log_cut(potential(x) - reference_energy, energy_cut) + log_q_cartesian
 
 
-def _mean(values: list[float]) -> str:
-    return f"{sum(values) / len(values):.6g}" if values else ""
+class FineTuneObjective:
+    """``(1 - w) * NLL(data) + w * objective`` (module docstring); judged by the mean acceptance
+    probability on fixed validation frames and noise (higher is better)."""
+
+    log_columns = LOG_COLUMNS
+    evaluates_start = True
+    skips_nonfinite_steps = True
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        proposal: torch.nn.Module,
+        potential: ReducedPotential,
+        train_pairs: tuple[torch.Tensor, torch.Tensor],
+        validation_pairs: tuple[torch.Tensor, torch.Tensor],
+        atom_types: torch.Tensor,
+        settings: FineTuneSettings,
+    ) -> None:
+        self.model, self.proposal, self.potential = model, proposal, potential
+        self.train_pairs, self.validation_pairs = train_pairs, validation_pairs
+        self.atom_types, self.settings = atom_types, settings
+        # Fixed validation frames and noise: the acceptance estimate compares models, not draws.
+        fixed = torch.Generator().manual_seed(settings.seed + 1)
+        count = min(settings.validation_starts, len(validation_pairs[0]))
+        order = torch.randperm(len(validation_pairs[0]), generator=fixed)
+        self.validation_starts = validation_pairs[0][order[:count]]
+        num_atoms = train_pairs[0].shape[1]
+        self.noise_shape = (settings.proposals_per_start, num_atoms, proposal.noise_dim)
+        self.validation_noise = torch.randn(count, *self.noise_shape, generator=fixed)
+        with torch.no_grad():
+            self.validation_energies = potential(self.validation_starts)
+        if not bool(torch.isfinite(self.validation_energies).all()):
+            raise ValueError("a validation frame has a non-finite energy: the System does not fit")
+        self.best_acceptance, self.initial_acceptance, self.best_nll = -math.inf, math.nan, math.nan
+
+    def start(
+        self, model: torch.nn.Module, device: torch.device, group: ProcessGroup | None
+    ) -> None:
+        if group is not None:
+            raise ValueError("the fine-tune runs in one process")
+
+    def _validate(self) -> tuple[float, float, float]:
+        """Mean acceptance probability, median log acceptance, validation NLL."""
+        self.model.eval()
+        with torch.no_grad():
+            log_alpha = log_acceptance(
+                self.proposal,
+                self.potential,
+                self.validation_starts,
+                self.validation_energies,
+                self.atom_types,
+                self.validation_noise,
+            )
+        self.model.train()
+        # A non-finite proposal is rejected by the integrator: acceptance 0, log acceptance -inf.
+        log_alpha = torch.nan_to_num(log_alpha, nan=-math.inf)
+        acceptance = float(log_alpha.exp().mean())
+        nll = validation_nll(self.model, self.validation_pairs, self.atom_types)
+        return acceptance, float(log_alpha.median()), nll
+
+    def loss(self, step: int, draws: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+        settings, model, potential = self.settings, self.model, self.potential
+        num_pairs = len(self.train_pairs[0])
+        index = torch.randint(num_pairs, (settings.batch_size,), generator=draws)
+        nll = model.training_nll(
+            self.train_pairs[0][index], self.train_pairs[1][index], self.atom_types
+        ).mean()
+        start_index = torch.randint(num_pairs, (settings.num_starts,), generator=draws)
+        starts = self.train_pairs[0][start_index]
+        values = {}
+        if settings.objective == "acceptance":
+            noise = torch.randn(settings.num_starts, *self.noise_shape, generator=draws)
+            with torch.no_grad():
+                start_energies = potential(starts)
+            # Proposals that label equivalent atoms with another handedness than their start
+            # keep the flow's ratio for the gradient; validation counts them as rejected.
+            with keeping_relabelled_proposals(self.proposal):
+                log_alpha = log_acceptance(
+                    self.proposal, potential, starts, start_energies, self.atom_types, noise
+                )
+            objective = masked_mean(lin_log_cut(-log_alpha, settings.energy_cut))
+            accepted = torch.nan_to_num(log_alpha.detach(), nan=-math.inf).exp()
+            values["acceptance"] = float(accepted.mean())
+        else:
+            num_samples = settings.num_starts * settings.proposals_per_start
+            noise = torch.randn(num_samples, model.num_internal, generator=draws)
+            frames = starts.repeat_interleave(settings.proposals_per_start, 0)
+            with torch.no_grad():
+                reference = float(potential(starts).mean())
+            terms = reverse_kl(
+                model, potential, frames, self.atom_types, noise, reference, settings.energy_cut
+            )
+            objective = masked_mean(terms)
+        loss = (1.0 - settings.weight) * nll + settings.weight * objective
+        values |= {
+            "loss": float(loss.detach()),
+            "objective": float(objective.detach()),
+            "nll": float(nll.detach()),
+        }
+        return loss, values
+
+    def evaluate(self, status: Status) -> Evaluation:
+        acceptance, median_log_acceptance, nll = self._validate()
+        if status.step == 0:
+            self.initial_acceptance = acceptance
+        improved = acceptance > self.best_acceptance
+        if improved:
+            self.best_acceptance, self.best_nll = acceptance, nll
+        means = status.means
+        row = {
+            "step": str(status.step),
+            "loss": means.get("loss", ""),
+            "objective": means.get("objective", ""),
+            "train_nll": means.get("nll", ""),
+            "acceptance": means.get("acceptance", ""),
+            "validation_nll": f"{nll:.6g}",
+            "validation_acceptance": f"{acceptance:.6g}",
+            "validation_median_log_acceptance": f"{median_log_acceptance:.6g}",
+            "nonfinite_energies": str(self.potential.num_nonfinite),
+            "skipped_steps": str(status.skipped),
+            "learning_rate": f"{status.learning_rate:.6g}",
+            "grad_norm": f"{status.grad_norm:.6g}",
+            "seconds": f"{status.seconds:.2f}",
+        }
+        return Evaluation(improved, row, {"acceptance": row["validation_acceptance"]})
+
+    def should_stop(self) -> bool:
+        return False
+
+    def state(self) -> dict:
+        return {
+            "best_acceptance": self.best_acceptance,
+            "best_nll": self.best_nll,
+            "initial_acceptance": self.initial_acceptance,
+            "nonfinite_energies": self.potential.num_nonfinite,
+        }
+
+    def load_state(self, state: dict) -> None:
+        self.best_acceptance, self.best_nll = state["best_acceptance"], state["best_nll"]
+        self.initial_acceptance = state["initial_acceptance"]
+        self.potential.num_nonfinite = state["nonfinite_energies"]
 
 
 def fine_tune(
@@ -292,199 +424,30 @@ def fine_tune(
         raise ValueError("the model needs a method training_nll(x_cond, x_next, atom_types)")
     if settings.objective == "reverse-kl" and not isinstance(model, ICIndependentProposal):
         raise ValueError("the reverse-kl objective is for ic-independent models; use acceptance")
-    output = Path(output_dir)
-    output.mkdir(parents=True, exist_ok=True)
-    checkpoint_path = output / CHECKPOINT_FILE
-    best_path = output / BEST_MODEL_FILE
-    log_path = output / LOG_FILE
-
-    # Fixed validation frames and noise: the acceptance estimate compares models, not draws.
-    fixed = torch.Generator().manual_seed(settings.seed + 1)
-    count = min(settings.validation_starts, len(validation_pairs[0]))
-    order = torch.randperm(len(validation_pairs[0]), generator=fixed)
-    validation_starts = validation_pairs[0][order[:count]]
-    noise_shape = (settings.proposals_per_start, num_atoms, proposal.noise_dim)
-    validation_noise = torch.randn(count, *noise_shape, generator=fixed)
-    with torch.no_grad():
-        validation_energies = potential(validation_starts)
-    if not bool(torch.isfinite(validation_energies).all()):
-        raise ValueError("a validation frame has a non-finite energy: the System does not fit")
-
-    def validate() -> tuple[float, float, float]:
-        """Mean acceptance probability, median log acceptance, validation NLL."""
-        model.eval()
-        with torch.no_grad():
-            log_alpha = log_acceptance(
-                proposal,
-                potential,
-                validation_starts,
-                validation_energies,
-                atom_types,
-                validation_noise,
-            )
-        model.train()
-        # A non-finite proposal is rejected by the integrator: acceptance 0, log acceptance -inf.
-        log_alpha = torch.nan_to_num(log_alpha, nan=-math.inf)
-        acceptance = float(log_alpha.exp().mean())
-        nll = validation_nll(model, validation_pairs, atom_types)
-        return acceptance, float(log_alpha.median()), nll
-
-    torch.manual_seed(settings.seed)
-    optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
-    generator = torch.Generator().manual_seed(settings.seed)
-    step, best_step, skipped, elapsed, cpu_elapsed = 0, 0, 0, 0.0, 0.0
-    best_acceptance, initial_acceptance, best_nll = -math.inf, math.nan, math.nan
-    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    if checkpoint_path.exists():
-        checkpoint = checkpoints.load_checkpoint(checkpoint_path)
-        if checkpoint["settings"] != asdict(settings):
-            raise ValueError(
-                f"{checkpoint_path} was written with other settings {checkpoint['settings']}; "
-                "rerun with those or remove the folder to start the fine-tune again"
-            )
-        checkpoints.load_model_state(model, checkpoint["model"], checkpoint_path)
-        optimiser.load_state_dict(checkpoint["optimiser"])
-        generator.set_state(checkpoint["generator"])
-        step, best_step, skipped = (
-            checkpoint["step"],
-            checkpoint["best_step"],
-            checkpoint["skipped"],
-        )
-        best_acceptance, best_nll = checkpoint["best_acceptance"], checkpoint["best_nll"]
-        initial_acceptance, elapsed = checkpoint["initial_acceptance"], checkpoint["seconds"]
-        cpu_elapsed = checkpoint["cpu_seconds"]
-        best_state = checkpoint["best_model"]
-        potential.num_nonfinite = checkpoint["nonfinite_energies"]
-    log_rows = read_log(log_path, step)
-    learning_rate_at = partial(warmup_learning_rate, settings.learning_rate, settings.warmup_steps)
-
-    def save_checkpoint() -> None:
-        state = {
-            "settings": asdict(settings),
-            "model": model.state_dict(),
-            "optimiser": optimiser.state_dict(),
-            "generator": generator.get_state(),
-            "step": step,
-            "best_step": best_step,
-            "skipped": skipped,
-            "best_acceptance": best_acceptance,
-            "best_nll": best_nll,
-            "initial_acceptance": initial_acceptance,
-            "seconds": elapsed,
-            "cpu_seconds": cpu_elapsed,
-            "best_model": best_state,
-            "nonfinite_energies": potential.num_nonfinite,
-        }
-        checkpoints.save_checkpoint(state, checkpoint_path)
-        write_log(log_path, log_rows, LOG_COLUMNS)
-
-    curves: dict[str, list[float]] = {"loss": [], "objective": [], "nll": [], "acceptance": []}
-    grad_norm = math.nan
-    started = time.perf_counter() - elapsed
-    cpu_started = time.process_time() - cpu_elapsed
-
-    def evaluate() -> None:
-        nonlocal best_acceptance, best_step, best_state, best_nll, initial_acceptance
-        acceptance, median_log_acceptance, nll = validate()
-        if step == 0:
-            initial_acceptance = acceptance
-        if acceptance > best_acceptance:
-            best_acceptance, best_step, best_nll = acceptance, step, nll
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        log_rows.append(
-            {
-                "step": str(step),
-                "loss": _mean(curves["loss"]),
-                "objective": _mean(curves["objective"]),
-                "train_nll": _mean(curves["nll"]),
-                "acceptance": _mean(curves["acceptance"]),
-                "validation_nll": f"{nll:.6g}",
-                "validation_acceptance": f"{acceptance:.6g}",
-                "validation_median_log_acceptance": f"{median_log_acceptance:.6g}",
-                "nonfinite_energies": str(potential.num_nonfinite),
-                "skipped_steps": str(skipped),
-                "learning_rate": f"{learning_rate_at(max(step - 1, 0)):.6g}",
-                "grad_norm": f"{grad_norm:.6g}",
-                "seconds": f"{time.perf_counter() - started:.2f}",
-            }
-        )
-        for values in curves.values():
-            values.clear()
-
-    if not checkpoint_path.exists():
-        evaluate()
-        save_checkpoint()
-    model.train()
-    bar = progress_bar(total=settings.steps, initial=step, enabled=progress, desc="fine-tune")
-    num_pairs = len(train_pairs[0])
-    weight = settings.weight
-    while step < settings.steps:
-        for group in optimiser.param_groups:
-            group["lr"] = learning_rate_at(step)
-        index = torch.randint(num_pairs, (settings.batch_size,), generator=generator)
-        nll = model.training_nll(train_pairs[0][index], train_pairs[1][index], atom_types).mean()
-        start_index = torch.randint(num_pairs, (settings.num_starts,), generator=generator)
-        starts = train_pairs[0][start_index]
-        if settings.objective == "acceptance":
-            noise = torch.randn(settings.num_starts, *noise_shape, generator=generator)
-            with torch.no_grad():
-                start_energies = potential(starts)
-            # Proposals that label equivalent atoms with another handedness than their start
-            # keep the flow's ratio for the gradient; validation counts them as rejected.
-            with keeping_relabelled_proposals(proposal):
-                log_alpha = log_acceptance(
-                    proposal, potential, starts, start_energies, atom_types, noise
-                )
-            objective = masked_mean(lin_log_cut(-log_alpha, settings.energy_cut))
-            accepted = torch.nan_to_num(log_alpha.detach(), nan=-math.inf).exp()
-            curves["acceptance"].append(float(accepted.mean()))
-        else:
-            num_samples = settings.num_starts * settings.proposals_per_start
-            noise = torch.randn(num_samples, model.num_internal, generator=generator)
-            frames = starts.repeat_interleave(settings.proposals_per_start, 0)
-            with torch.no_grad():
-                reference = float(potential(starts).mean())
-            terms = reverse_kl(
-                model, potential, frames, atom_types, noise, reference, settings.energy_cut
-            )
-            objective = masked_mean(terms)
-        loss = (1.0 - weight) * nll + weight * objective
-        optimiser.zero_grad()
-        loss.backward()
-        grad_norm = float(
-            torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
-        )
-        if math.isfinite(grad_norm) and bool(torch.isfinite(loss)):
-            optimiser.step()
-        else:
-            skipped += 1
-        curves["loss"].append(float(loss.detach()))
-        curves["objective"].append(float(objective.detach()))
-        curves["nll"].append(float(nll.detach()))
-        step += 1
-        bar.update(1)
-        if step % settings.validate_every == 0 or step == settings.steps:
-            evaluate()
-            bar.set_postfix(acceptance=log_rows[-1]["validation_acceptance"])
-        if step % settings.checkpoint_every == 0 or step == settings.steps:
-            elapsed = time.perf_counter() - started
-            cpu_elapsed = time.process_time() - cpu_started
-            save_checkpoint()
-    bar.close()
-    model.load_state_dict(best_state)
-    checkpoints.save_checkpoint(best_state, best_path)
+    objective = FineTuneObjective(
+        model, proposal, potential, train_pairs, validation_pairs, atom_types, settings
+    )
+    result = optimise(
+        model,
+        objective,
+        Schedule.of(settings, settings.steps),
+        asdict(settings),
+        Path(output_dir),
+        progress,
+        description="fine-tune",
+    )
     return FineTuneResult(
-        steps=step,
-        best_step=best_step,
-        initial_validation_acceptance=initial_acceptance,
-        best_validation_acceptance=best_acceptance,
-        best_validation_nll=best_nll,
+        steps=result.steps,
+        best_step=result.best_step,
+        initial_validation_acceptance=objective.initial_acceptance,
+        best_validation_acceptance=objective.best_acceptance,
+        best_validation_nll=objective.best_nll,
         nonfinite_energies=potential.num_nonfinite,
-        skipped_steps=skipped,
-        seconds=elapsed,
-        cpu_seconds=cpu_elapsed,
-        log_path=log_path,
-        best_model_path=best_path,
+        skipped_steps=result.skipped,
+        seconds=result.seconds,
+        cpu_seconds=result.cpu_seconds,
+        log_path=result.log_path,
+        best_model_path=result.best_model_path,
     )
 
 
@@ -500,7 +463,6 @@ def fine_tune_folder(
     The System is rebuilt from the folder's topology with the data's force field
     (``peptides.create_system``), at the data's temperature.
     """
-    from openmm_timewarp.cli import RotationAugmented, TrainingFolder
     from openmm_timewarp.data.peptides import FORCEFIELD_NAME, create_system
 
     if not isinstance(folder, TrainingFolder):
@@ -516,20 +478,18 @@ def fine_tune_folder(
         )
     settings_for_family(recipe["family"], **asdict(settings))
     potential = ReducedPotential(create_system(folder.topology), facts["temperature_K"])
-    model = folder.model
-    proposal = model.flow if isinstance(model, RotationAugmented) else model
     result = fine_tune(
-        model,
+        folder.model,
         potential,
         folder.data["train"],
         folder.data["validation"],
         folder.atom_types,
         folder.path / f"fine-tune-{settings.objective}",
         settings,
-        proposal=proposal,
+        proposal=folder.proposal,
         progress=progress,
     )
-    plot_log(folder.path / f"fine-tune-{settings.objective}" / LOG_FILE, LOSS_PANELS)
+    plot_log(result.log_path, LOSS_PANELS)
     return {
         "settings": asdict(settings),
         "steps": result.steps,
