@@ -5,7 +5,8 @@ from pathlib import Path
 import openmm
 import torch
 
-from openmm_timewarp.models.contract import ModelMetadata, _ContractModule, save_module
+from openmm_timewarp.models.files import _ContractModule, save_module
+from openmm_timewarp.models.metadata import ModelMetadata
 
 
 class SignFlipped(torch.nn.Module):

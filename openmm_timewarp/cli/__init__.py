@@ -632,7 +632,8 @@ class TrainingFolder:
             config = preset(recipe["architecture"]["preset"], len(metadata.atom_types))
             model = RotationAugmented(TimewarpProposal(config), seed)
         elif recipe["family"] == "ic-rotor":
-            from openmm_timewarp.proposals.rotors.model import RotorNetwork, RotorTrainingModel
+            from openmm_timewarp.proposals.rotors.network import RotorNetwork
+            from openmm_timewarp.proposals.rotors.training import RotorTrainingModel
 
             metadata = _transferable_metadata(record, "ic-rotor")
             atom_types = torch.from_numpy(atom_types_for_topology(topology, metadata))
@@ -693,7 +694,7 @@ class TrainingFolder:
         }
         model = self.model
         if recipe["family"] == "ic-rotor":
-            from openmm_timewarp.proposals.rotors.model import save_network
+            from openmm_timewarp.proposals.rotors.network import save_network
 
             save_network(
                 model.network,

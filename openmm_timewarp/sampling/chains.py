@@ -59,8 +59,8 @@ from openmm_timewarp.models.contract import (
     has_forward_chains,
     load_model,
 )
+from openmm_timewarp.models.resolve import model_file_for_topology
 from openmm_timewarp.progress import progress_bar
-from openmm_timewarp.proposals.rotors.model import model_file_for_topology
 from openmm_timewarp.sampling.diagnostics import (
     STUCK_AFTER_PROPOSALS,
     is_stuck,

@@ -40,7 +40,8 @@ from collections.abc import Iterator
 import torch
 from openmm import app
 
-from openmm_timewarp.models.contract import ChainBatchedProposal, ModelMetadata
+from openmm_timewarp.models.metadata import ModelMetadata
+from openmm_timewarp.proposals.base import ChainBatchedProposal
 from openmm_timewarp.proposals.ic.equivalent import EquivalentAtomLabels
 from openmm_timewarp.proposals.ic.flows import SplineFlow, feature_dim, unit_features
 from openmm_timewarp.proposals.ic.zmatrix import InternalCoordinateTransform, ZMatrix, build_zmatrix
@@ -536,15 +537,13 @@ def proposal_metadata(
     training = dict(training or {})
     if family == "ic-independent":
         training.setdefault("tau_note", "independence proposal: tau_ps is nominal")
-    return ModelMetadata(
+    return ModelMetadata.for_molecule(
+        model.labels,
         name=name,
         family=family,
         tau_ps=tau_ps,
         temperature_K=temperature_K,
         forcefield=forcefield,
-        atom_type_scheme="residue-atom",
-        atom_types=list(model.labels),
-        num_atoms=len(model.labels),
         training=training,
     )
 
