@@ -19,7 +19,8 @@ consumes ``noise_dim = 3`` normal numbers per atom: the first ``3N - 6`` drive t
 normal CDF onto the uniform base); the mixture takes its component choice from the next one.
 
 Every model computes ``forward_chains`` (C chains, B proposals each, in one batch of C * B
-proposals); ``forward`` is its C = 1 case.
+proposals) through the one template of :class:`ZMatrixProposal`, which the families fill in with
+their ``propose_internal``; ``forward`` is its C = 1 case.
 
 The models carry the residue-atom labels of the Topology they were built from; the integrator passes
 ``atom_types`` as indices into that vocabulary (``contract.atom_types_for_topology``), and the model
@@ -87,8 +88,14 @@ def coordinate_bounds(
 
 
 class ZMatrixProposal(ChainBatchedProposal):
-    """Shared parts of proposals on one Z-matrix: the transform, the atom permutation and the
-    canonical labelling of equivalent atoms.
+    """Shared parts of proposals on one Z-matrix: the transform, the atom permutation, the
+    canonical labelling of equivalent atoms, and ``forward_chains`` itself.
+
+    ``forward_chains`` is one template for every family: the state's internal coordinates in its
+    canonical labelling, the family's :meth:`propose_internal` (new internal coordinates and
+    ``log q(i | i') - log q(i' | i)``), the Jacobian of the map, ``-inf`` for a proposal outside
+    the map's domain (a bond <= 0, an angle outside (0, pi)), and the proposals placed back in
+    each chain's frame and labels.
 
     ``reference [F, N, 3]`` (nm, Z-matrix atom order; the training frames) sets the labelling the
     model sees (docs/contract.md, "Equivalent atoms"); without it, labels are taken as given.
@@ -100,15 +107,26 @@ class ZMatrixProposal(ChainBatchedProposal):
 
     def __init__(self, zmatrix: ZMatrix, reference: torch.Tensor | None = None) -> None:
         super().__init__()
-        self.labels = list(zmatrix.labels)
-        self.transform = InternalCoordinateTransform(zmatrix)
-        self.noise_dim = NOISE_DIM
-        self.num_internal = zmatrix.num_internal
-        self.register_buffer("identity_order", torch.arange(zmatrix.num_atoms))
         groups = zmatrix.equivalent_groups if reference is not None else ()
-        self.equivalent = EquivalentAtomLabels(groups, zmatrix.num_atoms)
+        equivalent = EquivalentAtomLabels(groups, zmatrix.num_atoms)
         if reference is not None:
-            self.equivalent.set_reference(reference)
+            equivalent.set_reference(reference)
+        self.set_molecule(list(zmatrix.labels), InternalCoordinateTransform(zmatrix), equivalent)
+
+    def set_molecule(
+        self,
+        labels: list[str],
+        transform: InternalCoordinateTransform,
+        equivalent: EquivalentAtomLabels,
+    ) -> None:
+        """The molecule proposed for: its residue-atom labels, Z-matrix transform and labelling
+        of equivalent atoms (a mixture takes its component's own modules)."""
+        self.labels = labels
+        self.transform = transform
+        self.noise_dim = NOISE_DIM
+        self.num_internal = 3 * len(labels) - 6
+        self.register_buffer("identity_order", torch.arange(len(labels)))
+        self.equivalent = equivalent
         self.reject_relabelled = True
 
     def compute_dtype(self) -> torch.dtype:
@@ -167,6 +185,35 @@ class ZMatrixProposal(ChainBatchedProposal):
         batch = q.shape[0]
         x = self.transform.to_cartesian(q, origin.expand(batch, 3), rotation.expand(batch, 3, 3))
         return x[:, atom_types].to(dtype)
+
+    def forward_chains(
+        self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Proposals ``[C, B, N, 3]`` and logQRatio ``[C, B]`` for chains ``[C, N, 3]``; the
+        C * B proposals are computed as one batch, chain by chain."""
+        num_proposals = noise.shape[1]
+        q, origin, rotation, labelling = self.labelled_internal(positions, atom_types)
+        q_new, log_q_ratio = self.propose_internal(q, noise)
+        log_ratio = (
+            log_q_ratio
+            + self.transform.log_det_jacobian(q_new)
+            - self.transform.log_det_jacobian(q).repeat_interleave(num_proposals)
+        )
+        bonds, angles, _ = self.transform.split(q_new)
+        valid = (bonds > 0.0).all(-1) & (angles > 0.0).all(-1) & (angles < math.pi).all(-1)
+        log_ratio = torch.where(valid, log_ratio, torch.full_like(log_ratio, -math.inf))
+        return self.chain_outputs(
+            q_new, log_ratio, origin, rotation, labelling, atom_types, noise.shape, positions.dtype
+        )
+
+    def propose_internal(
+        self, q: torch.Tensor, noise: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The family's move: for each chain's internal coordinates ``q [C, M]`` and the noise
+        ``[C, B, N, noise_dim]``, the proposals' internal coordinates ``[C * B, M]`` (chain by
+        chain) and ``log q(i | i') - log q(i' | i)`` ``[C * B]`` per unit volume of internal
+        coordinates."""
+        raise NotImplementedError
 
     def chain_outputs(
         self,
@@ -273,25 +320,13 @@ class ICProposalBase(ZMatrixProposal):
         z = noise.reshape(noise.shape[0] * noise.shape[1], -1).to(self.lower.dtype)
         return 0.5 * (1.0 + torch.erf(z / math.sqrt(2.0)))
 
-    def forward_chains(
-        self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
+    def propose_internal(
+        self, q: torch.Tensor, noise: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Proposals ``[C, B, N, 3]`` and logQRatio ``[C, B]`` for chains ``[C, N, 3]``; the
-        C * B proposals are computed as one batch, chain by chain."""
-        num_proposals = noise.shape[1]
-        q, origin, rotation, labelling = self.labelled_internal(positions, atom_types)
         q_new, log_q_forward, log_q_reverse = self.propose(
-            q, self.base_uniforms(noise), num_proposals
+            q, self.base_uniforms(noise), noise.shape[1]
         )
-        log_ratio = (
-            log_q_reverse
-            - log_q_forward
-            + self.transform.log_det_jacobian(q_new)
-            - self.transform.log_det_jacobian(q).repeat_interleave(num_proposals)
-        )
-        return self.chain_outputs(
-            q_new, log_ratio, origin, rotation, labelling, atom_types, noise.shape, positions.dtype
-        )
+        return q_new, log_q_reverse - log_q_forward
 
     def propose(
         self, q: torch.Tensor, uniforms: torch.Tensor, num_proposals: int
@@ -392,11 +427,9 @@ class ICConditionalProposal(ICProposalBase):
         return q_new, log_q_forward, self.log_density(q_current, q_new)
 
 
-class ICMixtureProposal(ChainBatchedProposal):
+class ICMixtureProposal(ZMatrixProposal):
     """``w q_c(i' | i) + (1 - w) q_ind(i')``; logQRatio uses the mixture density both ways."""
 
-    noise_dim: int
-    num_internal: int
     log_weight: float
     log_complement: float
 
@@ -406,7 +439,8 @@ class ICMixtureProposal(ChainBatchedProposal):
         independent: ICIndependentProposal,
         weight: float,
     ) -> None:
-        super().__init__()
+        # No Z-matrix of its own: the molecule's modules are the conditional component's.
+        ChainBatchedProposal.__init__(self)
         if conditional.labels != independent.labels:
             raise ValueError("the two components were built for different molecules")
         if not torch.equal(conditional.equivalent.reference, independent.equivalent.reference):
@@ -418,12 +452,13 @@ class ICMixtureProposal(ChainBatchedProposal):
             )
         self.conditional = conditional
         self.independent = independent
-        self.labels = conditional.labels
+        self.set_molecule(conditional.labels, conditional.transform, conditional.equivalent)
         self.weight = weight
-        self.noise_dim = NOISE_DIM
-        self.num_internal = conditional.num_internal
         self.log_weight = math.log(weight)
         self.log_complement = math.log1p(-weight)
+
+    def compute_dtype(self) -> torch.dtype:
+        return self.conditional.compute_dtype()
 
     def log_density(self, q: torch.Tensor, q_given: torch.Tensor) -> torch.Tensor:
         """``log [w q_c(i | i_given) + (1 - w) q_ind(i)]`` (batched)."""
@@ -440,13 +475,11 @@ class ICMixtureProposal(ChainBatchedProposal):
         q_next, _, _ = self.conditional.internal(x_next, atom_types)
         return -self.log_density(q_next, q_cond)
 
-    def forward_chains(
-        self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
+    def propose_internal(
+        self, q_chains: torch.Tensor, noise: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Proposals ``[C, B, N, 3]`` and logQRatio ``[C, B]`` for chains ``[C, N, 3]``."""
         conditional = self.conditional
         num_proposals = noise.shape[1]
-        q_chains, origin, rotation, labelling = conditional.labelled_internal(positions, atom_types)
         q = q_chains.repeat_interleave(num_proposals, dim=0)
         uniforms = conditional.base_uniforms(noise)
         base = uniforms[:, : self.num_internal]
@@ -480,15 +513,7 @@ class ICMixtureProposal(ChainBatchedProposal):
             self.log_complement
             + self.independent.log_density(q_chains).repeat_interleave(num_proposals),
         )
-        log_ratio = (
-            log_reverse
-            - log_forward
-            + conditional.transform.log_det_jacobian(q_new)
-            - conditional.transform.log_det_jacobian(q)
-        )
-        return conditional.chain_outputs(
-            q_new, log_ratio, origin, rotation, labelling, atom_types, noise.shape, positions.dtype
-        )
+        return q_new, log_reverse - log_forward
 
 
 def proposal_for_frames(

@@ -69,8 +69,6 @@ class ICRotorProposal(ZMatrixProposal):
     where the learned density has little mass, as on molecules unlike the training set).
     """
 
-    num_bonds: int
-    num_angles: int
     rotor_weight: float
     uniform_weight: float
 
@@ -98,8 +96,6 @@ class ICRotorProposal(ZMatrixProposal):
             raise ValueError("rotor must mark each internal coordinate (bool)")
         if raw.shape[0] != int(rotor.sum()) or steps.shape != (int((~rotor).sum()),):
             raise ValueError("raw needs a row per rotor and steps an entry per other coordinate")
-        self.num_bonds = zmatrix.num_atoms - 1
-        self.num_angles = zmatrix.num_atoms - 2
         self.rotor_weight = float(rotor_weight)
         if backbone is None:
             backbone = torch.zeros(raw.shape[0], dtype=torch.bool)
@@ -110,7 +106,7 @@ class ICRotorProposal(ZMatrixProposal):
         self.uniform_weight = float(uniform_weight)
         self.register_buffer("rotor_index", torch.nonzero(rotor).flatten())
         self.register_buffer("walk_index", torch.nonzero(~rotor).flatten())
-        walk_is_torsion = self.walk_index >= self.num_bonds + self.num_angles
+        walk_is_torsion = self.walk_index >= self.transform.num_bonds + self.transform.num_angles
         self.register_buffer("walk_is_torsion", walk_is_torsion)
         self.register_buffer("raw", raw.double().clone())
         self.register_buffer("steps", steps.double().clone())
@@ -119,12 +115,10 @@ class ICRotorProposal(ZMatrixProposal):
         """``sum_k log q_k`` of the rotors of internal coordinates ``q [B, M]``."""
         return rotor_log_density(q[:, self.rotor_index], self.raw, self.uniform_weight).sum(-1)
 
-    def forward_chains(
-        self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
+    def propose_internal(
+        self, q_chains: torch.Tensor, noise: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Proposals ``[C, B, N, 3]`` and logQRatio ``[C, B]`` for chains ``[C, N, 3]``."""
         num_proposals = noise.shape[1]
-        q_chains, origin, rotation, labelling = self.labelled_internal(positions, atom_types)
         log_q_chains = self.rotor_log_density(q_chains)
         q = q_chains.repeat_interleave(num_proposals, dim=0)
         normal = noise.reshape(noise.shape[0] * num_proposals, -1).to(q.dtype)
@@ -155,19 +149,9 @@ class ICRotorProposal(ZMatrixProposal):
 
         q_new = torch.where(rotor_move.unsqueeze(-1), q_rotor, q_walk)
         # A local move leaves the rotors, so their densities cancel; computing the new density
-        # for every proposal keeps one formula for both moves.
-        log_ratio = (
-            log_q_chains.repeat_interleave(num_proposals)
-            - self.rotor_log_density(q_new)
-            + self.transform.log_det_jacobian(q_new)
-            - self.transform.log_det_jacobian(q)
-        )
-        bonds, angles, _ = self.transform.split(q_new)
-        valid = (bonds > 0.0).all(-1) & (angles > 0.0).all(-1) & (angles < math.pi).all(-1)
-        log_ratio = torch.where(valid, log_ratio, torch.full_like(log_ratio, -math.inf))
-        return self.chain_outputs(
-            q_new, log_ratio, origin, rotation, labelling, atom_types, noise.shape, positions.dtype
-        )
+        # for every proposal keeps one formula for both moves. A step out of the domain of
+        # internal coordinates gets -inf in the template.
+        return q_new, log_q_chains.repeat_interleave(num_proposals) - self.rotor_log_density(q_new)
 
 
 def rotor_proposal(
