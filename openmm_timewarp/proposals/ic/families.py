@@ -9,29 +9,12 @@ intervals to [0, 1], torsions from the circle to [0, 1)):
 - :class:`ICMixtureProposal`: ``w q_c(i' | i) + (1 - w) q_ind(i')`` with a user-set weight
   (family ``"ic-mixture"``).
 
-A proposal keeps the current state's external frame (first atom, first bond direction, first
-plane), so in Cartesian space
-
-    logQRatio = log q(i | i') - log q(i' | i) + log J(i') - log J(i),
-
-with ``log J = 2 sum log r + sum log sin(theta)`` (the frame's own measure cancels). Each model
-consumes ``noise_dim = 3`` normal numbers per atom: the first ``3N - 6`` drive the flow (through the
-normal CDF onto the uniform base); the mixture takes its component choice from the next one.
-
-Every model computes ``forward_chains`` (C chains, B proposals each, in one batch of C * B
-proposals) through the one template of :class:`ZMatrixProposal`, which the families fill in with
-their ``propose_internal``; ``forward`` is its C = 1 case.
-
-The models carry the residue-atom labels of the Topology they were built from; the integrator passes
-``atom_types`` as indices into that vocabulary (``contract.atom_types_for_topology``), and the model
-reorders positions through that permutation, so a System whose atoms come in another order is
-proposed for correctly. Anything but a permutation of the vocabulary is refused.
-
-Atoms the force field cannot tell apart (a methyl's hydrogens, an arginine's NH2 groups) are seen
-in one canonical labelling chosen from the geometry (``openmm_timewarp.proposals.ic.equivalent``):
-the model proposes for the state so relabelled and hands the proposal back in the caller's
-labels; a proposal whose own canonical labelling differs gets logQRatio ``-inf``
-(docs/contract.md, "Equivalent atoms", has why this is exact).
+Each proposal keeps the current state's external frame; :class:`ZMatrixProposal`
+(``openmm_timewarp.proposals.ic.base``) holds what they share: the Jacobian of the map, the atom
+permutation, the labelling of equivalent atoms and ``forward_chains``, which each family fills
+in with its ``propose_internal``. Of the ``noise_dim = 3`` normal numbers per atom, the first
+``3N - 6`` drive the flow (through the normal CDF onto the uniform base); the mixture takes its
+component choice from the next one.
 """
 
 import contextlib
@@ -43,11 +26,9 @@ from openmm import app
 
 from openmm_timewarp.models.metadata import ModelMetadata
 from openmm_timewarp.proposals.base import ChainBatchedProposal
-from openmm_timewarp.proposals.ic.equivalent import EquivalentAtomLabels
+from openmm_timewarp.proposals.ic.base import ZMatrixProposal
 from openmm_timewarp.proposals.ic.flows import SplineFlow, feature_dim, unit_features
 from openmm_timewarp.proposals.ic.zmatrix import InternalCoordinateTransform, ZMatrix, build_zmatrix
-
-NOISE_DIM = 3
 
 
 def coordinate_bounds(
@@ -85,175 +66,6 @@ def coordinate_bounds(
     lower[num_interval:] = -math.pi
     upper[num_interval:] = math.pi
     return lower.float(), upper.float()
-
-
-class ZMatrixProposal(ChainBatchedProposal):
-    """Shared parts of proposals on one Z-matrix: the transform, the atom permutation, the
-    canonical labelling of equivalent atoms, and ``forward_chains`` itself.
-
-    ``forward_chains`` is one template for every family: the state's internal coordinates in its
-    canonical labelling, the family's :meth:`propose_internal` (new internal coordinates and
-    ``log q(i | i') - log q(i' | i)``), the Jacobian of the map, ``-inf`` for a proposal outside
-    the map's domain (a bond <= 0, an angle outside (0, pi)), and the proposals placed back in
-    each chain's frame and labels.
-
-    ``reference [F, N, 3]`` (nm, Z-matrix atom order; the training frames) sets the labelling the
-    model sees (docs/contract.md, "Equivalent atoms"); without it, labels are taken as given.
-    """
-
-    noise_dim: int
-    num_internal: int
-    reject_relabelled: bool
-
-    def __init__(self, zmatrix: ZMatrix, reference: torch.Tensor | None = None) -> None:
-        super().__init__()
-        groups = zmatrix.equivalent_groups if reference is not None else ()
-        equivalent = EquivalentAtomLabels(groups, zmatrix.num_atoms)
-        if reference is not None:
-            equivalent.set_reference(reference)
-        self.set_molecule(list(zmatrix.labels), InternalCoordinateTransform(zmatrix), equivalent)
-
-    def set_molecule(
-        self,
-        labels: list[str],
-        transform: InternalCoordinateTransform,
-        equivalent: EquivalentAtomLabels,
-    ) -> None:
-        """The molecule proposed for: its residue-atom labels, Z-matrix transform and labelling
-        of equivalent atoms (a mixture takes its component's own modules)."""
-        self.labels = labels
-        self.transform = transform
-        self.noise_dim = NOISE_DIM
-        self.num_internal = 3 * len(labels) - 6
-        self.register_buffer("identity_order", torch.arange(len(labels)))
-        self.equivalent = equivalent
-        self.reject_relabelled = True
-
-    def compute_dtype(self) -> torch.dtype:
-        """The dtype internal coordinates are computed in."""
-        return torch.float64
-
-    def model_order(self, atom_types: torch.Tensor) -> torch.Tensor:
-        """For each Z-matrix atom, the System atom that has its label (``atom_types`` inverted)."""
-        if atom_types.shape != self.identity_order.shape:
-            raise ValueError(
-                "atom_types must give one residue-atom type code per atom of the model's molecule"
-            )
-        if bool((atom_types < 0).any()) or bool((atom_types >= atom_types.shape[0]).any()):
-            raise ValueError(
-                "atom_types must name every atom of the model's molecule exactly once; build them "
-                "with contract.atom_types_for_topology"
-            )
-        # The inverse permutation by a scatter: argsort costs a millisecond per call on CPU.
-        order = torch.zeros_like(atom_types).scatter(0, atom_types, self.identity_order)
-        if not torch.equal(atom_types[order], self.identity_order):
-            raise ValueError(
-                "atom_types must name every atom of the model's molecule exactly once; build them "
-                "with contract.atom_types_for_topology"
-            )
-        return order
-
-    def labelled_internal(
-        self, positions: torch.Tensor, atom_types: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Internal coordinates and frame of System positions ``[B, N, 3]`` (batched) in the
-        canonical labelling, and that labelling ``[B, N]``: for each Z-matrix atom, the model-order
-        atom (``model_order``) whose position it took."""
-        x = positions[:, self.model_order(atom_types)].to(self.compute_dtype())
-        labelling = self.equivalent(x)
-        canonical = x.gather(1, labelling.unsqueeze(-1).expand(-1, -1, 3))
-        q, origin, rotation = self.transform.to_internal(canonical)
-        return q, origin, rotation, labelling
-
-    def internal(
-        self, positions: torch.Tensor, atom_types: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Internal coordinates and frame of System positions ``[B, N, 3]`` (batched), in the
-        canonical labelling."""
-        q, origin, rotation, _ = self.labelled_internal(positions, atom_types)
-        return q, origin, rotation
-
-    def cartesian(
-        self,
-        q: torch.Tensor,
-        origin: torch.Tensor,
-        rotation: torch.Tensor,
-        atom_types: torch.Tensor,
-        dtype: torch.dtype,
-    ) -> torch.Tensor:
-        """System positions (atom order of ``atom_types``) of internal coordinates in a frame."""
-        batch = q.shape[0]
-        x = self.transform.to_cartesian(q, origin.expand(batch, 3), rotation.expand(batch, 3, 3))
-        return x[:, atom_types].to(dtype)
-
-    def forward_chains(
-        self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Proposals ``[C, B, N, 3]`` and logQRatio ``[C, B]`` for chains ``[C, N, 3]``; the
-        C * B proposals are computed as one batch, chain by chain."""
-        num_proposals = noise.shape[1]
-        q, origin, rotation, labelling = self.labelled_internal(positions, atom_types)
-        q_new, log_q_ratio = self.propose_internal(q, noise)
-        log_ratio = (
-            log_q_ratio
-            + self.transform.log_det_jacobian(q_new)
-            - self.transform.log_det_jacobian(q).repeat_interleave(num_proposals)
-        )
-        bonds, angles, _ = self.transform.split(q_new)
-        valid = (bonds > 0.0).all(-1) & (angles > 0.0).all(-1) & (angles < math.pi).all(-1)
-        log_ratio = torch.where(valid, log_ratio, torch.full_like(log_ratio, -math.inf))
-        return self.chain_outputs(
-            q_new, log_ratio, origin, rotation, labelling, atom_types, noise.shape, positions.dtype
-        )
-
-    def propose_internal(
-        self, q: torch.Tensor, noise: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The family's move: for each chain's internal coordinates ``q [C, M]`` and the noise
-        ``[C, B, N, noise_dim]``, the proposals' internal coordinates ``[C * B, M]`` (chain by
-        chain) and ``log q(i | i') - log q(i' | i)`` ``[C * B]`` per unit volume of internal
-        coordinates."""
-        raise NotImplementedError
-
-    def chain_outputs(
-        self,
-        q_new: torch.Tensor,
-        log_ratio: torch.Tensor,
-        origin: torch.Tensor,
-        rotation: torch.Tensor,
-        labelling: torch.Tensor,
-        atom_types: torch.Tensor,
-        noise_shape: list[int],
-        dtype: torch.dtype,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``forward_chains``' outputs from the internal coordinates ``[C * B, M]`` and logQRatio
-        ``[C * B]`` of all proposals (chain by chain), each chain's frame and labelling
-        ``[C, ...]`` (``labelled_internal``): proposals ``[C, B, N, 3]`` placed in their chain's
-        frame, back in the chain's own labels, and logQRatio ``[C, B]``, both in ``dtype`` (the
-        positions'). A proposal whose canonical labelling differs from its chain's gets
-        logQRatio ``-inf`` (rejected; docs/contract.md, "Equivalent atoms")."""
-        num_chains, num_proposals, num_atoms = noise_shape[0], noise_shape[1], noise_shape[2]
-        canonical = self.transform.to_cartesian(
-            q_new,
-            origin.repeat_interleave(num_proposals, dim=0),
-            rotation.repeat_interleave(num_proposals, dim=0),
-        )
-        labels = labelling.repeat_interleave(num_proposals, dim=0)
-        # Back to the chain's labels, rounded as the caller will see them.
-        x = (
-            torch.zeros_like(canonical)
-            .scatter(1, labels.unsqueeze(-1).expand(-1, -1, 3), canonical)
-            .to(dtype)
-        )
-        if self.reject_relabelled:
-            same_labelling = (self.equivalent(x.to(canonical.dtype)) == labels).all(-1)
-            log_ratio = torch.where(
-                same_labelling, log_ratio, torch.full_like(log_ratio, -math.inf)
-            )
-        return (
-            x[:, atom_types].reshape(num_chains, num_proposals, num_atoms, 3),
-            log_ratio.reshape(num_chains, num_proposals).to(dtype),
-        )
 
 
 @contextlib.contextmanager
@@ -516,6 +328,11 @@ class ICMixtureProposal(ZMatrixProposal):
         return q_new, log_reverse - log_forward
 
 
+#: The family name of each model class; the flows can be built fresh from frames.
+_FLOW_FAMILIES = {"ic-conditional": ICConditionalProposal, "ic-independent": ICIndependentProposal}
+_FAMILIES = {**_FLOW_FAMILIES, "ic-mixture": ICMixtureProposal}
+
+
 def proposal_for_frames(
     family: str,
     topology: app.Topology,
@@ -528,21 +345,13 @@ def proposal_for_frames(
 ) -> "ICConditionalProposal | ICIndependentProposal":
     """A fresh ``"ic-conditional"`` or ``"ic-independent"`` model for ``topology``, its support
     set from ``frames[F, N, 3]`` (nm, Topology atom order; use the training frames)."""
-    classes = {"ic-conditional": ICConditionalProposal, "ic-independent": ICIndependentProposal}
-    if family not in classes:
-        raise ValueError(f"family must be one of {sorted(classes)}, got {family!r}")
+    if family not in _FLOW_FAMILIES:
+        raise ValueError(f"family must be one of {sorted(_FLOW_FAMILIES)}, got {family!r}")
     zmatrix = build_zmatrix(topology)
     lower, upper = coordinate_bounds(zmatrix, frames, margin)
-    return classes[family](
+    return _FLOW_FAMILIES[family](
         zmatrix, lower, upper, num_couplings, hidden, num_bins, seed, reference=frames
     )
-
-
-_FAMILIES = {
-    ICConditionalProposal: "ic-conditional",
-    ICIndependentProposal: "ic-independent",
-    ICMixtureProposal: "ic-mixture",
-}
 
 
 def proposal_metadata(
@@ -558,7 +367,7 @@ def proposal_metadata(
     The vocabulary is the model's residue-atom labels. An independence proposal has no physical
     tau: ``tau_ps`` is then the nominal time per step, and the metadata say so.
     """
-    family = _FAMILIES[type(model)]
+    family = {cls: name for name, cls in _FAMILIES.items()}[type(model)]
     training = dict(training or {})
     if family == "ic-independent":
         training.setdefault("tau_note", "independence proposal: tau_ps is nominal")
@@ -583,8 +392,7 @@ def rebuild_with_reference(
     file's ``proposal`` submodule, e.g. one written before equivalent atoms were labelled from the
     geometry) and the reference labelling of ``reference [F, N, 3]`` (nm, Topology atom order:
     frames of its training data); ``None`` takes labels as given, as such older files did."""
-    classes = {"ic-conditional": ICConditionalProposal, "ic-independent": ICIndependentProposal}
-    if metadata.family not in classes:
+    if metadata.family not in _FLOW_FAMILIES:
         raise ValueError(
             f"can rebuild ic-independent and ic-conditional models, not {metadata.family!r}; "
             "rebuild a mixture's components and mix them again"
@@ -595,7 +403,7 @@ def rebuild_with_reference(
         if not key.startswith("equivalent.")
     }
     lower = state["lower"]
-    model = classes[metadata.family](
+    model = _FLOW_FAMILIES[metadata.family](
         build_zmatrix(topology),
         lower,
         lower + state["width"],
