@@ -85,15 +85,21 @@ def keeping_relabelled_proposals(model: torch.nn.Module) -> Iterator[None]:
 
 
 class ICProposalBase(ZMatrixProposal):
-    """Proposals on internal coordinates scaled to [0, 1] within per-coordinate bounds."""
+    """Spline-flow proposals on internal coordinates scaled to [0, 1] within per-coordinate
+    bounds; ``conditioned`` (per family) says whether the flow's context is the current state."""
 
     log_volume: float
+    conditioned = False
 
     def __init__(
         self,
         zmatrix: ZMatrix,
         lower: torch.Tensor,
         upper: torch.Tensor,
+        num_couplings: int = 4,
+        hidden: int = 128,
+        num_bins: int = 8,
+        seed: int = 0,
         reference: torch.Tensor | None = None,
     ) -> None:
         super().__init__(zmatrix, reference)
@@ -109,6 +115,9 @@ class ICProposalBase(ZMatrixProposal):
         self.register_buffer("lower", lower.float().clone())
         self.register_buffer("width", (upper - lower).float().clone())
         self.log_volume = float(torch.log(upper.double() - lower.double()).sum())
+        self.independent: bool = not self.conditioned
+        context_dim = feature_dim(circular) if self.conditioned else 0
+        self.flow = SplineFlow(circular, context_dim, num_couplings, hidden, num_bins, seed)
 
     def compute_dtype(self) -> torch.dtype:
         return self.lower.dtype
@@ -152,21 +161,6 @@ class ICProposalBase(ZMatrixProposal):
 class ICIndependentProposal(ICProposalBase):
     """Independence proposal ``q(i')``: a spline flow on internal coordinates (tau -> infinity)."""
 
-    def __init__(
-        self,
-        zmatrix: ZMatrix,
-        lower: torch.Tensor,
-        upper: torch.Tensor,
-        num_couplings: int = 4,
-        hidden: int = 128,
-        num_bins: int = 8,
-        seed: int = 0,
-        reference: torch.Tensor | None = None,
-    ) -> None:
-        super().__init__(zmatrix, lower, upper, reference)
-        self.independent: bool = True
-        self.flow = SplineFlow(self.circular, 0, num_couplings, hidden, num_bins, seed)
-
     def log_density(self, q: torch.Tensor) -> torch.Tensor:
         """``log q(i)`` per unit volume of internal coordinates (``-inf`` outside the bounds)."""
         empty = q.new_zeros(q.shape[0], 0)
@@ -195,20 +189,7 @@ class ICIndependentProposal(ICProposalBase):
 class ICConditionalProposal(ICProposalBase):
     """Conditional proposal ``q(i' | i)``: a spline flow conditioned on the current coordinates."""
 
-    def __init__(
-        self,
-        zmatrix: ZMatrix,
-        lower: torch.Tensor,
-        upper: torch.Tensor,
-        num_couplings: int = 4,
-        hidden: int = 128,
-        num_bins: int = 8,
-        seed: int = 0,
-        reference: torch.Tensor | None = None,
-    ) -> None:
-        super().__init__(zmatrix, lower, upper, reference)
-        context_dim = feature_dim(self.circular)
-        self.flow = SplineFlow(self.circular, context_dim, num_couplings, hidden, num_bins, seed)
+    conditioned = True
 
     def log_density(self, q: torch.Tensor, q_given: torch.Tensor) -> torch.Tensor:
         """``log q(i | i_given)`` per unit volume (batched; ``q_given`` may have batch 1)."""
