@@ -96,22 +96,32 @@ class ModelMetadata:
         temperature_K: float,
         forcefield: str,
         training: dict | None = None,
+        atom_type_scheme: str = "residue-atom",
     ) -> ModelMetadata:
-        """Metadata of a model made for one molecule: the ``residue-atom`` scheme, one type per
-        atom, the vocabulary the atoms' labels in Topology order (``molecule``: the Topology, or
-        those labels as a proposal built from it carries them)."""
+        """Metadata of a model made for one molecule (``num_atoms`` its atom count).
+
+        ``molecule`` is its Topology, or for the ``residue-atom`` scheme the atoms' labels in
+        Topology order as a proposal built from it carries them. The vocabulary is those labels
+        (one type per atom), or under the ``element`` scheme the molecule's elements.
+        """
+        if atom_type_scheme not in ("residue-atom", "element"):
+            raise ValueError(f"a one-molecule model has no {atom_type_scheme!r} vocabulary")
         if isinstance(molecule, app.Topology):
-            labels = [residue_atom_label(atom) for atom in molecule.atoms()]
-        else:
+            atoms = list(molecule.atoms())
+            labels = [residue_atom_label(atom) for atom in atoms]
+            elements = sorted({_element_symbol(atom) for atom in atoms})
+        elif atom_type_scheme == "residue-atom":
             labels = list(molecule)
+        else:
+            raise ValueError("the element vocabulary needs the molecule's Topology")
         return cls(
             name=name,
             family=family,
             tau_ps=tau_ps,
             temperature_K=temperature_K,
             forcefield=forcefield,
-            atom_type_scheme="residue-atom",
-            atom_types=labels,
+            atom_type_scheme=atom_type_scheme,
+            atom_types=labels if atom_type_scheme == "residue-atom" else elements,
             num_atoms=len(labels),
             training=dict(training or {}),
         )
@@ -140,7 +150,7 @@ def atom_type_codes(
     one per atom); ``model_name`` names the model in errors."""
     atoms = list(topology.atoms())
     if scheme == "element":
-        labels = [atom.element.symbol if atom.element is not None else "?" for atom in atoms]
+        labels = [_element_symbol(atom) for atom in atoms]
     elif scheme == "peptide-atom":
         others = sorted({a.residue.name for a in atoms if a.residue.name not in PEPTIDE_RESIDUES})
         if others:
@@ -163,6 +173,11 @@ def atom_type_codes(
     if scheme == "residue-atom" and len(set(labels)) != len(labels):
         raise ValueError("the Topology has atoms with the same residue and atom name")
     return np.array([index[label] for label in labels], dtype=np.int64)
+
+
+def _element_symbol(atom: app.topology.Atom) -> str:
+    """The ``element`` scheme's type of an atom (``?`` for one without an element)."""
+    return atom.element.symbol if atom.element is not None else "?"
 
 
 def _check_peptide_atom_elements(atoms: list[app.topology.Atom]) -> None:
