@@ -11,7 +11,6 @@ from dataclasses import dataclass
 import torch
 from openmm import app
 
-from openmm_timewarp.data.dipeptides import peptide_atom_vocabulary
 from openmm_timewarp.models.metadata import atom_type_codes
 from openmm_timewarp.proposals.ic.zmatrix import ZMatrix, bond_graph, ring_bonds
 
@@ -96,8 +95,3 @@ def backbone_rotors(topology: app.Topology, features: MoleculeFeatures) -> torch
         [frozenset((names[j], names[k])) in BACKBONE_BONDS for _, j, k, _ in rotors.tolist()],
         dtype=torch.bool,
     )
-
-
-def peptide_vocabulary() -> tuple[str, ...]:
-    """The ``peptide-atom`` vocabulary the rotor network is built on."""
-    return peptide_atom_vocabulary()

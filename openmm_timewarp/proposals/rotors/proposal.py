@@ -38,6 +38,7 @@ import math
 import torch
 from openmm import app
 
+from openmm_timewarp.data.dipeptides import peptide_atom_vocabulary
 from openmm_timewarp.proposals.ic.base import ZMatrixProposal
 from openmm_timewarp.proposals.ic.splines import rational_quadratic
 from openmm_timewarp.proposals.ic.zmatrix import ZMatrix, build_zmatrix
@@ -47,7 +48,6 @@ from openmm_timewarp.proposals.rotors.features import (
     backbone_rotors,
     molecule_features,
     peptide_atom_codes,
-    peptide_vocabulary,
 )
 from openmm_timewarp.proposals.rotors.network import molecule_parameters
 
@@ -169,9 +169,10 @@ def rotor_proposal(
         raise ValueError(f"walk_scale must be positive, got {walk_scale}")
     if not any(True for _ in topology.bonds()):
         raise ValueError("the Topology has no bonds: build it with its residue templates")
-    peptide_atom_codes(topology, peptide_vocabulary())  # a clear error for non-peptides comes first
+    vocabulary = peptide_atom_vocabulary()
+    peptide_atom_codes(topology, vocabulary)  # a clear error for non-peptides comes first
     zmatrix = build_zmatrix(topology)
-    features = molecule_features(topology, zmatrix, peptide_vocabulary())
+    features = molecule_features(topology, zmatrix, vocabulary)
     with torch.no_grad():
         parameters = molecule_parameters(network, features).double()
     rotor = features.coordinate_kinds == ROTOR

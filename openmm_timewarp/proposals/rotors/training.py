@@ -6,13 +6,13 @@ import torch
 from openmm import app
 from torch import nn
 
+from openmm_timewarp.data.dipeptides import peptide_atom_vocabulary
 from openmm_timewarp.proposals.ic.zmatrix import InternalCoordinateTransform, build_zmatrix
 from openmm_timewarp.proposals.rotors.densities import non_rotor_log_density, rotor_log_density
 from openmm_timewarp.proposals.rotors.features import (
     ROTOR,
     MoleculeFeatures,
     molecule_features,
-    peptide_vocabulary,
 )
 from openmm_timewarp.proposals.rotors.network import RotorNetwork, molecule_parameters
 
@@ -30,7 +30,7 @@ class RotorTrainingModel(nn.Module):
         self.network = network
         self.molecules: dict[tuple[int, ...], tuple[MoleculeFeatures, nn.Module]] = {}
         self.transforms = nn.ModuleList()
-        vocabulary = peptide_vocabulary()
+        vocabulary = peptide_atom_vocabulary()
         for topology in topologies:
             zmatrix = build_zmatrix(topology)
             features = molecule_features(topology, zmatrix, vocabulary)
