@@ -24,7 +24,7 @@ from openmm import unit
 
 from openmm_timewarp.data.peptides import build_peptide
 from openmm_timewarp.models.contract import load_model
-from openmm_timewarp.proposals.rotors.model import rotor_proposal
+from openmm_timewarp.proposals.rotors.proposal import rotor_proposal
 
 BATCHES = (1, 16, 64)
 

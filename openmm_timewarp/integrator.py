@@ -18,13 +18,8 @@ import openmm
 from openmm import app, unit
 
 from openmm_timewarp import _timewarpplugin, timewarpplugin
-from openmm_timewarp.models.contract import (
-    ModelMetadata,
-    atom_types_for_topology,
-    chiral_centres,
-    load_metadata,
-)
-from openmm_timewarp.proposals.rotors.model import model_file_for_topology
+from openmm_timewarp.models.metadata import ModelMetadata, atom_types_for_topology, chiral_centres
+from openmm_timewarp.models.resolve import load_metadata, model_file_for_topology
 from openmm_timewarp.sampling.diagnostics import (
     STUCK_AFTER_PROPOSALS,
     is_stuck,

@@ -19,7 +19,9 @@ import openmm
 import torch
 
 from openmm_timewarp.data.energy import thermal_energy
-from openmm_timewarp.models.contract import ModelMetadata, _ContractModule, load_model, save_module
+from openmm_timewarp.models.contract import load_model
+from openmm_timewarp.models.files import _ContractModule, save_module
+from openmm_timewarp.models.metadata import ModelMetadata
 from openmm_timewarp.proposals.simple import (
     DriftedGaussianWalk,
     GaussianRandomWalk,

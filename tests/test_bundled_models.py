@@ -21,7 +21,7 @@ from openmm import app
 from openmm_timewarp import TimewarpIntegrator
 from openmm_timewarp.data.peptides import build_peptide, create_system
 from openmm_timewarp.models.contract import resolve_model_path
-from openmm_timewarp.proposals.rotors.model import model_file_for_topology
+from openmm_timewarp.models.resolve import model_file_for_topology
 
 EXAMPLE_PDB = Path(__file__).parents[1] / "examples" / "alanine-dipeptide.pdb"
 BAND = 0.05

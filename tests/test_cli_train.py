@@ -196,7 +196,7 @@ def test_timewarp_flow_trains_and_exports(data_dir, tmp_path):
 def test_transferable_rotor_model_trains_and_proposes_for_another_peptide(
     data_dir, tmp_path, monkeypatch
 ):
-    from openmm_timewarp.proposals.rotors.model import model_file_for_topology
+    from openmm_timewarp.models.resolve import model_file_for_topology
 
     monkeypatch.setenv("OPENMM_TIMEWARP_CACHE", str(tmp_path / "cache"))
     output = tmp_path / "rotor"

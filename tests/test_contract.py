@@ -126,5 +126,24 @@ def test_atom_types_from_topology():
         atom_types_for_topology(topology, metadata(num_atoms=9))
 
 
+def test_metadata_for_molecule_types_every_atom_of_it():
+    topology = dipeptide_topology()
+    common = dict(name="m", family="simple", tau_ps=1.0, temperature_K=300.0, forcefield="ff")
+    per_atom = ModelMetadata.for_molecule(topology, **common)
+    assert per_atom.atom_type_scheme == "residue-atom" and per_atom.num_atoms == 8
+    np.testing.assert_array_equal(atom_types_for_topology(topology, per_atom), np.arange(8))
+    # A proposal's labels give the same metadata as the Topology they came from.
+    assert ModelMetadata.for_molecule(per_atom.atom_types, **common) == per_atom
+    elements = ModelMetadata.for_molecule(topology, atom_type_scheme="element", **common)
+    symbols = [atom.element.symbol for atom in topology.atoms()]
+    assert elements.atom_types == sorted(set(symbols)) and elements.num_atoms == 8
+    codes = atom_types_for_topology(topology, elements)
+    assert [elements.atom_types[code] for code in codes] == symbols
+    with pytest.raises(ValueError, match="needs the molecule's Topology"):
+        ModelMetadata.for_molecule(per_atom.atom_types, atom_type_scheme="element", **common)
+    with pytest.raises(ValueError, match="no 'peptide-atom' vocabulary"):
+        ModelMetadata.for_molecule(topology, atom_type_scheme="peptide-atom", **common)
+
+
 def test_chiral_centres_are_ca_n_c_cb():
     assert chiral_centres(dipeptide_topology()) == [(4, 3, 5, 7)]

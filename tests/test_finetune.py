@@ -18,13 +18,13 @@ from openmm_timewarp.proposals.ic.families import ICIndependentProposal, proposa
 from openmm_timewarp.training.finetune import (
     FineTuneSettings,
     fine_tune,
-    fine_tune_folder,
     lin_log_cut,
     log_acceptance,
     masked_mean,
     reverse_kl,
 )
 from openmm_timewarp.training.likelihood import TrainingSettings, train
+from openmm_timewarp.training.pipeline import fine_tune_folder
 
 TEMPERATURE_K = 310.0
 

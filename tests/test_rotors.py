@@ -12,19 +12,14 @@ from openmm import app, unit
 from openmm_timewarp import TimewarpIntegrator
 from openmm_timewarp.data.dipeptides import peptide_atom_vocabulary
 from openmm_timewarp.data.peptides import build_peptide, create_system
-from openmm_timewarp.models.contract import ModelMetadata, export, load_metadata
+from openmm_timewarp.models.files import export
+from openmm_timewarp.models.metadata import ModelMetadata
+from openmm_timewarp.models.resolve import load_metadata, model_file_for_topology
 from openmm_timewarp.proposals.ic.zmatrix import build_zmatrix
-from openmm_timewarp.proposals.rotors.model import (
-    ROTOR,
-    ICRotorProposal,
-    RotorNetwork,
-    backbone_rotors,
-    model_file_for_topology,
-    molecule_features,
-    rotor_log_density,
-    rotor_proposal,
-    save_network,
-)
+from openmm_timewarp.proposals.rotors.densities import rotor_log_density
+from openmm_timewarp.proposals.rotors.features import ROTOR, backbone_rotors, molecule_features
+from openmm_timewarp.proposals.rotors.network import RotorNetwork, save_network
+from openmm_timewarp.proposals.rotors.proposal import ICRotorProposal, rotor_proposal
 
 torch.set_num_threads(1)
 
@@ -353,7 +348,7 @@ def test_bundled_dipeptides_model_is_transferable_and_never_saw_a_held_out_seque
     tmp_path, monkeypatch
 ):
     from openmm_timewarp.data.dipeptides import load_split
-    from openmm_timewarp.models.contract import bundled_models
+    from openmm_timewarp.models.resolve import bundled_models
 
     if "dipeptides" not in bundled_models():
         pytest.skip("the transferable model is not bundled")

@@ -297,7 +297,7 @@ def _dipeptide_topology() -> app.Topology:
 
 
 def test_cache_entries_are_verified_and_rebuilt(tmp_path, monkeypatch):
-    from openmm_timewarp.proposals.rotors.model import model_file_for_topology
+    from openmm_timewarp.models.resolve import model_file_for_topology
 
     cache = tmp_path / "cache"
     monkeypatch.setenv("OPENMM_TIMEWARP_CACHE", str(cache))
@@ -315,7 +315,7 @@ def test_cache_entries_are_verified_and_rebuilt(tmp_path, monkeypatch):
 
 
 def test_a_cache_folder_others_can_write_is_refused(tmp_path, monkeypatch):
-    from openmm_timewarp.proposals.rotors.model import model_file_for_topology
+    from openmm_timewarp.models.resolve import model_file_for_topology
 
     cache = tmp_path / "shared"
     cache.mkdir()
@@ -534,7 +534,7 @@ def test_a_resumed_md_run_uses_the_system_it_started_with(tmp_path):
 
 
 def test_the_cache_default_folder_is_private(tmp_path, monkeypatch):
-    from openmm_timewarp.proposals.rotors.model import _cache_dir
+    from openmm_timewarp.models.resolve import _cache_dir
 
     monkeypatch.delenv("OPENMM_TIMEWARP_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))

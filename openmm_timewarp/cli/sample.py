@@ -7,7 +7,8 @@ import argparse
 from pathlib import Path
 
 from openmm_timewarp.data.peptides import TERMINI
-from openmm_timewarp.sampling.chains import ChainSampler, peptide_chains
+from openmm_timewarp.sampling.chain_specs import peptide_chains
+from openmm_timewarp.sampling.chains import ChainSampler
 from openmm_timewarp.sampling.diagnostics import is_stuck, stuck_message
 from openmm_timewarp.sampling.ranks import chains_for_rank, process_rank
 

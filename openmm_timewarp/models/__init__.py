@@ -1,2 +1,5 @@
-"""Proposal models: the contract (metadata, export, load, checks), model files and their
-resolution."""
+"""Proposal models: their metadata, files and checks, name resolution, and the bundled models.
+
+``contract`` gathers the public names; ``metadata``, ``files``, ``checks`` and ``resolve`` hold
+one concern each.
+"""

@@ -96,7 +96,8 @@ def _build_flow(
 def _build_rotor(
     record: dict, topology: app.Topology, data: dict, peptide_topologies: list[app.Topology]
 ) -> Built:
-    from openmm_timewarp.proposals.rotors.model import RotorNetwork, RotorTrainingModel
+    from openmm_timewarp.proposals.rotors.network import RotorNetwork
+    from openmm_timewarp.proposals.rotors.training import RotorTrainingModel
 
     metadata = transferable_metadata(record, "ic-rotor")
     atom_types = torch.from_numpy(atom_types_for_topology(topology, metadata))
@@ -145,7 +146,7 @@ def _export_contract(
 def _export_rotor(
     model: torch.nn.Module, path: Path, metadata: ModelMetadata, example: torch.Tensor
 ) -> None:
-    from openmm_timewarp.proposals.rotors.model import save_network
+    from openmm_timewarp.proposals.rotors.network import save_network
 
     save_network(model.network, path, metadata)
 

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import torch
 
-from openmm_timewarp.models.contract import ChainBatchedProposal, ModelMetadata, export
+from openmm_timewarp.models.files import export
+from openmm_timewarp.models.metadata import ModelMetadata
+from openmm_timewarp.proposals.base import ChainBatchedProposal
 
 __all__ = [
     "DriftedGaussianWalk",

@@ -37,20 +37,20 @@ from pathlib import Path
 import numpy as np
 import openmm
 import torch
-from openmm import app, unit
+from openmm import unit
 
 from openmm_timewarp.data.energy import thermal_energy
-from openmm_timewarp.data.peptides import build_peptide, create_system, read_system
 from openmm_timewarp.models.contract import (
     atom_types_for_topology,
     chiral_centres,
     has_forward_chains,
     load_model,
 )
+from openmm_timewarp.models.resolve import model_file_for_topology
 from openmm_timewarp.progress import progress_bar
-from openmm_timewarp.proposals.rotors.model import model_file_for_topology
 from openmm_timewarp.sampling import metropolis
 from openmm_timewarp.sampling.chain_files import ChainFiles
+from openmm_timewarp.sampling.chain_specs import ChainSpec
 from openmm_timewarp.sampling.diagnostics import (
     STUCK_AFTER_PROPOSALS,
     is_stuck,
@@ -58,32 +58,9 @@ from openmm_timewarp.sampling.diagnostics import (
     warn_stuck,
 )
 from openmm_timewarp.sampling.metropolis import Outcome
-from openmm_timewarp.sampling.ranks import chain_seed, model_device
+from openmm_timewarp.sampling.ranks import model_device
 
-__all__ = [
-    "ChainSampler",
-    "ChainSpec",
-    "ChainStatistics",
-    "peptide_chains",
-]
-
-
-@dataclass
-class ChainSpec:
-    """One chain: its System, start, proposal model and seed.
-
-    ``atom_types`` and ``chiral_centres`` default to what the model's metadata and the Topology
-    give (as for :class:`~openmm_timewarp.TimewarpIntegrator`). ``name`` is the chain's folder.
-    """
-
-    name: str
-    system: openmm.System
-    topology: app.Topology
-    positions: np.ndarray
-    model: str | os.PathLike
-    seed: int
-    atom_types: Sequence[int] | None = None
-    chiral_centres: Sequence[Sequence[int]] | None = None
+__all__ = ["ChainSampler", "ChainSpec", "ChainStatistics"]
 
 
 @dataclass
@@ -474,52 +451,3 @@ def _load_chain_model(path: Path, device: torch.device) -> tuple[torch.jit.Scrip
         warnings.simplefilter("ignore", DeprecationWarning)
         module = module.to(device)
     return module.eval(), metadata
-
-
-def peptide_chains(
-    model: str | os.PathLike,
-    peptides: Sequence[str],
-    chains_per_peptide: int,
-    seed: int,
-    termini: str = "capped",
-    system_file: str | os.PathLike | None = None,
-) -> list[ChainSpec]:
-    """``chains_per_peptide`` chains of each peptide, a PDB file or a sequence of one-letter codes
-    (built with :func:`~openmm_timewarp.data.peptides.build_peptide`),
-    all with ``model``; parameterised
-    with amber14-all + OBC2, or for one peptide the serialized System in ``system_file``. Chain i
-    is named ``<i>-<peptide>`` and seeded ``chain_seed(seed, i)``.
-    """
-    if chains_per_peptide < 1:
-        raise ValueError(f"chains_per_peptide must be positive, got {chains_per_peptide}")
-    if system_file is not None and len(peptides) != 1:
-        raise ValueError(f"a System file is the System of one peptide; {len(peptides)} were given")
-    specs = []
-    for peptide in peptides:
-        path = Path(peptide)
-        if path.suffix.lower() == ".pdb":
-            if not path.is_file():
-                raise ValueError(f"no PDB file {path}")
-            pdb = app.PDBFile(str(path))
-            topology, positions, label = pdb.topology, pdb.positions, path.stem
-        else:
-            modeller = build_peptide(peptide, termini)
-            topology, positions, label = modeller.topology, modeller.positions, peptide.upper()
-        if system_file is None:
-            system = create_system(topology)
-        else:
-            system = read_system(system_file, topology)
-        coordinates = np.array(positions.value_in_unit(unit.nanometer))
-        for _ in range(chains_per_peptide):
-            index = len(specs)
-            specs.append(
-                ChainSpec(
-                    f"{index:04d}-{label}",
-                    system,
-                    topology,
-                    coordinates,
-                    model,
-                    chain_seed(seed, index),
-                )
-            )
-    return specs

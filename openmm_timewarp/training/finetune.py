@@ -1,11 +1,10 @@
 """Energy-based fine-tuning of a proposal model trained by maximum likelihood.
 
-Maximum likelihood (:mod:`openmm_timewarp.training.likelihood`)
-fits the model to MD frames without looking at
-the energy. Fine-tuning adds an objective that does, with energies and forces from OpenMM through
-:class:`openmm_timewarp.data.energy.ReducedPotential` (``u = U / kT``),
-and keeps the maximum-likelihood
-loss on the data beside it with a weight, so the model keeps covering every basin of the data:
+Maximum likelihood (:mod:`openmm_timewarp.training.likelihood`) fits the model to MD frames
+without looking at the energy. Fine-tuning adds an objective that does, with energies and forces
+from OpenMM through :class:`openmm_timewarp.data.energy.ReducedPotential` (``u = U / kT``), and
+keeps the maximum-likelihood loss on the data beside it with a weight, so the model keeps covering
+every basin of the data:
 
     loss = (1 - w) * NLL(data) + w * objective
 
@@ -41,7 +40,7 @@ steps, and resumes exactly from it. Configurations whose energy is not finite ar
 loss and counted; a step whose gradient is not finite is skipped and counted.
 
 ``timewarp train ... --fine-tune-steps N`` runs it after maximum likelihood
-(:func:`fine_tune_folder`).
+(:func:`openmm_timewarp.training.pipeline.fine_tune_folder`).
 """
 
 from __future__ import annotations
@@ -59,14 +58,12 @@ from openmm_timewarp.proposals.ic.families import (
     keeping_relabelled_proposals,
 )
 from openmm_timewarp.training.distributed import ProcessGroup
-from openmm_timewarp.training.folder import TrainingFolder
 from openmm_timewarp.training.likelihood import validation_nll
 from openmm_timewarp.training.loop import (
     Evaluation,
     Schedule,
     Status,
     optimise,
-    plot_log,
 )
 
 OBJECTIVES = ("acceptance", "reverse-kl")
@@ -449,56 +446,3 @@ def fine_tune(
         log_path=result.log_path,
         best_model_path=result.best_model_path,
     )
-
-
-def fine_tune_folder(
-    folder: TrainingFolder | str | os.PathLike,
-    settings: FineTuneSettings,
-    progress: bool = True,
-) -> dict:
-    """Fine-tune the model of a finished ``timewarp train`` folder, starting from its best
-    maximum-likelihood parameters, in ``FOLDER/fine-tune-<objective>/``; the model is left
-    holding the fine-tuned parameters. Returns the summary for the model's metadata.
-
-    The System is rebuilt from the folder's topology with the data's force field
-    (``peptides.create_system``), at the data's temperature.
-    """
-    from openmm_timewarp.data.peptides import FORCEFIELD_NAME, create_system
-
-    if not isinstance(folder, TrainingFolder):
-        folder = TrainingFolder.open(Path(folder))
-    folder.load_best()
-    recipe, facts = folder.record["recipe"], folder.record["facts"]
-    if "train" not in folder.data:
-        raise ValueError(f"{folder.path} holds several molecules; the fine-tune takes one")
-    if facts["forcefield"] != FORCEFIELD_NAME:
-        raise ValueError(
-            f"{folder.path} was trained on {facts['forcefield']} data; the fine-tune builds "
-            f"{FORCEFIELD_NAME} Systems only"
-        )
-    settings_for_family(recipe["family"], **asdict(settings))
-    potential = ReducedPotential(create_system(folder.topology), facts["temperature_K"])
-    result = fine_tune(
-        folder.model,
-        potential,
-        folder.data["train"],
-        folder.data["validation"],
-        folder.atom_types,
-        folder.path / f"fine-tune-{settings.objective}",
-        settings,
-        proposal=folder.proposal,
-        progress=progress,
-    )
-    plot_log(result.log_path, LOSS_PANELS)
-    return {
-        "settings": asdict(settings),
-        "steps": result.steps,
-        "best_step": result.best_step,
-        "initial_validation_acceptance": result.initial_validation_acceptance,
-        "best_validation_acceptance": result.best_validation_acceptance,
-        "best_validation_nll": result.best_validation_nll,
-        "nonfinite_energies": result.nonfinite_energies,
-        "skipped_steps": result.skipped_steps,
-        "wall_seconds": round(result.seconds, 1),
-        "cpu_seconds": round(result.cpu_seconds, 1),
-    }

@@ -6,17 +6,20 @@ Under ``torchrun`` every process trains; process 0 alone writes the folder (docs
 
 from __future__ import annotations
 
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from openmm_timewarp.data.energy import ReducedPotential
+from openmm_timewarp.training import finetune
 from openmm_timewarp.training.distributed import (
     batch_size_per_process,
     distributed_process_group,
     is_main_process,
     on_main_process,
 )
-from openmm_timewarp.training.finetune import FineTuneSettings, fine_tune_folder
+from openmm_timewarp.training.finetune import FineTuneSettings
 from openmm_timewarp.training.folder import MODEL_FILE, TrainingFolder, training_record
 from openmm_timewarp.training.likelihood import (
     LOSS_PANELS,
@@ -99,3 +102,56 @@ def _train_folder(
     model_path = model_file or output / MODEL_FILE
     folder.export(model_path)
     return TrainedFolder(folder, result, model_path)
+
+
+def fine_tune_folder(
+    folder: TrainingFolder | str | os.PathLike,
+    settings: FineTuneSettings,
+    progress: bool = True,
+) -> dict:
+    """Fine-tune the model of a finished ``timewarp train`` folder, starting from its best
+    maximum-likelihood parameters, in ``FOLDER/fine-tune-<objective>/``; the model is left
+    holding the fine-tuned parameters. Returns the summary for the model's metadata.
+
+    The System is rebuilt from the folder's topology with the data's force field
+    (``peptides.create_system``), at the data's temperature.
+    """
+    from openmm_timewarp.data.peptides import FORCEFIELD_NAME, create_system
+
+    if not isinstance(folder, TrainingFolder):
+        folder = TrainingFolder.open(Path(folder))
+    folder.load_best()
+    recipe, facts = folder.record["recipe"], folder.record["facts"]
+    if "train" not in folder.data:
+        raise ValueError(f"{folder.path} holds several molecules; the fine-tune takes one")
+    if facts["forcefield"] != FORCEFIELD_NAME:
+        raise ValueError(
+            f"{folder.path} was trained on {facts['forcefield']} data; the fine-tune builds "
+            f"{FORCEFIELD_NAME} Systems only"
+        )
+    finetune.settings_for_family(recipe["family"], **asdict(settings))
+    potential = ReducedPotential(create_system(folder.topology), facts["temperature_K"])
+    result = finetune.fine_tune(
+        folder.model,
+        potential,
+        folder.data["train"],
+        folder.data["validation"],
+        folder.atom_types,
+        folder.path / f"fine-tune-{settings.objective}",
+        settings,
+        proposal=folder.proposal,
+        progress=progress,
+    )
+    plot_log(result.log_path, finetune.LOSS_PANELS)
+    return {
+        "settings": asdict(settings),
+        "steps": result.steps,
+        "best_step": result.best_step,
+        "initial_validation_acceptance": result.initial_validation_acceptance,
+        "best_validation_acceptance": result.best_validation_acceptance,
+        "best_validation_nll": result.best_validation_nll,
+        "nonfinite_energies": result.nonfinite_energies,
+        "skipped_steps": result.skipped_steps,
+        "wall_seconds": round(result.seconds, 1),
+        "cpu_seconds": round(result.cpu_seconds, 1),
+    }

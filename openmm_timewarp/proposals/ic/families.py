@@ -9,28 +9,12 @@ intervals to [0, 1], torsions from the circle to [0, 1)):
 - :class:`ICMixtureProposal`: ``w q_c(i' | i) + (1 - w) q_ind(i')`` with a user-set weight
   (family ``"ic-mixture"``).
 
-A proposal keeps the current state's external frame (first atom, first bond direction, first
-plane), so in Cartesian space
-
-    logQRatio = log q(i | i') - log q(i' | i) + log J(i') - log J(i),
-
-with ``log J = 2 sum log r + sum log sin(theta)`` (the frame's own measure cancels). Each model
-consumes ``noise_dim = 3`` normal numbers per atom: the first ``3N - 6`` drive the flow (through the
-normal CDF onto the uniform base); the mixture takes its component choice from the next one.
-
-Every model computes ``forward_chains`` (C chains, B proposals each, in one batch of C * B
-proposals); ``forward`` is its C = 1 case.
-
-The models carry the residue-atom labels of the Topology they were built from; the integrator passes
-``atom_types`` as indices into that vocabulary (``contract.atom_types_for_topology``), and the model
-reorders positions through that permutation, so a System whose atoms come in another order is
-proposed for correctly. Anything but a permutation of the vocabulary is refused.
-
-Atoms the force field cannot tell apart (a methyl's hydrogens, an arginine's NH2 groups) are seen
-in one canonical labelling chosen from the geometry (``openmm_timewarp.proposals.ic.equivalent``):
-the model proposes for the state so relabelled and hands the proposal back in the caller's
-labels; a proposal whose own canonical labelling differs gets logQRatio ``-inf``
-(docs/contract.md, "Equivalent atoms", has why this is exact).
+Each proposal keeps the current state's external frame; :class:`ZMatrixProposal`
+(``openmm_timewarp.proposals.ic.base``) holds what they share: the Jacobian of the map, the atom
+permutation, the labelling of equivalent atoms and ``forward_chains``, which each family fills
+in with its ``propose_internal``. Of the ``noise_dim = 3`` normal numbers per atom, the first
+``3N - 6`` drive the flow (through the normal CDF onto the uniform base); the mixture takes its
+component choice from the next one.
 """
 
 import contextlib
@@ -40,12 +24,11 @@ from collections.abc import Iterator
 import torch
 from openmm import app
 
-from openmm_timewarp.models.contract import ChainBatchedProposal, ModelMetadata
-from openmm_timewarp.proposals.ic.equivalent import EquivalentAtomLabels
+from openmm_timewarp.models.metadata import ModelMetadata
+from openmm_timewarp.proposals.base import ChainBatchedProposal
+from openmm_timewarp.proposals.ic.base import ZMatrixProposal
 from openmm_timewarp.proposals.ic.flows import SplineFlow, feature_dim, unit_features
 from openmm_timewarp.proposals.ic.zmatrix import InternalCoordinateTransform, ZMatrix, build_zmatrix
-
-NOISE_DIM = 3
 
 
 def coordinate_bounds(
@@ -85,129 +68,6 @@ def coordinate_bounds(
     return lower.float(), upper.float()
 
 
-class ZMatrixProposal(ChainBatchedProposal):
-    """Shared parts of proposals on one Z-matrix: the transform, the atom permutation and the
-    canonical labelling of equivalent atoms.
-
-    ``reference [F, N, 3]`` (nm, Z-matrix atom order; the training frames) sets the labelling the
-    model sees (docs/contract.md, "Equivalent atoms"); without it, labels are taken as given.
-    """
-
-    noise_dim: int
-    num_internal: int
-    reject_relabelled: bool
-
-    def __init__(self, zmatrix: ZMatrix, reference: torch.Tensor | None = None) -> None:
-        super().__init__()
-        self.labels = list(zmatrix.labels)
-        self.transform = InternalCoordinateTransform(zmatrix)
-        self.noise_dim = NOISE_DIM
-        self.num_internal = zmatrix.num_internal
-        self.register_buffer("identity_order", torch.arange(zmatrix.num_atoms))
-        groups = zmatrix.equivalent_groups if reference is not None else ()
-        self.equivalent = EquivalentAtomLabels(groups, zmatrix.num_atoms)
-        if reference is not None:
-            self.equivalent.set_reference(reference)
-        self.reject_relabelled = True
-
-    def compute_dtype(self) -> torch.dtype:
-        """The dtype internal coordinates are computed in."""
-        return torch.float64
-
-    def model_order(self, atom_types: torch.Tensor) -> torch.Tensor:
-        """For each Z-matrix atom, the System atom that has its label (``atom_types`` inverted)."""
-        if atom_types.shape != self.identity_order.shape:
-            raise ValueError(
-                "atom_types must give one residue-atom type code per atom of the model's molecule"
-            )
-        if bool((atom_types < 0).any()) or bool((atom_types >= atom_types.shape[0]).any()):
-            raise ValueError(
-                "atom_types must name every atom of the model's molecule exactly once; build them "
-                "with contract.atom_types_for_topology"
-            )
-        # The inverse permutation by a scatter: argsort costs a millisecond per call on CPU.
-        order = torch.zeros_like(atom_types).scatter(0, atom_types, self.identity_order)
-        if not torch.equal(atom_types[order], self.identity_order):
-            raise ValueError(
-                "atom_types must name every atom of the model's molecule exactly once; build them "
-                "with contract.atom_types_for_topology"
-            )
-        return order
-
-    def labelled_internal(
-        self, positions: torch.Tensor, atom_types: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Internal coordinates and frame of System positions ``[B, N, 3]`` (batched) in the
-        canonical labelling, and that labelling ``[B, N]``: for each Z-matrix atom, the model-order
-        atom (``model_order``) whose position it took."""
-        x = positions[:, self.model_order(atom_types)].to(self.compute_dtype())
-        labelling = self.equivalent(x)
-        canonical = x.gather(1, labelling.unsqueeze(-1).expand(-1, -1, 3))
-        q, origin, rotation = self.transform.to_internal(canonical)
-        return q, origin, rotation, labelling
-
-    def internal(
-        self, positions: torch.Tensor, atom_types: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Internal coordinates and frame of System positions ``[B, N, 3]`` (batched), in the
-        canonical labelling."""
-        q, origin, rotation, _ = self.labelled_internal(positions, atom_types)
-        return q, origin, rotation
-
-    def cartesian(
-        self,
-        q: torch.Tensor,
-        origin: torch.Tensor,
-        rotation: torch.Tensor,
-        atom_types: torch.Tensor,
-        dtype: torch.dtype,
-    ) -> torch.Tensor:
-        """System positions (atom order of ``atom_types``) of internal coordinates in a frame."""
-        batch = q.shape[0]
-        x = self.transform.to_cartesian(q, origin.expand(batch, 3), rotation.expand(batch, 3, 3))
-        return x[:, atom_types].to(dtype)
-
-    def chain_outputs(
-        self,
-        q_new: torch.Tensor,
-        log_ratio: torch.Tensor,
-        origin: torch.Tensor,
-        rotation: torch.Tensor,
-        labelling: torch.Tensor,
-        atom_types: torch.Tensor,
-        noise_shape: list[int],
-        dtype: torch.dtype,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``forward_chains``' outputs from the internal coordinates ``[C * B, M]`` and logQRatio
-        ``[C * B]`` of all proposals (chain by chain), each chain's frame and labelling
-        ``[C, ...]`` (``labelled_internal``): proposals ``[C, B, N, 3]`` placed in their chain's
-        frame, back in the chain's own labels, and logQRatio ``[C, B]``, both in ``dtype`` (the
-        positions'). A proposal whose canonical labelling differs from its chain's gets
-        logQRatio ``-inf`` (rejected; docs/contract.md, "Equivalent atoms")."""
-        num_chains, num_proposals, num_atoms = noise_shape[0], noise_shape[1], noise_shape[2]
-        canonical = self.transform.to_cartesian(
-            q_new,
-            origin.repeat_interleave(num_proposals, dim=0),
-            rotation.repeat_interleave(num_proposals, dim=0),
-        )
-        labels = labelling.repeat_interleave(num_proposals, dim=0)
-        # Back to the chain's labels, rounded as the caller will see them.
-        x = (
-            torch.zeros_like(canonical)
-            .scatter(1, labels.unsqueeze(-1).expand(-1, -1, 3), canonical)
-            .to(dtype)
-        )
-        if self.reject_relabelled:
-            same_labelling = (self.equivalent(x.to(canonical.dtype)) == labels).all(-1)
-            log_ratio = torch.where(
-                same_labelling, log_ratio, torch.full_like(log_ratio, -math.inf)
-            )
-        return (
-            x[:, atom_types].reshape(num_chains, num_proposals, num_atoms, 3),
-            log_ratio.reshape(num_chains, num_proposals).to(dtype),
-        )
-
-
 @contextlib.contextmanager
 def keeping_relabelled_proposals(model: torch.nn.Module) -> Iterator[None]:
     """Within: the IC proposals of ``model`` return their flow's ratio also for proposals whose
@@ -225,15 +85,21 @@ def keeping_relabelled_proposals(model: torch.nn.Module) -> Iterator[None]:
 
 
 class ICProposalBase(ZMatrixProposal):
-    """Proposals on internal coordinates scaled to [0, 1] within per-coordinate bounds."""
+    """Spline-flow proposals on internal coordinates scaled to [0, 1] within per-coordinate
+    bounds; ``conditioned`` (per family) says whether the flow's context is the current state."""
 
     log_volume: float
+    conditioned = False
 
     def __init__(
         self,
         zmatrix: ZMatrix,
         lower: torch.Tensor,
         upper: torch.Tensor,
+        num_couplings: int = 4,
+        hidden: int = 128,
+        num_bins: int = 8,
+        seed: int = 0,
         reference: torch.Tensor | None = None,
     ) -> None:
         super().__init__(zmatrix, reference)
@@ -249,6 +115,9 @@ class ICProposalBase(ZMatrixProposal):
         self.register_buffer("lower", lower.float().clone())
         self.register_buffer("width", (upper - lower).float().clone())
         self.log_volume = float(torch.log(upper.double() - lower.double()).sum())
+        self.independent: bool = not self.conditioned
+        context_dim = feature_dim(circular) if self.conditioned else 0
+        self.flow = SplineFlow(circular, context_dim, num_couplings, hidden, num_bins, seed)
 
     def compute_dtype(self) -> torch.dtype:
         return self.lower.dtype
@@ -272,25 +141,13 @@ class ICProposalBase(ZMatrixProposal):
         z = noise.reshape(noise.shape[0] * noise.shape[1], -1).to(self.lower.dtype)
         return 0.5 * (1.0 + torch.erf(z / math.sqrt(2.0)))
 
-    def forward_chains(
-        self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
+    def propose_internal(
+        self, q: torch.Tensor, noise: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Proposals ``[C, B, N, 3]`` and logQRatio ``[C, B]`` for chains ``[C, N, 3]``; the
-        C * B proposals are computed as one batch, chain by chain."""
-        num_proposals = noise.shape[1]
-        q, origin, rotation, labelling = self.labelled_internal(positions, atom_types)
         q_new, log_q_forward, log_q_reverse = self.propose(
-            q, self.base_uniforms(noise), num_proposals
+            q, self.base_uniforms(noise), noise.shape[1]
         )
-        log_ratio = (
-            log_q_reverse
-            - log_q_forward
-            + self.transform.log_det_jacobian(q_new)
-            - self.transform.log_det_jacobian(q).repeat_interleave(num_proposals)
-        )
-        return self.chain_outputs(
-            q_new, log_ratio, origin, rotation, labelling, atom_types, noise.shape, positions.dtype
-        )
+        return q_new, log_q_reverse - log_q_forward
 
     def propose(
         self, q: torch.Tensor, uniforms: torch.Tensor, num_proposals: int
@@ -303,21 +160,6 @@ class ICProposalBase(ZMatrixProposal):
 
 class ICIndependentProposal(ICProposalBase):
     """Independence proposal ``q(i')``: a spline flow on internal coordinates (tau -> infinity)."""
-
-    def __init__(
-        self,
-        zmatrix: ZMatrix,
-        lower: torch.Tensor,
-        upper: torch.Tensor,
-        num_couplings: int = 4,
-        hidden: int = 128,
-        num_bins: int = 8,
-        seed: int = 0,
-        reference: torch.Tensor | None = None,
-    ) -> None:
-        super().__init__(zmatrix, lower, upper, reference)
-        self.independent: bool = True
-        self.flow = SplineFlow(self.circular, 0, num_couplings, hidden, num_bins, seed)
 
     def log_density(self, q: torch.Tensor) -> torch.Tensor:
         """``log q(i)`` per unit volume of internal coordinates (``-inf`` outside the bounds)."""
@@ -347,20 +189,7 @@ class ICIndependentProposal(ICProposalBase):
 class ICConditionalProposal(ICProposalBase):
     """Conditional proposal ``q(i' | i)``: a spline flow conditioned on the current coordinates."""
 
-    def __init__(
-        self,
-        zmatrix: ZMatrix,
-        lower: torch.Tensor,
-        upper: torch.Tensor,
-        num_couplings: int = 4,
-        hidden: int = 128,
-        num_bins: int = 8,
-        seed: int = 0,
-        reference: torch.Tensor | None = None,
-    ) -> None:
-        super().__init__(zmatrix, lower, upper, reference)
-        context_dim = feature_dim(self.circular)
-        self.flow = SplineFlow(self.circular, context_dim, num_couplings, hidden, num_bins, seed)
+    conditioned = True
 
     def log_density(self, q: torch.Tensor, q_given: torch.Tensor) -> torch.Tensor:
         """``log q(i | i_given)`` per unit volume (batched; ``q_given`` may have batch 1)."""
@@ -391,11 +220,9 @@ class ICConditionalProposal(ICProposalBase):
         return q_new, log_q_forward, self.log_density(q_current, q_new)
 
 
-class ICMixtureProposal(ChainBatchedProposal):
+class ICMixtureProposal(ZMatrixProposal):
     """``w q_c(i' | i) + (1 - w) q_ind(i')``; logQRatio uses the mixture density both ways."""
 
-    noise_dim: int
-    num_internal: int
     log_weight: float
     log_complement: float
 
@@ -405,7 +232,8 @@ class ICMixtureProposal(ChainBatchedProposal):
         independent: ICIndependentProposal,
         weight: float,
     ) -> None:
-        super().__init__()
+        # No Z-matrix of its own: the molecule's modules are the conditional component's.
+        ChainBatchedProposal.__init__(self)
         if conditional.labels != independent.labels:
             raise ValueError("the two components were built for different molecules")
         if not torch.equal(conditional.equivalent.reference, independent.equivalent.reference):
@@ -417,12 +245,13 @@ class ICMixtureProposal(ChainBatchedProposal):
             )
         self.conditional = conditional
         self.independent = independent
-        self.labels = conditional.labels
+        self.set_molecule(conditional.labels, conditional.transform, conditional.equivalent)
         self.weight = weight
-        self.noise_dim = NOISE_DIM
-        self.num_internal = conditional.num_internal
         self.log_weight = math.log(weight)
         self.log_complement = math.log1p(-weight)
+
+    def compute_dtype(self) -> torch.dtype:
+        return self.conditional.compute_dtype()
 
     def log_density(self, q: torch.Tensor, q_given: torch.Tensor) -> torch.Tensor:
         """``log [w q_c(i | i_given) + (1 - w) q_ind(i)]`` (batched)."""
@@ -439,13 +268,11 @@ class ICMixtureProposal(ChainBatchedProposal):
         q_next, _, _ = self.conditional.internal(x_next, atom_types)
         return -self.log_density(q_next, q_cond)
 
-    def forward_chains(
-        self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
+    def propose_internal(
+        self, q_chains: torch.Tensor, noise: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Proposals ``[C, B, N, 3]`` and logQRatio ``[C, B]`` for chains ``[C, N, 3]``."""
         conditional = self.conditional
         num_proposals = noise.shape[1]
-        q_chains, origin, rotation, labelling = conditional.labelled_internal(positions, atom_types)
         q = q_chains.repeat_interleave(num_proposals, dim=0)
         uniforms = conditional.base_uniforms(noise)
         base = uniforms[:, : self.num_internal]
@@ -479,15 +306,12 @@ class ICMixtureProposal(ChainBatchedProposal):
             self.log_complement
             + self.independent.log_density(q_chains).repeat_interleave(num_proposals),
         )
-        log_ratio = (
-            log_reverse
-            - log_forward
-            + conditional.transform.log_det_jacobian(q_new)
-            - conditional.transform.log_det_jacobian(q)
-        )
-        return conditional.chain_outputs(
-            q_new, log_ratio, origin, rotation, labelling, atom_types, noise.shape, positions.dtype
-        )
+        return q_new, log_reverse - log_forward
+
+
+#: The family name of each model class; the flows can be built fresh from frames.
+_FLOW_FAMILIES = {"ic-conditional": ICConditionalProposal, "ic-independent": ICIndependentProposal}
+_FAMILIES = {**_FLOW_FAMILIES, "ic-mixture": ICMixtureProposal}
 
 
 def proposal_for_frames(
@@ -502,21 +326,13 @@ def proposal_for_frames(
 ) -> "ICConditionalProposal | ICIndependentProposal":
     """A fresh ``"ic-conditional"`` or ``"ic-independent"`` model for ``topology``, its support
     set from ``frames[F, N, 3]`` (nm, Topology atom order; use the training frames)."""
-    classes = {"ic-conditional": ICConditionalProposal, "ic-independent": ICIndependentProposal}
-    if family not in classes:
-        raise ValueError(f"family must be one of {sorted(classes)}, got {family!r}")
+    if family not in _FLOW_FAMILIES:
+        raise ValueError(f"family must be one of {sorted(_FLOW_FAMILIES)}, got {family!r}")
     zmatrix = build_zmatrix(topology)
     lower, upper = coordinate_bounds(zmatrix, frames, margin)
-    return classes[family](
+    return _FLOW_FAMILIES[family](
         zmatrix, lower, upper, num_couplings, hidden, num_bins, seed, reference=frames
     )
-
-
-_FAMILIES = {
-    ICConditionalProposal: "ic-conditional",
-    ICIndependentProposal: "ic-independent",
-    ICMixtureProposal: "ic-mixture",
-}
 
 
 def proposal_metadata(
@@ -532,19 +348,17 @@ def proposal_metadata(
     The vocabulary is the model's residue-atom labels. An independence proposal has no physical
     tau: ``tau_ps`` is then the nominal time per step, and the metadata say so.
     """
-    family = _FAMILIES[type(model)]
+    family = {cls: name for name, cls in _FAMILIES.items()}[type(model)]
     training = dict(training or {})
     if family == "ic-independent":
         training.setdefault("tau_note", "independence proposal: tau_ps is nominal")
-    return ModelMetadata(
+    return ModelMetadata.for_molecule(
+        model.labels,
         name=name,
         family=family,
         tau_ps=tau_ps,
         temperature_K=temperature_K,
         forcefield=forcefield,
-        atom_type_scheme="residue-atom",
-        atom_types=list(model.labels),
-        num_atoms=len(model.labels),
         training=training,
     )
 
@@ -559,8 +373,7 @@ def rebuild_with_reference(
     file's ``proposal`` submodule, e.g. one written before equivalent atoms were labelled from the
     geometry) and the reference labelling of ``reference [F, N, 3]`` (nm, Topology atom order:
     frames of its training data); ``None`` takes labels as given, as such older files did."""
-    classes = {"ic-conditional": ICConditionalProposal, "ic-independent": ICIndependentProposal}
-    if metadata.family not in classes:
+    if metadata.family not in _FLOW_FAMILIES:
         raise ValueError(
             f"can rebuild ic-independent and ic-conditional models, not {metadata.family!r}; "
             "rebuild a mixture's components and mix them again"
@@ -571,7 +384,7 @@ def rebuild_with_reference(
         if not key.startswith("equivalent.")
     }
     lower = state["lower"]
-    model = classes[metadata.family](
+    model = _FLOW_FAMILIES[metadata.family](
         build_zmatrix(topology),
         lower,
         lower + state["width"],

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from openmm import app
 
-from openmm_timewarp.models.contract import residue_atom_label
+from openmm_timewarp.models.metadata import residue_atom_label
 from openmm_timewarp.proposals.ic.equivalent import EquivalentGroup, find_equivalent_groups
 
 
@@ -87,6 +87,25 @@ def bond_graph(topology: app.Topology) -> list[set[int]]:
         neighbours[a].add(b)
         neighbours[b].add(a)
     return neighbours
+
+
+def ring_bonds(neighbours: list[set[int]]) -> set[frozenset[int]]:
+    """Bonds on a ring: their atoms stay connected when the bond itself is removed."""
+    rings = set()
+    for a, bonded in enumerate(neighbours):
+        for b in bonded:
+            if a > b:
+                continue
+            seen, frontier = {a}, [a]
+            while frontier and b not in seen:
+                atom = frontier.pop()
+                for nxt in neighbours[atom]:
+                    if nxt not in seen and {atom, nxt} != {a, b}:
+                        seen.add(nxt)
+                        frontier.append(nxt)
+            if b in seen:
+                rings.add(frozenset((a, b)))
+    return rings
 
 
 def build_zmatrix(topology: app.Topology) -> ZMatrix:

@@ -1,1 +1,6 @@
-"""The transferable rotor model: graph features, densities and its proposal."""
+"""Transferable rotor proposals (family ``"ic-rotor"``): one network, any peptide Topology.
+
+``features`` (what the network reads of a molecule), ``network`` (the transferable network and
+its model file), ``densities`` (rotor splines, Gaussian widths), ``training`` (the network on
+several peptides for maximum likelihood), ``proposal`` (one molecule's proposal).
+"""

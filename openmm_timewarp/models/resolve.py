@@ -1,0 +1,146 @@
+"""Which file a model name means: a bundled model's name or a path, and for a transferable model
+its proposal for one molecule, built on first use and kept in a private, verified cache.
+
+``TimewarpIntegrator`` and the many-chain sampler load what :func:`model_file_for_topology`
+returns; :func:`load_model` and :func:`load_metadata` read a file given by name or path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from pathlib import Path
+
+import torch
+from openmm import app
+
+from openmm_timewarp.files import file_sha256, write_atomically
+from openmm_timewarp.models.files import export, read_metadata, read_model
+from openmm_timewarp.models.metadata import ModelMetadata
+from openmm_timewarp.proposals.rotors.network import is_transferable
+from openmm_timewarp.proposals.rotors.proposal import rotor_proposal
+
+BUNDLED_MODEL_DIR = Path(__file__).parent
+#: The code that builds a transferable model's proposal and writes it: its text is part of the
+#: cache key, so a new version rebuilds what it would build differently.
+_PROPOSAL_BUILDERS = ("models", "proposals/ic", "proposals/rotors")
+
+
+def bundled_models() -> list[str]:
+    """Names of the models shipped with the package."""
+    return sorted(path.stem for path in BUNDLED_MODEL_DIR.glob("*.pt"))
+
+
+def resolve_model_path(model: str | os.PathLike) -> Path:
+    """The file of ``model``: a bundled model's name, else a path.
+
+    A string that names a bundled model means that model, whatever files the working folder
+    holds (write ``./name`` for a file there); a ``Path`` means that file, or the bundled model
+    of that name if no such file exists.
+    """
+    bundled = bundled_models()
+    if isinstance(model, str) and model in bundled:
+        return BUNDLED_MODEL_DIR / f"{model}.pt"
+    path = Path(model)
+    if path.is_file():
+        return path
+    if str(model) in bundled:
+        return BUNDLED_MODEL_DIR / f"{model}.pt"
+    raise ValueError(
+        f"no proposal model {str(model)!r}: not a file, and not a bundled model "
+        f"(bundled: {', '.join(bundled) or 'none'})"
+    )
+
+
+def load_metadata(model: str | os.PathLike) -> ModelMetadata:
+    """Read the metadata of a proposal-model file (path or bundled name), its checksum verified,
+    without loading its code."""
+    return read_metadata(resolve_model_path(model))
+
+
+def load_model(model: str | os.PathLike) -> tuple[torch.jit.ScriptModule, ModelMetadata]:
+    """Load a proposal-model file (path or bundled name), its checksum verified, and its
+    metadata."""
+    return read_model(resolve_model_path(model))
+
+
+def _cache_dir() -> Path:
+    """The cache folder, created private to the user; refused if others could plant files."""
+    root = os.environ.get("OPENMM_TIMEWARP_CACHE")
+    if root:
+        folder = Path(root)
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+        folder = base / "openmm-timewarp"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    status = folder.stat()
+    if hasattr(os, "getuid") and (
+        status.st_uid != os.getuid() or status.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    ):
+        raise ValueError(
+            f"the model cache {folder} is not private to you (another owner, or writable by "
+            "others), so files there cannot be trusted; point OPENMM_TIMEWARP_CACHE to a folder "
+            "of your own"
+        )
+    return folder
+
+
+def _valid_cache_entry(cached: Path, record: Path) -> bool:
+    """Whether ``cached`` is the file built here: its SHA-256 is the one recorded at build time."""
+    if not (cached.is_file() and record.is_file()):
+        return False
+    return record.read_text().strip() == file_sha256(cached)
+
+
+def model_file_for_topology(model: str | os.PathLike, topology: app.Topology | None) -> Path:
+    """The file to load for ``model`` on ``topology``: the model's own file, or for a
+    transferable ``ic-rotor`` network its proposal for this molecule.
+
+    That proposal is built on first use and cached (``$OPENMM_TIMEWARP_CACHE``, else
+    ``~/.cache/openmm-timewarp``) under a hash of the model file, the molecule and the code that
+    builds proposals, so later loads and checkpoints find it.
+    """
+    path = resolve_model_path(model).resolve()
+    metadata = load_metadata(path)
+    if not is_transferable(metadata):
+        return path
+    if topology is None:
+        raise ValueError(
+            f"the model {metadata.name!r} is transferable: it is built for each molecule from its "
+            "Topology; give the topology"
+        )
+    atoms = list(topology.atoms())
+    digest = hashlib.sha256(path.read_bytes())
+    package = Path(__file__).parents[1]
+    for folder in _PROPOSAL_BUILDERS:
+        for source in sorted((package / folder).glob("*.py")):
+            digest.update(source.read_bytes())
+    for atom in atoms:
+        digest.update(f"{atom.residue.index}:{atom.residue.name}:{atom.name};".encode())
+    for bond in topology.bonds():
+        digest.update(f"{bond[0].index}-{bond[1].index};".encode())
+    cached = _cache_dir() / f"{metadata.name}-{digest.hexdigest()[:20]}.pt"
+    record = cached.with_name(f"{cached.name}.sha256")
+    if _valid_cache_entry(cached, record):
+        return cached
+    network, _ = load_model(path)
+    proposal = rotor_proposal(network, topology)
+    molecule = ModelMetadata.for_molecule(
+        proposal.labels,
+        name=f"{metadata.name} for {_sequence(topology)}",
+        family=metadata.family,
+        tau_ps=metadata.tau_ps,
+        temperature_K=metadata.temperature_K,
+        forcefield=metadata.forcefield,
+        training={"transferable_model": metadata.name, **metadata.training},
+    )
+    # The model first, then its record: a file without a matching record is rebuilt, never
+    # trusted.
+    export(proposal, cached, molecule)
+    write_atomically(record, file_sha256(cached))
+    return cached
+
+
+def _sequence(topology: app.Topology) -> str:
+    return "-".join(residue.name for residue in topology.residues())
