@@ -67,15 +67,14 @@ def flow_metadata(topology: app.Topology, record: dict) -> ModelMetadata:
     recipe, facts = record["recipe"], record["facts"]
     if isinstance(recipe["data"], list):
         return transferable_metadata(record, "timewarp-flow")
-    return ModelMetadata(
+    return ModelMetadata.for_molecule(
+        topology,
         name=record["name"],
         family="timewarp-flow",
         tau_ps=recipe["tau_ps"],
         temperature_K=facts["temperature_K"],
         forcefield=facts["forcefield"],
         atom_type_scheme="element",
-        atom_types=sorted({atom.element.symbol for atom in topology.atoms()}),
-        num_atoms=topology.getNumAtoms(),
     )
 
 
