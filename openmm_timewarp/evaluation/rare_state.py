@@ -96,12 +96,13 @@ def population_estimate(
     )
 
 
-def efficiency(estimate: PopulationEstimate, cpu_s: float) -> tuple[float, float]:
-    """``1 / (sigma^2 * cpu_s)`` and its error; infinite when the error is zero (no variance)."""
+def efficiency(estimate: PopulationEstimate, cpu_s: float) -> tuple[float, float] | None:
+    """``1 / (sigma^2 * cpu_s)`` and its error; None when the run never left or never entered the
+    state (its series has no variance, so its error is unknown, not zero)."""
     if cpu_s <= 0:
         raise ValueError(f"cpu_s must be positive, got {cpu_s}")
     if estimate.error == 0:
-        return math.inf, math.inf
+        return None
     value = 1.0 / (estimate.error**2 * cpu_s)
     return value, value * estimate.variance_relative_error
 
@@ -216,8 +217,8 @@ def compare(timewarp: SamplerRun, tempering: SamplerRun, state: str) -> dict:
     efficiencies = {}
     for run in (timewarp, tempering):
         estimate = population_estimate(rare_indicator(run, state))
-        value, error = efficiency(estimate, run.cpu_s)
-        efficiencies[run.name] = (value, error)
+        efficiencies[run.name] = efficiency(estimate, run.cpu_s)
+        value, error = efficiencies[run.name] or (None, None)
         record["samplers"][run.name] = {
             "cpu_s": run.cpu_s,
             "wall_s": run.wall_s,
@@ -226,8 +227,10 @@ def compare(timewarp: SamplerRun, tempering: SamplerRun, state: str) -> dict:
             "efficiency_error": error,
             "details": run.details,
         }
-    ratio, error = ratio_with_error(efficiencies[timewarp.name], efficiencies[tempering.name])
-    record["ratio"] = {"value": ratio, "error": error}
+    record["ratio"] = None
+    if None not in efficiencies.values():
+        ratio, error = ratio_with_error(efficiencies[timewarp.name], efficiencies[tempering.name])
+        record["ratio"] = {"value": ratio, "error": error}
     record["agreement_sigma"] = (
         record["samplers"][timewarp.name]["population"]
         - record["samplers"][tempering.name]["population"]
@@ -244,14 +247,25 @@ def summary_line(sequence: str, record: dict) -> str:
     """One line: the two populations, efficiencies and the ratio, with lower-bound marks."""
     parts = []
     for name, sampler in record["samplers"].items():
-        mark = "" if sampler["window_closed"] else " (window not closed: error a lower bound)"
-        parts.append(
+        text = (
             f"{name} {sampler['population']:.4f} +- {sampler['error']:.4f} in "
-            f"{sampler['cpu_s']:.0f} CPU s, efficiency {sampler['efficiency_per_cpu_s']:.3g} +- "
-            f"{sampler['efficiency_error']:.2g} /CPU s{mark}"
+            f"{sampler['cpu_s']:.0f} CPU s"
         )
+        if sampler["efficiency_per_cpu_s"] is None:
+            text += ", never left or never entered the state (error unknown)"
+        else:
+            text += (
+                f", efficiency {sampler['efficiency_per_cpu_s']:.3g} +- "
+                f"{sampler['efficiency_error']:.2g} /CPU s"
+            )
+        if not sampler["window_closed"]:
+            text += " (window not closed: error a lower bound)"
+        parts.append(text)
     ratio = record["ratio"]
+    ratio_text = (
+        "no ratio" if ratio is None else f"ratio {ratio['value']:.3g} +- {ratio['error']:.2g}"
+    )
     return (
-        f"{sequence} {record['state']}: " + "; ".join(parts) + f"; ratio {ratio['value']:.3g} +- "
-        f"{ratio['error']:.2g}; populations differ by {record['agreement_sigma']:+.1f} sigma"
+        f"{sequence} {record['state']}: " + "; ".join(parts) + f"; {ratio_text}; populations "
+        f"differ by {record['agreement_sigma']:+.1f} sigma"
     )
