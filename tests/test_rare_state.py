@@ -33,7 +33,11 @@ def test_population_error_matches_the_spread_of_independent_runs():
     mean_error = np.mean([estimate.error for estimate in estimates])
     assert mean_error == pytest.approx(spread, rel=0.2)
     assert np.mean([e.population for e in estimates]) == pytest.approx(0.05, abs=3 * spread / 10)
-    assert all(estimate.window_closed for estimate in estimates)
+    assert all(estimate.reliable for estimate in estimates)
+    # Entries into the state: about population x (1 - stay) per step.
+    assert np.mean([e.entries for e in estimates]) == pytest.approx(
+        20_000 * 0.05 * 0.95 * 0.1, rel=0.1
+    )
     # Control: the binomial error that ignores autocorrelation is several times too small.
     naive = math.sqrt(0.05 * 0.95 / 20_000)
     assert naive < 0.4 * spread
@@ -67,6 +71,8 @@ def test_least_populated_basin_ignores_unvisited_basins():
     # A state never visited has no measured error: no efficiency, no ratio (not an infinite one).
     never = rare_state.population_estimate(np.zeros(100, dtype=bool))
     assert never.error == 0 and rare_state.efficiency(never, cpu_s=1.0) is None
+    once = rare_state.population_estimate(np.arange(100) == 50)
+    assert once.entries == 1 and not once.reliable
     phi = np.radians(np.resize([-120.0, -70.0], 100))
     visits = rare_state.SamplerRun("test", phi, phi, cpu_s=1.0, wall_s=1.0, details={})
     record = rare_state.compare(visits, visits, rare_state.PHI_POSITIVE)

@@ -19,8 +19,8 @@ population from the run's own autocorrelation: the larger of the binomial error 
 effective sample size and the batch-means error (the convention of the phi > 0 reference). Its
 relative error is that of the variance estimate (Sokal's error of tau_int, or ``sqrt(2 / (B - 1))``
 for B batch means); a ratio's relative error adds the two in quadrature. When a run is too short for
-Sokal's window to close, its sigma is a lower bound and its efficiency an upper bound; the result
-says so.
+Sokal's window to close, or enters the state fewer than ``MIN_ENTRIES`` times, its sigma is not a
+reliable estimate (usually too small, so its efficiency too high); the result says so.
 """
 
 from __future__ import annotations
@@ -44,6 +44,9 @@ mdtraj = require("mdtraj")
 
 DISCARD_FRACTION = 0.1
 NUM_BATCHES = 20
+#: Fewer separate visits than this and a population's error estimate is itself unreliable: the
+#: batch means and the autocorrelation then see a handful of events.
+MIN_ENTRIES = 10
 #: alanine dipeptide's rare state: phi > 0 (alphaL, C7ax and the edge of beta wrapped past 180).
 PHI_POSITIVE = "phi>0"
 
@@ -63,6 +66,13 @@ class PopulationEstimate:
     tau_int: float
     #: Whether Sokal's window closed; if not, ``error_autocorrelation`` is a lower bound.
     window_closed: bool
+    #: Separate visits: how often the series enters the state (a start inside counts as one).
+    entries: int
+
+    @property
+    def reliable(self) -> bool:
+        """Whether the error is an estimate rather than a guess from a few events."""
+        return self.window_closed and self.entries >= MIN_ENTRIES
 
 
 def population_estimate(
@@ -93,6 +103,7 @@ def population_estimate(
         samples=len(values),
         tau_int=autocorrelation.tau_int,
         window_closed=autocorrelation.window_closed,
+        entries=int(values[0] > 0) + int(np.count_nonzero(np.diff(values) > 0)),
     )
 
 
@@ -223,6 +234,7 @@ def compare(timewarp: SamplerRun, tempering: SamplerRun, state: str) -> dict:
             "cpu_s": run.cpu_s,
             "wall_s": run.wall_s,
             **asdict(estimate),
+            "reliable": estimate.reliable,
             "efficiency_per_cpu_s": value,
             "efficiency_error": error,
             "details": run.details,
@@ -260,6 +272,8 @@ def summary_line(sequence: str, record: dict) -> str:
             )
         if not sampler["window_closed"]:
             text += " (window not closed: error a lower bound)"
+        if sampler["entries"] < MIN_ENTRIES:
+            text += f" (only {sampler['entries']} entries: its error is a guess)"
         parts.append(text)
     ratio = record["ratio"]
     ratio_text = (
