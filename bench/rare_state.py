@@ -7,7 +7,8 @@ Two comparisons, each run one sampler after the other in this process
 population with the bundled "alanine-dipeptide" model, then one held-out dipeptide (zwitterionic,
 drawn from the split's held-out list with ``--heldout-seed``) with the bundled "dipeptides" model,
 on the Ramachandran basin least populated in its parallel-tempering run. Writes
-OUTPUT/rare_state.json and prints one line per comparison.
+OUTPUT/rare_state.json and each sampler's analysed phi and psi (radians) to
+OUTPUT/SEQUENCE-samples.npz, and prints one line per comparison.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def main() -> None:
         cases.append(("A", "capped", "alanine-dipeptide"))
     if not args.skip_heldout:
         cases.append((held_out_sequence(args.heldout_seed), "zwitterionic", "dipeptides"))
+    args.output.mkdir(parents=True, exist_ok=True)
     results = {}
     for sequence, termini, model in cases:
         tempering = rare_state.run_parallel_tempering(
@@ -60,8 +62,15 @@ def main() -> None:
         record = rare_state.compare(timewarp, tempering, state)
         record.update(sequence=sequence, termini=termini, model=model)
         results[sequence] = record
+        np.savez(
+            args.output / f"{sequence}-samples.npz",
+            **{
+                f"{run.name}_{angle}": getattr(run, angle)
+                for run in (timewarp, tempering)
+                for angle in ("phi", "psi")
+            },
+        )
         print(rare_state.summary_line(sequence, record), flush=True)
-    args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "rare_state.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
 
 
