@@ -87,9 +87,7 @@ def population_estimate(
     population = float(values.mean())
     autocorrelation = metrics.integrated_autocorrelation_time(values)
     error_ess = math.sqrt(population * (1 - population) / autocorrelation.ess)
-    usable = len(values) // num_batches * num_batches
-    means = values[:usable].reshape(num_batches, -1).mean(axis=1)
-    error_batches = float(means.std(ddof=1) / math.sqrt(num_batches))
+    error_batches = metrics.block_standard_error(values, num_batches)
     if error_ess >= error_batches:
         error, relative = error_ess, autocorrelation.tau_int_error / autocorrelation.tau_int
     else:

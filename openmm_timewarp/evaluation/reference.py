@@ -36,7 +36,10 @@ import openmm
 import openmm.unit as unit
 
 from openmm_timewarp.data import peptides
-from openmm_timewarp.evaluation.metrics import integrated_autocorrelation_time
+from openmm_timewarp.evaluation.metrics import (
+    block_standard_error,
+    integrated_autocorrelation_time,
+)
 from openmm_timewarp.optional import require
 from openmm_timewarp.progress import progress_bar
 
@@ -179,13 +182,6 @@ def run_reference(
     return completed
 
 
-def _block_error(values: np.ndarray, num_blocks: int) -> float:
-    """Standard error of the mean from ``num_blocks`` contiguous block means."""
-    usable = len(values) // num_blocks * num_blocks
-    means = values[:usable].reshape(num_blocks, -1).mean(axis=1)
-    return float(means.std(ddof=1) / math.sqrt(num_blocks))
-
-
 @dataclass
 class ReplicaRun:
     """What a stored run holds, after equilibration: dihedrals by temperature and run statistics."""
@@ -297,7 +293,7 @@ def analyze_reference(
         result[name] = {
             "population": population,
             "error_ess": math.sqrt(population * (1 - population) / autocorrelation.ess),
-            "error_blocks": _block_error(values, num_blocks),
+            "error_blocks": block_standard_error(values, num_blocks),
             "ess": autocorrelation.ess,
             "tau_int_iterations": autocorrelation.tau_int,
         }
