@@ -4,15 +4,17 @@
 
 Each folder is a `timewarp benchmark` output (report.json) with the samplers timewarp,
 timewarp-exploration and md-2fs-hbonds. Per peptide: MH acceptance; ESS per second of TIC0 and of
-the slowest backbone dihedral (the one with the lowest ESS/s for that sampler) for MH and MD, and
-their ratios; the time each sampler took to visit every reference state and the exploration
-speed-up over MD; the MH Ramachandran Jensen-Shannon divergence against the reference (with the
-reference's own half-to-half value, its finite-sample floor) and the largest deviation of an MH
-state population from the reference's in standard errors, over all states and over the states the
-reference visited (the MH populations renormalised to them: a reference that never entered a
-state, population 0 +- 0, cannot tell its population, and what MH puts there is missing from the
-others). Below the table: median, quartiles,
-minimum and maximum of each ratio over the peptides.
+MD's slowest backbone dihedral (the one with the lowest ESS/s in the MD run) for MH and MD, and
+their ratios (both samplers on the same coordinate); a dagger marks an MD estimate whose Sokal
+window did not close or whose run is shorter than 50 integrated autocorrelation times (its ESS is
+then an upper bound, and the ratio a lower bound); the time each sampler took to visit every
+reference state and the exploration speed-up over MD; the MH Ramachandran Jensen-Shannon divergence
+against the reference (with the reference's own half-to-half value, its finite-sample floor) and
+the largest deviation of an MH state population from the reference's in standard errors, over all
+states and over the states the reference visited (the MH populations renormalised to them: a
+reference that never entered a state, population 0 +- 0, cannot tell its population, and what MH
+puts there is missing from the others). Below the table: median, quartiles, minimum and maximum of
+each ratio over the peptides.
 
 Where md-2fs-hbonds does not find every state within the budget, its discovery time is also
 estimated from the reference: the reference trajectories are the same MD protocol (LangevinMiddle,
@@ -37,10 +39,14 @@ from openmm_timewarp.evaluation.comparisons import state_population_deviations
 from openmm_timewarp.evaluation.settings import EXPLORATION, MD_PRACTICAL, TIMEWARP
 
 
-def slowest_dihedral(sampler: dict) -> tuple[str, float]:
+def slowest_dihedral(sampler: dict) -> str:
     dihedrals = {k: v["ess_per_s"] for k, v in sampler["ess"].items() if k != "tic0"}
-    name = min(dihedrals, key=dihedrals.get)
-    return name, dihedrals[name]
+    return min(dihedrals, key=dihedrals.get)
+
+
+def _unreliable(record: dict) -> str:
+    """A dagger where the Sokal estimate is not reliable (ESS an upper bound)."""
+    return "" if record.get("reliable", True) else " \u2020"
 
 
 def _time(sampler: dict) -> str:
@@ -93,8 +99,8 @@ def md_discovery_from_reference(report: dict) -> tuple[float, bool]:
 def row(report: dict) -> dict:
     samplers = report["samplers"]
     mh, md = samplers[TIMEWARP], samplers[MD_PRACTICAL]
-    dihedral_mh, ess_mh = slowest_dihedral(mh)
-    dihedral_md, ess_md = slowest_dihedral(md)
+    dihedral = slowest_dihedral(md)
+    ess_mh, ess_md = mh["ess"][dihedral]["ess_per_s"], md["ess"][dihedral]["ess_per_s"]
     speedup = report["discovery_speedups"][f"{EXPLORATION}/{MD_PRACTICAL}"]
     exploration_s = samplers[EXPLORATION]["median_time_to_all_states_s"]
     md_estimate_s, md_estimate_bound = md_discovery_from_reference(report)
@@ -105,9 +111,10 @@ def row(report: dict) -> dict:
         "atoms": report["peptide"]["atoms"],
         "acceptance": mh["acceptance"],
         "ess_tic0": (mh["ess"]["tic0"]["ess_per_s"], md["ess"]["tic0"]["ess_per_s"]),
+        "md_unreliable": (_unreliable(md["ess"]["tic0"]), _unreliable(md["ess"][dihedral])),
         "md_crossed": md["median_time_to_all_states_s"] is not None,
         "ratio_tic0": report["ratios"][f"{TIMEWARP}/{MD_PRACTICAL}"]["tic0"]["ratio"],
-        "ess_dihedral": (ess_mh, dihedral_mh, ess_md, dihedral_md),
+        "ess_dihedral": (ess_mh, ess_md, dihedral),
         "ratio_dihedral": ess_mh / ess_md if ess_md > 0 else math.inf,
         "discovery": (_time(mh), _time(samplers[EXPLORATION]), _time(md)),
         "speedup": speedup.get("speedup"),
@@ -134,9 +141,9 @@ def spread(values: list[float]) -> str:
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| peptide | atoms | MH acceptance | ESS/s TIC0 MH / MD (ratio) | ESS/s slowest dihedral "
-        "MH / MD (ratio) | all states found, s: MH / exploration / MD | exploration speed-up | "
-        "MD from the reference, s (exploration speed-up) | "
+        "| peptide | atoms | MH acceptance | ESS/s TIC0 MH / MD (ratio) | ESS/s of MD's slowest "
+        "dihedral, MH / MD (ratio) | all states found, s: MH / exploration / MD | "
+        "exploration speed-up | MD from the reference, s (exploration speed-up) | "
         "JSD Ramachandran MH (reference halves) | largest state deviation: all states / "
         "states the reference visited |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -144,7 +151,8 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         tic_mh, tic_md = r["ess_tic0"]
         star = "" if r["md_crossed"] else " *"
-        ess_mh, name_mh, ess_md, name_md = r["ess_dihedral"]
+        ess_mh, ess_md, dihedral = r["ess_dihedral"]
+        dagger_tic0, dagger_dihedral = r["md_unreliable"]
         speedup = "-" if r["speedup"] is None else f"{r['speedup']:.3g}x"
         if r["speedup_bound"]:
             speedup = f">= {speedup}"
@@ -157,8 +165,8 @@ def table(rows: list[dict]) -> str:
             estimate += f" ({bound}{r['speedup_estimate']:.3g}x)"
         lines.append(
             f"| {r['sequence']} | {r['atoms']} | {r['acceptance']:.3f} | "
-            f"{tic_mh:.3g} / {tic_md:.3g}{star} ({r['ratio_tic0']:.3g}x) | "
-            f"{ess_mh:.3g} ({name_mh}) / {ess_md:.3g}{star} ({name_md}) "
+            f"{tic_mh:.3g} / {tic_md:.3g}{star}{dagger_tic0} ({r['ratio_tic0']:.3g}x) | "
+            f"{dihedral}: {ess_mh:.3g} / {ess_md:.3g}{star}{dagger_dihedral} "
             f"({r['ratio_dihedral']:.3g}x) | "
             f"{' / '.join(r['discovery'])} ({r['states']} states) | {speedup} | {estimate} | "
             f"{r['jsd'][0]:.3f} ({r['jsd'][1]:.3f}) | {state} {sigma:+.2g} sigma / "
@@ -169,9 +177,11 @@ def table(rows: list[dict]) -> str:
         "\\* MD did not visit every state within the budget: its ESS measures motion within the "
         "states it visited and over-estimates its ESS for the slow process, so these ratios "
         "understate the speed-up.",
+        "\u2020 MD's Sokal window did not close, or its run is shorter than 50 integrated "
+        "autocorrelation times: its ESS is an upper bound, so the ratio is a lower bound.",
         "",
         f"- ESS/s ratio MH / md-2fs-hbonds, TIC0: {spread([r['ratio_tic0'] for r in rows])}",
-        f"- ESS/s ratio MH / md-2fs-hbonds, slowest dihedral: "
+        f"- ESS/s ratio MH / md-2fs-hbonds, MD's slowest dihedral: "
         f"{spread([r['ratio_dihedral'] for r in rows])}",
         f"- exploration speed-up in finding every state: {spread([r['speedup'] for r in rows])}"
         f" ({sum(r['speedup_bound'] for r in rows)} lower bounds: MD never found every state)",

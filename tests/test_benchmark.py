@@ -250,11 +250,11 @@ def test_reference_backbone_atoms_give_phi():
 
     modeller = build_peptide("A", phi=60.0, psi=40.0)
     xyz = np.asarray(modeller.positions.value_in_unit(openmm.unit.nanometer))
-    backbone = xyz[reference._backbone_atoms(modeller.topology)][None]
-    phi = reference._five_atom_trajectory(backbone)
-    assert np.degrees(reference.mdtraj.compute_dihedrals(phi, [[0, 1, 2, 3]])[0, 0]) == (
-        pytest.approx(60.0, abs=1.0)
-    )
+    atoms, phi_atoms, psi_atoms = reference._backbone_atoms(modeller.topology)
+    assert (phi_atoms, psi_atoms) == ([0, 1, 2, 3], [1, 2, 3, 4])
+    backbone = reference._backbone_trajectory(xyz[atoms][None])
+    dihedrals = reference.mdtraj.compute_dihedrals(backbone, [phi_atoms, psi_atoms])[0]
+    assert np.degrees(dihedrals) == pytest.approx([60.0, 40.0], abs=1.0)
     assert reference.geometric_temperatures(310.0, 620.0, 3) == pytest.approx(
         [310.0, 310.0 * 2**0.5, 620.0]
     )
@@ -466,3 +466,12 @@ def test_long_md_runs_feed_the_benchmark(tmp_path, reference_dir, capsys):
     arguments[-1] = str(tmp_path / "empty")
     assert cli.main([*arguments, "-o", str(tmp_path / "bad")]) == 2
     assert "no long MD runs" in capsys.readouterr().err
+
+
+def test_summary_marks_missed_states_and_unreliable_estimates():
+    from openmm_timewarp.evaluation.report import _marks
+
+    assert _marks({"reliable": True}, missed=False) == ""
+    assert _marks({"reliable": True}, missed=True) == " *"
+    assert _marks({"reliable": False}, missed=True) == " *†"
+    assert _marks({"reliable": False}, missed=False) == " †"

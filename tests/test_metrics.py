@@ -155,3 +155,16 @@ def test_tica_finds_the_slow_coordinate_and_kmeans_states_split_it():
     assert set(np.unique(labels)) == {0, 1}
     with pytest.raises(ValueError, match="lagtime"):
         metrics.fit_tica(features, lagtime=0)
+
+
+def test_block_error_sees_autocorrelation():
+    # AR(1), rho 0.9, unit variance: the error of the mean is sqrt(tau_int / N) = sqrt(19 / N).
+    rng = np.random.default_rng(7)
+    series = ar1(0.9, 100_000, rng)
+    exact = math.sqrt(19.0 / len(series))
+    # 20 blocks give the error to about sqrt(1 / (2 x 19)) = 16%; allow 3 of those.
+    assert metrics.block_standard_error(series, 20) == pytest.approx(exact, rel=0.5)
+    # Control: blocks of a single frame are the naive error, several times too small.
+    assert metrics.block_standard_error(series, len(series)) < exact / 3
+    with pytest.raises(ValueError):
+        metrics.block_standard_error(series[:5], 10)

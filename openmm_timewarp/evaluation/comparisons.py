@@ -29,6 +29,20 @@ def ess_ratio(numerator: dict, denominator: dict) -> dict:
     return {"ratio": ratio, "error": ratio * relative}
 
 
+#: Blocks of the parallel-tempering reference's block error (as ``reference.analyze_reference``).
+TEMPERING_BLOCKS = 10
+
+
+def _tempering_population(indicator: np.ndarray) -> dict:
+    """Population with the larger of its ESS and block errors, as the reference quotes it: the
+    tempering run's indicator is rarely long enough for either alone to be trusted."""
+    record = population_record([indicator])
+    if len(indicator) >= 2 * TEMPERING_BLOCKS:
+        blocks = metrics.block_standard_error(indicator, TEMPERING_BLOCKS)
+        record["error"] = max(record["error"], blocks)
+    return record
+
+
 def compare_with_tempering(run, source: str, samplers: dict, plot_data: dict) -> dict:
     """The 310 K state of a parallel-tempering run against every sampler (dipeptides only).
 
@@ -54,7 +68,7 @@ def compare_with_tempering(run, source: str, samplers: dict, plot_data: dict) ->
         "iterations": run.iterations,
         "frames_at_target_temperature": len(phi),
         "state_populations": state_populations([labels], metrics.RAMACHANDRAN_STATES),
-        "phi_positive": population_record([phi > 0]),
+        "phi_positive": _tempering_population(phi > 0),
         "jsd_ramachandran_halves": metrics.jensen_shannon_divergence(*halves),
     }
 

@@ -144,6 +144,16 @@ def integrated_autocorrelation_time(
     )
 
 
+def block_standard_error(values: np.ndarray, num_blocks: int) -> float:
+    """Standard error of the mean from ``num_blocks`` contiguous block means (batch means)."""
+    values = np.asarray(values, dtype=float)
+    if num_blocks < 2 or len(values) < num_blocks:
+        raise ValueError(f"need at least {num_blocks} >= 2 values, got {len(values)}")
+    usable = len(values) // num_blocks * num_blocks
+    means = values[:usable].reshape(num_blocks, -1).mean(axis=1)
+    return float(means.std(ddof=1) / math.sqrt(num_blocks))
+
+
 def dihedral_autocorrelation(
     angles: np.ndarray | Sequence[np.ndarray], window_factor: float = 5.0
 ) -> AutocorrelationEstimate:

@@ -10,7 +10,9 @@ The run is resumable: its state lives in an openmmtools NetCDF storage in the ou
 calling :func:`run_reference` again continues from the last checkpoint up to the requested number of
 iterations. :func:`analyze_reference` reads the 310 K state's trajectory of the backbone atoms and
 returns the population of phi > 0 with two error estimates: from the integrated autocorrelation time
-of the indicator and from block averages.
+of the indicator and from block averages. The same protocol runs any peptide with one phi and one
+psi (``sequence``, ``termini``: a zwitterionic dipeptide's phi of residue 2 and psi of residue 1),
+and can stop at a budget of process CPU seconds (``cpu_budget_s``), for timed comparisons.
 
 Command line::
 
@@ -34,13 +36,18 @@ import openmm
 import openmm.unit as unit
 
 from openmm_timewarp.data import peptides
-from openmm_timewarp.evaluation.metrics import integrated_autocorrelation_time
+from openmm_timewarp.evaluation.metrics import (
+    block_standard_error,
+    integrated_autocorrelation_time,
+)
 from openmm_timewarp.optional import require
 from openmm_timewarp.progress import progress_bar
 
 mdtraj = require("mdtraj")
 
 STORAGE_NAME = "parallel_tempering.nc"
+#: The peptide of a run and where its phi and psi atoms are among the stored backbone atoms.
+PEPTIDE_NAME = "peptide.json"
 RESULT_NAME = "phi_positive_population.json"
 TEMPERATURE_K = 310.0
 MAX_TEMPERATURE_K = 700.0
@@ -63,12 +70,14 @@ def geometric_temperatures(t_min: float, t_max: float, count: int) -> list[float
     return list(np.geomspace(t_min, t_max, count))
 
 
-def _backbone_atoms(topology: openmm.app.Topology) -> list[int]:
-    """The five atoms (C, N, CA, C, N) that define alanine dipeptide's phi and psi."""
+def _backbone_atoms(topology: openmm.app.Topology) -> tuple[list[int], list[int], list[int]]:
+    """The atoms that define the peptide's one phi and one psi, in topology order, and the
+    positions of phi's and psi's four atoms among them (capped: C, N, CA, C, N)."""
     phis, psis = peptides.backbone_torsions(topology)
     if len(phis) != 1 or len(psis) != 1:
         raise ValueError("expected a dipeptide with exactly one phi and one psi")
-    return list(phis[0]) + [psis[0][3]]
+    atoms = sorted(set(phis[0]) | set(psis[0]))
+    return atoms, [atoms.index(i) for i in phis[0]], [atoms.index(i) for i in psis[0]]
 
 
 def run_reference(
@@ -78,8 +87,11 @@ def run_reference(
     steps_per_iteration: int = STEPS_PER_ITERATION,
     timestep_fs: float = TIMESTEP_FS,
     chunk: int = CHECKPOINT_INTERVAL,
+    sequence: str = "A",
+    termini: peptides.Termini = "capped",
+    cpu_budget_s: float | None = None,
 ) -> int:
-    """Run (or continue) parallel tempering of alanine dipeptide up to ``iterations`` iterations.
+    """Run (or continue) parallel tempering of a dipeptide up to ``iterations`` iterations.
 
     Args:
         output_dir: where the NetCDF storage lives; an existing storage there is resumed, and the
@@ -87,6 +99,9 @@ def run_reference(
         iterations: total number of exchange iterations wanted; one iteration propagates every
             replica by ``steps_per_iteration`` steps of ``timestep_fs``.
         temperatures: the ladder in K (first one the target, 310 K); default 6 replicas, 310-700 K.
+        sequence, termini: the peptide (``peptides.build_peptide``); default capped alanine.
+        cpu_budget_s: stop after the first chunk that ends past this many seconds of this
+            process's CPU time (counted from the call), even before ``iterations``.
 
     Returns:
         The number of completed iterations.
@@ -96,6 +111,7 @@ def run_reference(
 
     if iterations < 1:
         raise ValueError(f"iterations must be positive, got {iterations}")
+    cpu_begin = time.process_time()
     # openmmtools logs a warning per call that its multistate API is experimental.
     logging.getLogger("openmmtools").setLevel(logging.ERROR)
     output_dir = Path(output_dir)
@@ -112,7 +128,8 @@ def run_reference(
         )
         if not math.isclose(temperatures[0], TEMPERATURE_K):
             raise ValueError(f"the ladder must start at {TEMPERATURE_K} K, got {temperatures[0]}")
-        modeller = peptides.build_peptide("A")
+        modeller = peptides.build_peptide(sequence, termini)
+        atoms, phi_atoms, psi_atoms = _backbone_atoms(modeller.topology)
         system = peptides.create_system(modeller.topology)
         context = openmm.Context(system, openmm.VerletIntegrator(0.001), platform)
         context.setPositions(modeller.positions)
@@ -133,7 +150,7 @@ def run_reference(
         reporter = multistate.MultiStateReporter(
             str(storage),
             checkpoint_interval=CHECKPOINT_INTERVAL,
-            analysis_particle_indices=_backbone_atoms(modeller.topology),
+            analysis_particle_indices=atoms,
         )
         sampler.create(
             reference_state,
@@ -143,9 +160,10 @@ def run_reference(
             # openmmtools 0.27 sizes the ladder by n_temperatures even when given temperatures.
             n_temperatures=len(temperatures),
         )
-        modeller_pdb = output_dir / "alanine-dipeptide.pdb"
-        with open(modeller_pdb, "w") as handle:
+        with open(output_dir / f"{sequence}-{termini}.pdb", "w") as handle:
             openmm.app.PDBFile.writeFile(modeller.topology, positions, handle)
+        peptide = {"sequence": sequence, "termini": termini, "phi": phi_atoms, "psi": psi_atoms}
+        (output_dir / PEPTIDE_NAME).write_text(json.dumps(peptide) + "\n")
 
     for context_cache in ("energy_context_cache", "sampler_context_cache"):
         setattr(sampler, context_cache, cache.ContextCache(platform=platform))
@@ -154,19 +172,14 @@ def run_reference(
         total=iterations, initial=min(sampler.iteration, iterations), desc="parallel tempering"
     ) as progress:
         while sampler.iteration < iterations:
+            if cpu_budget_s is not None and time.process_time() - cpu_begin >= cpu_budget_s:
+                break
             before = sampler.iteration
             sampler.extend(min(chunk, iterations - before))
             progress.update(sampler.iteration - before)
     completed = sampler.iteration
     reporter.close()
     return completed
-
-
-def _block_error(values: np.ndarray, num_blocks: int) -> float:
-    """Standard error of the mean from ``num_blocks`` contiguous block means."""
-    usable = len(values) // num_blocks * num_blocks
-    means = values[:usable].reshape(num_blocks, -1).mean(axis=1)
-    return float(means.std(ddof=1) / math.sqrt(num_blocks))
 
 
 @dataclass
@@ -213,10 +226,14 @@ def read_run(output_dir: str | Path, discard_fraction: float = 0.1) -> ReplicaRu
     # The backbone atoms' positions (nm) of every replica and iteration, read in one go.
     with netCDF4.Dataset(storage) as dataset:
         positions = np.asarray(dataset.variables["positions"][first : last + 1])
+    # Runs stored before other peptides were supported hold alanine dipeptide's C, N, CA, C, N.
+    peptide_file = Path(output_dir) / PEPTIDE_NAME
+    peptide = json.loads(peptide_file.read_text()) if peptide_file.exists() else {}
+    torsions = [peptide.get("phi", [0, 1, 2, 3]), peptide.get("psi", [1, 2, 3, 4])]
     # Dihedrals of every replica, then re-ordered by thermodynamic state: [iterations, states].
-    num_iterations, num_replicas = positions.shape[:2]
-    flat = _five_atom_trajectory(positions.reshape(-1, 5, 3))
-    dihedrals = mdtraj.compute_dihedrals(flat, [[0, 1, 2, 3], [1, 2, 3, 4]])
+    num_iterations, num_replicas, num_atoms = positions.shape[:3]
+    flat = _backbone_trajectory(positions.reshape(-1, num_atoms, 3))
+    dihedrals = mdtraj.compute_dihedrals(flat, torsions)
     rows = np.arange(num_iterations)[:, None]
     states = replica_states[first : last + 1]
     by_state = []
@@ -276,7 +293,7 @@ def analyze_reference(
         result[name] = {
             "population": population,
             "error_ess": math.sqrt(population * (1 - population) / autocorrelation.ess),
-            "error_blocks": _block_error(values, num_blocks),
+            "error_blocks": block_standard_error(values, num_blocks),
             "ess": autocorrelation.ess,
             "tau_int_iterations": autocorrelation.tau_int,
         }
@@ -284,11 +301,12 @@ def analyze_reference(
     return result
 
 
-def _five_atom_trajectory(xyz: np.ndarray) -> mdtraj.Trajectory:
+def _backbone_trajectory(xyz: np.ndarray) -> mdtraj.Trajectory:
+    """An mdtraj trajectory of the stored backbone atoms (their names do not matter here)."""
     topology = mdtraj.Topology()
     residue = topology.add_residue("BB", topology.add_chain())
-    for name in ("C", "N", "CA", "C", "N"):
-        topology.add_atom(name, mdtraj.element.carbon, residue)
+    for _ in range(xyz.shape[1]):
+        topology.add_atom("X", mdtraj.element.carbon, residue)
     return mdtraj.Trajectory(xyz, topology)
 
 

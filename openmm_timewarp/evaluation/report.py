@@ -57,6 +57,12 @@ def _format(value: float | None, error: float | None = None, digits: int = 3) ->
     return f"{value:.{digits}g} ± {error:.2g}"
 
 
+def _marks(record: dict, missed: bool) -> str:
+    """``*``: the sampler missed a state; ``†``: Sokal's estimate is not reliable."""
+    marks = ("*" if missed else "") + ("" if record.get("reliable", True) else "†")
+    return f" {marks}" if marks else ""
+
+
 def markdown_summary(report: dict) -> str:
     """The Markdown summary of a report: one table per aspect, the ratios and the targets."""
     samplers = report["samplers"]
@@ -78,12 +84,13 @@ def markdown_summary(report: dict) -> str:
         slow = result["ess"][result["slowest_dihedral"]]
         tic0 = result["ess"]["tic0"]
         missed = len(result["states_visited"]) < len(report["reference"]["states_to_discover"])
+        tic0_marks, slow_marks = _marks(tic0, missed), _marks(slow, False)
         lines.append(
             f"| {name} | {result['wall_s']:.1f} | {result['frames']} | "
             f"{_format(result.get('acceptance'))} | "
-            f"{_format(tic0['ess_per_s'], tic0['ess_per_s_error'])}{' *' if missed else ''} | "
+            f"{_format(tic0['ess_per_s'], tic0['ess_per_s_error'])}{tic0_marks} | "
             f"{_format(slow['ess_per_s'], slow['ess_per_s_error'])} "
-            f"({result['slowest_dihedral']}) | "
+            f"({result['slowest_dihedral']}){slow_marks} | "
             f"{_format(result['median_time_to_all_states_s'])} | "
             f"{result['jsd_ramachandran']:.3f} | {result['jsd_tic']:.3f} | "
             f"{_format(result['phi_positive']['population'], result['phi_positive']['error'])} |"
@@ -92,6 +99,8 @@ def markdown_summary(report: dict) -> str:
         "",
         "\\* this sampler did not visit every state, so its ESS misses the slowest process (for "
         "TIC0, which describes that process, the value measures fast motion within one state).",
+        "† Sokal's window did not close within the run, or the run is shorter than 50 integrated "
+        "autocorrelation times (`reliable: false` in report.json): the ESS is an upper bound.",
         f"Reference first half vs second half, JSD Ramachandran: "
         f"{report['reference']['jsd_ramachandran_halves']:.3f} (finite-sample floor).",
     ]
