@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from openmm import app
 
+from openmm_timewarp.models.package import is_package, load_package, package_metadata
+
 FORMAT_VERSION = 1
 METADATA_FILE = "timewarp.json"
 #: SHA-256 of the rest of the file (docs/trust.md), an extra file beside the metadata.
@@ -444,6 +446,8 @@ def load_metadata(model: str | os.PathLike) -> ModelMetadata:
     """Read the metadata of a proposal-model file, its checksum verified, without loading its
     code."""
     path = resolve_model_path(model)
+    if is_package(path):
+        return ModelMetadata.from_json(package_metadata(path)[METADATA_FILE])
     verify_checksum(path)
     return _read_metadata(path)
 
@@ -466,6 +470,8 @@ def load_model(model: str | os.PathLike) -> tuple[torch.jit.ScriptModule, ModelM
     metadata."""
     path = resolve_model_path(model)
     metadata = load_metadata(path)
+    if is_package(path):
+        return load_package(path), metadata
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         try:
