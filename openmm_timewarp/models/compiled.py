@@ -96,7 +96,11 @@ def export_compiled(
     }
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     # A model for any atom count gets a dynamic one; else the integrator checks the count.
-    atoms = None if metadata.num_atoms else torch.export.Dim("atoms", min=1, max=MAX_ATOMS)
+    atoms = (
+        torch.export.Dim.STATIC
+        if metadata.num_atoms
+        else torch.export.Dim("atoms", min=1, max=MAX_ATOMS)
+    )
     with torch.no_grad(), tempfile.TemporaryDirectory(dir=path.parent) as folder:
         program = torch.export.export(
             wrapper,

@@ -33,7 +33,7 @@ def is_package(path: str | os.PathLike) -> bool:
     try:
         with zipfile.ZipFile(path) as archive:
             return any(_record(n).startswith(_PACKAGE_PREFIX) for n in archive.namelist())
-    except (OSError, zipfile.BadZipFile):
+    except Exception:  # zipfile raises many kinds on damaged archives; the caller reports them
         return False
 
 

@@ -125,9 +125,9 @@ shared_ptr<const TimewarpModel> loadModelBytes(const string& bytes, const string
             module = torch::jit::load(stream, torch::kCPU, extraFiles);
         }
         catch (const exception& error) {
-            throw OpenMMException("TimewarpIntegrator: '" + source + "' is neither a TorchScript " +
-                                  "archive that torch::jit::load can read nor an AOTInductor " +
-                                  "package" + CONTRACT_HINT);
+            throw OpenMMException("TimewarpIntegrator: '" + source + "' is not a TorchScript archive " +
+                                  "that torch::jit::load can read, nor an AOTInductor package" +
+                                  CONTRACT_HINT);
         }
         module.eval();
         model->attributes = readAttributes(module, source);
