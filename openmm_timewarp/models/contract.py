@@ -465,9 +465,9 @@ def _read_metadata(path: Path) -> ModelMetadata:
         raise ValueError(f"{path} is not a TorchScript proposal-model file: {error!r}") from error
 
 
-def load_model(model: str | os.PathLike) -> tuple[torch.jit.ScriptModule, ModelMetadata]:
-    """Load a proposal-model file (path or bundled name), its checksum verified, and its
-    metadata."""
+def load_model(model: str | os.PathLike) -> tuple[torch.nn.Module, ModelMetadata]:
+    """Load a proposal-model file (path or bundled name; a TorchScript module, or a
+    ``CompiledProposal`` for an AOTInductor package), its checksum verified, and its metadata."""
     path = resolve_model_path(model)
     metadata = load_metadata(path)
     if is_package(path):
