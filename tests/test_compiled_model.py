@@ -27,12 +27,15 @@ from helpers import (
     harmonic_observables,
     harmonic_system,
 )
+from test_ic_proposals import make_models, positions_of, reordered
 from test_integrator_sampling import run_chain
 
 from openmm_timewarp import TimewarpIntegrator, export, load_metadata, load_model
-from openmm_timewarp.models.compiled import export_compiled
-from openmm_timewarp.models.contract import ModelMetadata
+from openmm_timewarp.data.peptides import FORCEFIELD_NAME, build_peptide
+from openmm_timewarp.models.compiled import export_compiled, export_program
+from openmm_timewarp.models.contract import ModelMetadata, atom_types_for_topology
 from openmm_timewarp.models.package import is_package
+from openmm_timewarp.proposals.ic.families import proposal_metadata
 
 pytestmark = pytest.mark.slow
 
@@ -148,3 +151,27 @@ def test_a_package_whose_metadata_were_altered_is_refused(independent_gaussian, 
         load_metadata(altered)
     with pytest.raises(ValueError, match="does not match the checksum"):
         TimewarpIntegrator(altered, TEMPERATURE, atom_types=[0, 0])
+
+
+def test_internal_coordinate_proposals_export_with_their_atom_type_checks_as_assertions():
+    """torch.export cannot branch on data: the atom-type checks that TorchScript runs as Python
+    branches become assertions of the traced (and so of the compiled) code.  The traced program
+    is checked here; compiling it takes 1.5-4 min for the bundled model (bench/compiled_model.py
+    compiles and compares the alanine-dipeptide and transferable models)."""
+    modeller = build_peptide("A")
+    model = make_models(modeller)["independent"]
+    metadata = proposal_metadata(model, "ala2-test", 10.0, 310.0, FORCEFIELD_NAME)
+    x = positions_of(modeller).float()
+    traced = export_program(model, metadata, x).program.module()
+    topology, old_index = reordered(modeller.topology)
+    types = torch.from_numpy(atom_types_for_topology(topology, metadata))
+    noise = torch.randn(5, x.shape[0], 3, generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        expected = model(x[old_index], types, noise)
+        actual = traced(x[old_index], types, noise)
+        for a, b in zip(actual, expected, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+        duplicated = types.clone()
+        duplicated[3] = duplicated[4]
+        with pytest.raises(RuntimeError, match="exactly once"):
+            traced(x[old_index], duplicated, noise)

@@ -18,6 +18,7 @@ import tempfile
 import warnings
 import zipfile
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -51,27 +52,26 @@ def _with_checksum(draft: Path, path: Path) -> None:
                 target.writestr(info, data)
 
 
-def export_compiled(
+class ExportedProposal(NamedTuple):
+    """A proposal traced by ``torch.export``: the program, the contract module it was traced
+    from and the example inputs ``(positions, atom_types, noise)`` it was traced with."""
+
+    program: torch.export.ExportedProgram
+    module: torch.nn.Module
+    inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def export_program(
     model: torch.nn.Module,
-    path: str | os.PathLike,
     metadata: ModelMetadata,
     example_positions: torch.Tensor | None = None,
     device: str = "cpu",
-) -> Path:
-    """Write ``model`` as an AOTInductor package that :class:`TimewarpIntegrator` loads.
-
-    The same model and metadata as :func:`openmm_timewarp.export`; the package is compiled for
-    ``device`` (``"cpu"``, or ``"cuda"`` for a package that runs on the Context's GPU), checked
-    against the contract and against the uncompiled model on ``example_positions`` (random
-    coordinates if not given) for batches of 1 and 5. Returns the path written.
-    """
+) -> ExportedProposal:
+    """Trace ``model`` with the contract attributes of ``metadata`` (the module that ``export``
+    scripts) by ``torch.export``, the batch dynamic and, for a model of any atom count, the atom
+    count too; checked against the contract on ``example_positions`` (random if not given)."""
     if not isinstance(getattr(model, "noise_dim", None), int) or model.noise_dim < 1:
         raise ValueError("a proposal model needs a positive integer attribute `noise_dim`")
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise ValueError(f"cannot write {path}: folder {path.parent} does not exist")
-    if path.suffix != ".pt2":
-        raise ValueError(f"an AOTInductor package is a .pt2 file, got {path.name}")
     wrapper = _ContractModule(model.eval(), metadata).to(device)
     generator = torch.Generator().manual_seed(0)
     num_atoms = metadata.num_atoms or len(metadata.atom_types)
@@ -86,6 +86,42 @@ def export_compiled(
     atom_types = atom_types.to(device)
     check_contract(wrapper, positions, atom_types)
     noise = torch.randn(5, num_atoms, wrapper.noise_dim, generator=generator).to(device)
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    # A model for any atom count gets a dynamic one; else the integrator checks the count.
+    atoms = (
+        torch.export.Dim.STATIC
+        if metadata.num_atoms
+        else torch.export.Dim("atoms", min=1, max=MAX_ATOMS)
+    )
+    with torch.no_grad():
+        program = torch.export.export(
+            wrapper,
+            (positions, atom_types, noise),
+            dynamic_shapes=({0: atoms}, {0: atoms}, {0: batch, 1: atoms}),
+        )
+    return ExportedProposal(program, wrapper, (positions, atom_types, noise))
+
+
+def export_compiled(
+    model: torch.nn.Module,
+    path: str | os.PathLike,
+    metadata: ModelMetadata,
+    example_positions: torch.Tensor | None = None,
+    device: str = "cpu",
+) -> Path:
+    """Write ``model`` as an AOTInductor package that :class:`TimewarpIntegrator` loads.
+
+    The same model and metadata as :func:`openmm_timewarp.export`; traced by
+    :func:`export_program`, compiled for ``device`` (``"cpu"``, or ``"cuda"`` for a package that
+    runs on the Context's GPU), and checked against the contract and against the uncompiled model
+    for batches of 1 and 5. Returns the path written.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise ValueError(f"cannot write {path}: folder {path.parent} does not exist")
+    if path.suffix != ".pt2":
+        raise ValueError(f"an AOTInductor package is a .pt2 file, got {path.name}")
+    program, wrapper, inputs = export_program(model, metadata, example_positions, device)
     entries = {
         METADATA_ENTRY: metadata.to_json(),
         "noise_dim": str(wrapper.noise_dim),
@@ -94,19 +130,7 @@ def export_compiled(
         "num_atom_types": str(wrapper.num_atom_types),
         "independent": "true" if wrapper.independent else "false",
     }
-    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
-    # A model for any atom count gets a dynamic one; else the integrator checks the count.
-    atoms = (
-        torch.export.Dim.STATIC
-        if metadata.num_atoms
-        else torch.export.Dim("atoms", min=1, max=MAX_ATOMS)
-    )
     with torch.no_grad(), tempfile.TemporaryDirectory(dir=path.parent) as folder:
-        program = torch.export.export(
-            wrapper,
-            (positions, atom_types, noise),
-            dynamic_shapes=({0: atoms}, {0: atoms}, {0: batch, 1: atoms}),
-        )
         draft = Path(folder) / path.name
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch's own pytree deprecations
@@ -119,7 +143,7 @@ def export_compiled(
         _with_checksum(draft, temporary)
     try:
         package_metadata(temporary)
-        _check_same_outputs(wrapper, load_package(temporary), positions, atom_types, noise)
+        _check_same_outputs(wrapper, load_package(temporary), *inputs)
     except Exception:
         temporary.unlink()
         raise
