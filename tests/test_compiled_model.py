@@ -111,6 +111,15 @@ def test_a_package_computes_what_its_torchscript_twin_computes(fixture, request)
                 compiled(positions, types, noise), scripted(positions, types, noise), strict=True
             ):
                 torch.testing.assert_close(actual, expected, rtol=1e-6, atol=1e-6)
+    positions = torch.randn(3, 2, 3, generator=generator) * 0.1
+    noise = torch.randn(3, 4, 2, 3, generator=generator)
+    with torch.no_grad():
+        for actual, expected in zip(
+            compiled.forward_chains(positions, types, noise),
+            scripted.forward_chains(positions, types, noise),
+            strict=True,
+        ):
+            torch.testing.assert_close(actual, expected, rtol=1e-6, atol=1e-6)
 
 
 def test_the_plugin_runs_a_package_like_its_twin_and_serializes_it(drifted_walk):

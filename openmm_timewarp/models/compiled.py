@@ -4,8 +4,8 @@
 dynamic), compiles it with ``torch._inductor.aoti_compile_and_package`` and stores the contract
 attributes, ``timewarp.json`` and a checksum in the package's metadata, so the plugin runs it
 behind the same ``forward(positions, atom_types, noise)`` as a TorchScript file
-(docs/contract.md). Only ``forward`` is compiled: the many-chain ``forward_chains`` of the Python
-sampler stays a TorchScript feature. Compiling takes from tens of seconds (a Gaussian walk) to
+(docs/contract.md). Only ``forward`` is compiled (the Python side calls it once per chain for
+``forward_chains``). Compiling takes from tens of seconds (a Gaussian walk) to
 minutes (a flow); the package runs on the kind of device it was compiled for, and its CPU code
 on processors with the compiling machine's instruction set.
 """

@@ -105,6 +105,16 @@ class CompiledProposal(torch.nn.Module):
         proposals, log_q_ratio = self._runner(positions, atom_types, noise)
         return proposals, log_q_ratio
 
+    def forward_chains(
+        self, positions: torch.Tensor, atom_types: torch.Tensor, noise: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The contract's many-chain form as one compiled ``forward`` call per chain (the package
+        holds ``forward`` only): the same results, without batching across chains."""
+        outputs = [
+            self(state, atom_types, draws) for state, draws in zip(positions, noise, strict=True)
+        ]
+        return torch.stack([o[0] for o in outputs]), torch.stack([o[1] for o in outputs])
+
 
 def load_package(path: str | os.PathLike) -> CompiledProposal:
     """Load a package, its checksum verified first (its compiled code runs in this process)."""
