@@ -5,9 +5,9 @@ rebuilt as an eager module from its TorchScript file, compiled with
 ``openmm_timewarp.models.compiled.export_compiled`` (the time is printed), and both files run in
 the same process: one TimewarpIntegrator chain per format and batch on the Reference platform
 (steps/s, model and energy seconds per step from getModelSeconds / getEnergySeconds), then the
-model alone, best wall time per ``forward`` call at each batch size, one thread.  Compiling takes
-about 1.5 min for the bundled alanine-dipeptide model and minutes more for the transferable
-model on a dipeptide (a busy 2-core machine).
+model alone, best wall time per ``forward`` call at each batch size, one thread.  Compiling took
+1.5-4 min for the bundled alanine-dipeptide model and 1-2.5 min for the transferable model's
+proposal on a di- or tetrapeptide (a busy 2-core machine).
 
     python bench/compiled_model.py [--cases "alanine dipeptide, bundled model"] [--steps 4000]
 """
