@@ -1,91 +1,95 @@
-"""Per-call time of the transferable rotor proposal under TorchScript and compiled by AOTInductor.
+"""The two model formats side by side: TorchScript and AOTInductor packages.
 
-An experiment toward a compiled model format (not yet a format the plugin loads): the molecule's
-``ICRotorProposal`` is scripted as ``export`` does, and exported with ``torch.export`` (dynamic
-batch) and compiled with ``torch._inductor.aoti_compile_and_package``; both are timed from
-Python, one thread, best of 5 windows of 20 calls, and their outputs compared on the same noise.
-``model_order``'s input checks on ``atom_types`` depend on the data, which ``torch.export``
-cannot trace; the experiment replaces them by the bare inverse permutation.  Compiling takes
-minutes (13 on a busy 2-core machine).
+For each case (a bundled model on a molecule, as in bench/model_cost.py) the proposal is
+rebuilt as an eager module from its TorchScript file, compiled with
+``openmm_timewarp.models.compiled.export_compiled`` (the time is printed), and both files run in
+the same process: one TimewarpIntegrator chain per format and batch on the Reference platform
+(steps/s, model and energy seconds per step from getModelSeconds / getEnergySeconds), then the
+model alone, best wall time per ``forward`` call at each batch size, one thread.  Compiling took
+1.5-4 min for the bundled alanine-dipeptide model and 1-2.5 min for the transferable model's
+proposal on a di- or tetrapeptide (a busy 2-core machine).
 
-    python bench/compiled_model.py [--sequence KD] [--termini zwitterionic]
+    python bench/compiled_model.py [--cases "alanine dipeptide, bundled model"] [--steps 4000]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import tempfile
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import torch
+from model_cost import CALL_BATCHES, CASES, call_times, chain_row, prepared
 from openmm import unit
 
-from openmm_timewarp.data.peptides import build_peptide
-from openmm_timewarp.models.contract import load_model
+from openmm_timewarp.models.compiled import export_compiled
+from openmm_timewarp.models.contract import load_metadata, load_model
+from openmm_timewarp.models.resolve import model_file_for_topology
+from openmm_timewarp.proposals.ic.families import rebuild_with_reference
 from openmm_timewarp.proposals.rotors.proposal import rotor_proposal
 
-BATCHES = (1, 16, 64)
 
-
-def best_ms(module, positions, atom_types, batch: int, noise_dim: int) -> float:
-    noise = torch.randn(batch, len(positions), noise_dim)
-    module(positions, atom_types, noise)
-    best = float("inf")
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(20):
-            module(positions, atom_types, noise)
-        best = min(best, (time.perf_counter() - start) / 20)
-    return best * 1e3
+def eager_proposal(case, topology, positions) -> torch.nn.Module:
+    """The case's proposal as the eager module that its TorchScript file was scripted from."""
+    if case.model == "alanine-dipeptide":
+        scripted, metadata = load_model(case.model)
+        reference = torch.tensor(positions.value_in_unit(unit.nanometer), dtype=torch.float32)
+        return rebuild_with_reference(scripted.proposal, metadata, topology, reference[None])
+    network, _ = load_model(case.model)
+    return rotor_proposal(network, topology).eval()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sequence", default="KD")
-    parser.add_argument("--termini", default="zwitterionic")
+    parser.add_argument("--steps", type=int, default=4000, help="MH steps per chain")
+    parser.add_argument(
+        "--batches", type=int, nargs="+", default=[64, 1024], help="independence models' batches"
+    )
+    parser.add_argument("--cases", nargs="+", default=[CASES[0].label])
     args = parser.parse_args()
     torch.set_num_threads(1)
     warnings.simplefilter("ignore", DeprecationWarning)
 
-    peptide = build_peptide(args.sequence, termini=args.termini)
-    network, _ = load_model("dipeptides")
-    proposal = rotor_proposal(network, peptide.topology).eval()
-    atom_types = torch.arange(len(proposal.labels))  # the molecule's own labelling
-    positions = torch.tensor(peptide.positions.value_in_unit(unit.nanometer), dtype=torch.float32)
-    scripted = torch.jit.script(proposal)
-
-    type(proposal).model_order = lambda self, types: torch.zeros_like(types).scatter(
-        0, types, self.identity_order
-    )
-    start = time.perf_counter()
-    noise = torch.randn(16, len(positions), proposal.noise_dim)
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    with torch.no_grad(), tempfile.TemporaryDirectory() as folder:
-        program = torch.export.export(
-            proposal, (positions, atom_types, noise), dynamic_shapes=(None, None, {0: batch})
-        )
-        package = torch._inductor.aoti_compile_and_package(
-            program, package_path=str(Path(folder) / "proposal.pt2")
-        )
-        compiled = torch._inductor.aoti_load_package(package)
-        print(f"export and compile: {time.perf_counter() - start:.0f} s")
-        with torch.jit.optimized_execution(False):
-            for name, module in (("TorchScript", scripted), ("AOTInductor", compiled)):
-                times = [
-                    best_ms(module, positions, atom_types, b, proposal.noise_dim) for b in BATCHES
-                ]
-                print(
-                    f"{name}: ms per call at B = {BATCHES}: "
-                    + " / ".join(f"{t:.3f}" for t in times)
-                )
-        expected = scripted(positions, atom_types, noise)
-        actual = compiled(positions, atom_types, noise)
+    print(f"machine: {platform.node()} ({os.cpu_count()} CPUs), torch {torch.__version__}")
+    print(f"load average at start: {os.getloadavg()}")
+    rows, calls = [], []
+    with tempfile.TemporaryDirectory() as folder:
+        for case in CASES:
+            if case.label not in args.cases:
+                continue
+            topology, system, positions = prepared(case)
+            script = model_file_for_topology(case.model, topology)
+            start = time.perf_counter()
+            package = export_compiled(
+                eager_proposal(case, topology, positions),
+                Path(folder) / f"{script.stem}.pt2",
+                load_metadata(script),
+                torch.tensor(positions.value_in_unit(unit.nanometer), dtype=torch.float32),
+            )
+            print(f"{case.label}: export and compile {time.perf_counter() - start:.0f} s")
+            independent = case.model == "alanine-dipeptide"
+            for name, path in (("TorchScript", script), ("AOTInductor", package)):
+                labelled = replace(case, label=f"{case.label}, {name}", model=str(path))
+                for batch in args.batches if independent else [None]:
+                    row, _ = chain_row(labelled, topology, system, positions, batch, 1, args.steps)
+                    rows.append(row)
+                    print(row, flush=True)
+                times = call_times(str(path), topology, positions)
+                calls.append(f"| {labelled.label} | " + " | ".join(f"{t * 1e3:.3f}" for t in times))
     print(
-        f"max |difference|: proposals {float((expected[0] - actual[0]).abs().max()):.2e} nm, "
-        f"logQRatio {float((expected[1] - actual[1]).abs().max()):.2e}"
+        "\n| case, format | max batch | threads | acceptance | model calls/step | steps/s | "
+        "model us/step | energy us/step | model/energy | energy-only bound steps/s |"
     )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+    print(f"\nper call, ms (best of 5, one thread), batch {' / '.join(map(str, CALL_BATCHES))}:")
+    print("\n".join(f"{line} |" for line in calls))
+    print(f"load average at end: {os.getloadavg()}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ from openmm import app
 
 from openmm_timewarp.files import file_sha256, write_atomically
 from openmm_timewarp.models.files import export, read_metadata, read_model
-from openmm_timewarp.models.metadata import ModelMetadata
+from openmm_timewarp.models.metadata import METADATA_FILE, ModelMetadata
+from openmm_timewarp.models.package import is_package, load_package, package_metadata
 from openmm_timewarp.proposals.rotors.network import is_transferable
 from openmm_timewarp.proposals.rotors.proposal import rotor_proposal
 
@@ -56,13 +57,19 @@ def resolve_model_path(model: str | os.PathLike) -> Path:
 def load_metadata(model: str | os.PathLike) -> ModelMetadata:
     """Read the metadata of a proposal-model file (path or bundled name), its checksum verified,
     without loading its code."""
-    return read_metadata(resolve_model_path(model))
+    path = resolve_model_path(model)
+    if is_package(path):
+        return ModelMetadata.from_json(package_metadata(path)[METADATA_FILE])
+    return read_metadata(path)
 
 
-def load_model(model: str | os.PathLike) -> tuple[torch.jit.ScriptModule, ModelMetadata]:
-    """Load a proposal-model file (path or bundled name), its checksum verified, and its
-    metadata."""
-    return read_model(resolve_model_path(model))
+def load_model(model: str | os.PathLike) -> tuple[torch.nn.Module, ModelMetadata]:
+    """Load a proposal-model file (path or bundled name; a TorchScript module, or a
+    ``CompiledProposal`` for an AOTInductor package), its checksum verified, and its metadata."""
+    path = resolve_model_path(model)
+    if is_package(path):
+        return load_package(path), load_metadata(path)
+    return read_model(path)
 
 
 def _cache_dir() -> Path:

@@ -81,6 +81,9 @@ class ZMatrixProposal(ChainBatchedProposal):
 
     def model_order(self, atom_types: torch.Tensor) -> torch.Tensor:
         """For each Z-matrix atom, the System atom that has its label (``atom_types`` inverted)."""
+        if not torch.jit.is_scripting():  # TorchScript compiles no more of this branch
+            if torch.compiler.is_exporting():
+                return self._exported_model_order(atom_types)
         if atom_types.shape != self.identity_order.shape:
             raise ValueError(
                 "atom_types must give one residue-atom type code per atom of the model's molecule"
@@ -97,6 +100,19 @@ class ZMatrixProposal(ChainBatchedProposal):
                 "atom_types must name every atom of the model's molecule exactly once; build them "
                 "with contract.atom_types_for_topology"
             )
+        return order
+
+    @torch.jit.unused
+    def _exported_model_order(self, atom_types: torch.Tensor) -> torch.Tensor:
+        """``model_order`` for torch.export, which cannot branch on data: the indices are clamped
+        (the compiled code must not scatter out of bounds) and the check becomes an assertion
+        of the compiled code (all N labels found means a permutation, so no clamped index)."""
+        clamped = atom_types.clamp(0, atom_types.shape[0] - 1)
+        order = torch.zeros_like(atom_types).scatter(0, clamped, self.identity_order)
+        torch._assert_async(
+            (atom_types[order] == self.identity_order).all(),
+            "atom_types must name every atom of the model's molecule exactly once",
+        )
         return order
 
     def labelled_internal(

@@ -8,7 +8,6 @@
 #include <chrono>
 #include <cmath>
 #include <sstream>
-#include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/cuda.h>
 
 using namespace OpenMM;
@@ -69,7 +68,7 @@ private:
 
 void TorchIntegrateTimewarpStepKernel::initialize(ContextImpl& context,
                                                   const TimewarpIntegrator& integrator) {
-    device = torch::kCPU;
+    torch::Device device = torch::kCPU;
     if (integrator.getModelDevice() == "auto" && context.getPlatform().getName() == "CUDA" &&
         torch::cuda::is_available()) {
         const string& index =
@@ -77,9 +76,8 @@ void TorchIntegrateTimewarpStepKernel::initialize(ContextImpl& context,
         device = torch::Device(torch::kCUDA, index.empty() ? 0 : stoi(index));
     }
     // The integrator loaded the model; the Context's kernel only moves it to its device.
-    module = integrator.getModel().module;
     try {
-        module.to(device);
+        model = integrator.getModel().proposal->onDevice(device);
     }
     catch (const exception& error) {
         throw OpenMMException("TimewarpIntegrator: cannot move the proposal model " +
@@ -87,7 +85,8 @@ void TorchIntegrateTimewarpStepKernel::initialize(ContextImpl& context,
                               error.what());
     }
     const vector<int>& types = integrator.getAtomTypes();
-    atomTypes = torch::tensor(vector<int64_t>(types.begin(), types.end()), torch::kInt64).to(device);
+    atomTypes = torch::tensor(vector<int64_t>(types.begin(), types.end()), torch::kInt64)
+                    .to(model->device());
     const System& system = context.getSystem();
     inverseSqrtMasses.resize(system.getNumParticles());
     for (int i = 0; i < system.getNumParticles(); i++) {
@@ -113,27 +112,25 @@ void TorchIntegrateTimewarpStepKernel::drawProposals(const TimewarpIntegrator& i
     torch::Tensor noise =
         torch::randn({batchSize, numAtoms, noiseDim}, noiseGenerator, torch::kFloat32);
 
-    torch::jit::IValue output;
+    vector<torch::Tensor> output;
     auto start = chrono::steady_clock::now();
     try {
         torch::NoGradGuard noGrad;
-        // The profiling executor re-specialises the graph for every new batch size (measured
-        // 3-5x slower on CUDA with adaptive batches); the Python sampler turns it off as well.
-        torch::jit::GraphOptimizerEnabledGuard noProfiling(false);
         ModelThreadsGuard threads(integrator.getModelThreads());
-        output = module.forward({current.to(device), atomTypes, noise.to(device)});
+        torch::Device device = model->device();
+        output = model->forward(current.to(device), atomTypes, noise.to(device));
+    }
+    catch (const ModelOutputError& error) {
+        brokenModel(integrator, error.what());
     }
     catch (const exception& error) {
         brokenModel(integrator, string("forward raised an error: ") + error.what());
     }
     chain.numModelCalls++;
-    if (!output.isTuple() || output.toTupleRef().elements().size() != 2)
+    if (output.size() != 2)
         brokenModel(integrator, "forward must return a tuple (proposals, logQRatio)");
-    const auto& elements = output.toTupleRef().elements();
-    if (!elements[0].isTensor() || !elements[1].isTensor())
-        brokenModel(integrator, "forward must return two tensors");
-    torch::Tensor proposals = elements[0].toTensor();
-    torch::Tensor logQRatios = elements[1].toTensor();
+    torch::Tensor proposals = output[0];
+    torch::Tensor logQRatios = output[1];
     if (proposals.scalar_type() != torch::kFloat32 || proposals.dim() != 3 ||
         proposals.size(0) != batchSize || proposals.size(1) != numAtoms || proposals.size(2) != 3)
         brokenModel(integrator, "proposals must be float32 of shape [" + to_string(batchSize) + ", " +

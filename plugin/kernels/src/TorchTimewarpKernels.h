@@ -2,7 +2,7 @@
 #define OPENMM_TORCH_TIMEWARP_KERNELS_H_
 
 #include "TimewarpKernels.h"
-#include <torch/script.h>
+#include "internal/ProposalModel.h"
 #include <vector>
 
 namespace TimewarpPlugin {
@@ -30,8 +30,7 @@ private:
                        const std::vector<OpenMM::Vec3>& positions);
     bool invertsChirality(const TimewarpIntegrator& integrator,
                           const std::vector<OpenMM::Vec3>& current, const double* proposal) const;
-    torch::jit::Module module;
-    torch::Device device = torch::kCPU;
+    std::shared_ptr<ProposalModel> model;
     torch::Tensor atomTypes;
     std::vector<double> inverseSqrtMasses;  // 1 / sqrt(m) per particle, 0 for massless ones
 };

@@ -28,8 +28,9 @@ class TimewarpIntegratorProxy;
  * every iteration velocities are drawn from the Maxwell-Boltzmann distribution and the time
  * advances by the model's tau (nominal time: this is a Markov chain, not dynamics).
  *
- * The model file is read and loaded once, by the constructor; the Context's kernel receives that
- * module, and XML serialization embeds the file's bytes with their SHA-1.  On GPU platforms use
+ * The model file (TorchScript, or an AOTInductor package) is read and loaded once, by the
+ * constructor; the Context's kernel receives that model, and XML serialization embeds the file's
+ * bytes with their SHA-1.  On GPU platforms use
  * mixed or double precision: the MH test is exact only to the precision of the energies.
  *
  * Systems with constraints, virtual sites or periodic boundary conditions are refused.
@@ -38,9 +39,10 @@ class OPENMM_EXPORT_TIMEWARP TimewarpIntegrator : public OpenMM::Integrator {
 public:
     /**
      * Create a TimewarpIntegrator.  The model file is read and loaded here, once; the Context's
-     * kernel receives that module, and XML serialization embeds the file's bytes.
+     * kernel receives that model, and XML serialization embeds the file's bytes.
      *
-     * @param modelPath      a TorchScript proposal-model file (loaded with torch::jit::load only)
+     * @param modelPath      a proposal-model file: TorchScript (loaded with torch::jit::load only)
+     *                       or an AOTInductor package (its compiled code is loaded and run)
      * @param temperature    the temperature (K)
      * @param atomTypes      the model's atom-type code of every particle
      * @param chiralCentres  quadruples (a, b, c, d) of particle indices, flattened; the sign of

@@ -1,4 +1,5 @@
 #include "internal/TimewarpModelFile.h"
+#include "internal/ProposalModel.h"
 #include "openmm/OpenMMException.h"
 #include <c10/util/hash.h>
 #include <fstream>
@@ -22,6 +23,14 @@ int readIntAttribute(const torch::jit::Module& module, const string& source, con
     return (int) module.attr(name).toInt();
 }
 
+void checkAttributes(const ModelAttributes& attributes, const string& source) {
+    if (attributes.noiseDim < 1 || attributes.numAtoms < 0 || attributes.numAtomTypes < 1 ||
+        !(attributes.tau > 0.0))
+        throw OpenMMException("TimewarpIntegrator: the proposal model " + source + " has invalid " +
+                              "attributes (noise_dim >= 1, num_atoms >= 0, num_atom_types >= 1 " +
+                              "and tau > 0 are required)" + CONTRACT_HINT);
+}
+
 ModelAttributes readAttributes(const torch::jit::Module& module, const string& source) {
     ModelAttributes attributes;
     attributes.noiseDim = readIntAttribute(module, source, "noise_dim");
@@ -40,15 +49,60 @@ ModelAttributes readAttributes(const torch::jit::Module& module, const string& s
                                   CONTRACT_HINT);
         attributes.independent = module.attr("independent").toBool();
     }
-    if (attributes.noiseDim < 1 || attributes.numAtoms < 0 || attributes.numAtomTypes < 1 ||
-        !(attributes.tau > 0.0))
-        throw OpenMMException("TimewarpIntegrator: the proposal model " + source + " has invalid " +
-                              "attributes (noise_dim >= 1, num_atoms >= 0, num_atom_types >= 1 " +
-                              "and tau > 0 are required)" + CONTRACT_HINT);
+    checkAttributes(attributes, source);
     if (!module.find_method("forward"))
         throw OpenMMException("TimewarpIntegrator: the proposal model " + source +
                               " has no forward method" + CONTRACT_HINT);
     return attributes;
+}
+
+/** A package's metadata value as a number: the whole string must be one. */
+double readNumber(const unordered_map<string, string>& metadata, const string& source,
+                  const string& name, bool integer) {
+    auto entry = metadata.find(name);
+    size_t used = 0;
+    double value = 0.0;
+    try {
+        if (entry != metadata.end())
+            value = integer ? (double) stoll(entry->second, &used) : stod(entry->second, &used);
+    }
+    catch (const exception&) {
+        used = 0;
+    }
+    if (entry == metadata.end() || used == 0 || used != entry->second.size())
+        throw OpenMMException("TimewarpIntegrator: the proposal-model package " + source +
+                              " lacks the " + (integer ? "integer" : "number") + " '" + name +
+                              "' in its metadata" + CONTRACT_HINT);
+    return value;
+}
+
+ModelAttributes readPackageAttributes(const unordered_map<string, string>& metadata,
+                                      const string& source) {
+    ModelAttributes attributes;
+    attributes.noiseDim = (int) readNumber(metadata, source, "noise_dim", true);
+    attributes.numAtoms = (int) readNumber(metadata, source, "num_atoms", true);
+    attributes.numAtomTypes = (int) readNumber(metadata, source, "num_atom_types", true);
+    attributes.tau = readNumber(metadata, source, "tau", false);
+    auto independent = metadata.find("independent");
+    attributes.independent = independent != metadata.end() && independent->second == "true";
+    checkAttributes(attributes, source);
+    return attributes;
+}
+
+shared_ptr<TimewarpModel> loadPackage(const string& bytes, const string& source) {
+    auto model = make_shared<TimewarpModel>();
+    unordered_map<string, string> metadata;
+    try {
+        model->proposal = aotiProposalModel(bytes, metadata);
+    }
+    catch (const exception& error) {
+        throw OpenMMException("TimewarpIntegrator: cannot load the AOTInductor package '" + source +
+                              "': " + error.what());
+    }
+    model->attributes = readPackageAttributes(metadata, source);
+    model->attributes.checksum = metadata.count(CHECKSUM_FILE) ? metadata[CHECKSUM_FILE] : "";
+    model->metadataJson = metadata.count(METADATA_FILE) ? metadata[METADATA_FILE] : "";
+    return model;
 }
 
 } // namespace
@@ -59,23 +113,31 @@ string sha1Hex(const string& bytes) {
 }
 
 shared_ptr<const TimewarpModel> loadModelBytes(const string& bytes, const string& source) {
-    auto model = make_shared<TimewarpModel>();
+    shared_ptr<TimewarpModel> model;
+    if (isAotiPackage(bytes))
+        model = loadPackage(bytes, source);
+    else {
+        model = make_shared<TimewarpModel>();
+        torch::jit::ExtraFilesMap extraFiles{{METADATA_FILE, ""}, {CHECKSUM_FILE, ""}};
+        torch::jit::Module module;
+        try {
+            istringstream stream(bytes);
+            module = torch::jit::load(stream, torch::kCPU, extraFiles);
+        }
+        catch (const exception& error) {
+            throw OpenMMException("TimewarpIntegrator: '" + source + "' is not a TorchScript archive " +
+                                  "that torch::jit::load can read, nor an AOTInductor package" +
+                                  CONTRACT_HINT);
+        }
+        module.eval();
+        model->attributes = readAttributes(module, source);
+        model->attributes.checksum = extraFiles[CHECKSUM_FILE];
+        model->metadataJson = extraFiles[METADATA_FILE];
+        model->proposal = torchScriptProposalModel(module);
+    }
     model->source = source;
     model->bytes = bytes;
     model->sha1 = sha1Hex(bytes);
-    torch::jit::ExtraFilesMap extraFiles{{METADATA_FILE, ""}, {CHECKSUM_FILE, ""}};
-    try {
-        istringstream stream(bytes);
-        model->module = torch::jit::load(stream, torch::kCPU, extraFiles);
-    }
-    catch (const exception& error) {
-        throw OpenMMException("TimewarpIntegrator: '" + source + "' is not a TorchScript archive " +
-                              "that torch::jit::load can read" + CONTRACT_HINT);
-    }
-    model->module.eval();
-    model->attributes = readAttributes(model->module, source);
-    model->attributes.checksum = extraFiles[CHECKSUM_FILE];
-    model->metadataJson = extraFiles[METADATA_FILE];
     return model;
 }
 
@@ -83,8 +145,8 @@ shared_ptr<const TimewarpModel> loadModelFile(const string& path) {
     ifstream file(path, ios::binary);
     if (!file.good())
         throw OpenMMException("TimewarpIntegrator: cannot read the proposal model file '" + path +
-                              "': give the path of an existing TorchScript file or a bundled "
-                              "model name");
+                              "': give the path of an existing model file (TorchScript or "
+                              "AOTInductor package) or a bundled model name");
     stringstream bytes;
     bytes << file.rdbuf();
     return loadModelBytes(bytes.str(), path);
