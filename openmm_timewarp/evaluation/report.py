@@ -145,7 +145,7 @@ def markdown_summary(report: dict) -> str:
                 f"energies {p['energy_s']:.1f} s ({p['energy_per_proposal_s'] * 1e6:.0f} us per "
                 f"proposal), other {p['other_s']:.1f} s of {p['wall_s']:.1f} s"
             )
-    lines += ["", "Targets (issue 6):", *_target_lines(report)]
+    lines += ["", "Targets:", *_target_lines(report)]
     lines += ["", "Plots: " + ", ".join(f"![{k}]({v})" for k, v in report["files"].items()), ""]
     return "\n".join(lines)
 
