@@ -17,7 +17,7 @@ keep the chain exact live here and nowhere else in Python:
   proposal (whose batches survive acceptances).
 
 The C++ kernel of the plugin implements the same rules for ``TimewarpIntegrator``
-(``plugin/platforms/common/src/CommonTimewarpKernels.cpp`` for the walk,
+(``plugin/kernels/src/TorchTimewarpKernels.cpp`` for the walk,
 ``plugin/openmmapi/src/TimewarpChainState.cpp`` for the batch size,
 ``plugin/openmmapi/src/TimewarpIntegrator.cpp`` for the System checks), plus the integrator's
 exploration mode, which is not exact and has no Python counterpart. The statistical tests in
