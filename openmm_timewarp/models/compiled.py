@@ -23,7 +23,7 @@ from typing import NamedTuple
 import torch
 
 from openmm_timewarp.models.checks import check_contract
-from openmm_timewarp.models.files import _ContractModule
+from openmm_timewarp.models.files import _ContractModule, example_inputs
 from openmm_timewarp.models.metadata import ModelMetadata
 from openmm_timewarp.models.package import (
     CHECKSUM_ENTRY,
@@ -76,14 +76,8 @@ def export_program(
         raise ValueError("a proposal model needs a positive integer attribute `noise_dim`")
     wrapper = _ContractModule(model.eval(), metadata).to(device)
     generator = torch.Generator().manual_seed(0)
-    num_atoms = metadata.num_atoms or len(metadata.atom_types)
-    if example_positions is None:
-        example_positions = torch.randn(num_atoms, 3, generator=generator) * 0.3
+    example_positions, atom_types = example_inputs(metadata, example_positions, generator)
     num_atoms = example_positions.shape[0]
-    if metadata.atom_type_scheme == "residue-atom":
-        atom_types = torch.arange(num_atoms, dtype=torch.int64)
-    else:
-        atom_types = torch.randint(len(metadata.atom_types), (num_atoms,), generator=generator)
     positions = example_positions.float().to(device)
     atom_types = atom_types.to(device)
     check_contract(wrapper, positions, atom_types)

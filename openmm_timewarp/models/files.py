@@ -74,6 +74,23 @@ def _script(module: torch.nn.Module) -> torch.jit.ScriptModule:
         return torch.jit.script(module)
 
 
+def example_inputs(
+    metadata: ModelMetadata, positions: torch.Tensor | None, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions (random, 0.3 nm spread, if not given) and atom-type codes that the contract
+    check runs a model of ``metadata`` on: each atom its own label for the ``residue-atom``
+    scheme, random codes of the vocabulary otherwise."""
+    if positions is None:
+        num_atoms = metadata.num_atoms or len(metadata.atom_types)
+        positions = torch.randn(num_atoms, 3, generator=generator) * 0.3
+    num_atoms = positions.shape[0]
+    if metadata.atom_type_scheme == "residue-atom":
+        atom_types = torch.arange(num_atoms, dtype=torch.int64)
+    else:
+        atom_types = torch.randint(len(metadata.atom_types), (num_atoms,), generator=generator)
+    return positions, atom_types
+
+
 def export(
     model: torch.nn.Module,
     path: str | os.PathLike,
@@ -94,15 +111,9 @@ def export(
     if not path.parent.is_dir():
         raise ValueError(f"cannot write {path}: folder {path.parent} does not exist")
     scripted = _script(_ContractModule(model.eval(), metadata))
-    generator = torch.Generator().manual_seed(0)
-    if example_positions is None:
-        num_atoms = metadata.num_atoms or len(metadata.atom_types)
-        example_positions = torch.randn(num_atoms, 3, generator=generator) * 0.3
-    num_atoms = example_positions.shape[0]
-    if metadata.atom_type_scheme == "residue-atom":
-        atom_types = torch.arange(num_atoms, dtype=torch.int64)
-    else:
-        atom_types = torch.randint(len(metadata.atom_types), (num_atoms,), generator=generator)
+    example_positions, atom_types = example_inputs(
+        metadata, example_positions, torch.Generator().manual_seed(0)
+    )
     check_contract(scripted, example_positions, atom_types)
     return save_module(scripted, path, metadata)
 
