@@ -18,7 +18,7 @@ from openmm import app
 from openmm_timewarp.files import file_sha256, write_atomically
 from openmm_timewarp.models.files import export, read_metadata, read_model
 from openmm_timewarp.models.metadata import METADATA_FILE, ModelMetadata
-from openmm_timewarp.models.package import is_package, load_package, package_metadata
+from openmm_timewarp.models.package import CompiledProposal, is_package, package_metadata
 from openmm_timewarp.proposals.rotors.network import is_transferable
 from openmm_timewarp.proposals.rotors.proposal import rotor_proposal
 
@@ -68,7 +68,9 @@ def load_model(model: str | os.PathLike) -> tuple[torch.nn.Module, ModelMetadata
     ``CompiledProposal`` for an AOTInductor package), its checksum verified, and its metadata."""
     path = resolve_model_path(model)
     if is_package(path):
-        return load_package(path), load_metadata(path)
+        # One read of the package's metadata, its checksum verified once, serves both.
+        record = package_metadata(path)
+        return CompiledProposal(path, record), ModelMetadata.from_json(record[METADATA_FILE])
     return read_model(path)
 
 
