@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from openmm_timewarp.data.dipeptides import load_split
+from openmm_timewarp.data.splits import load_split
 from openmm_timewarp.evaluation import rare_state
 
 

@@ -10,8 +10,7 @@ from helpers import SignFlipped
 from openmm import app, unit
 
 from openmm_timewarp import TimewarpIntegrator
-from openmm_timewarp.data.dipeptides import peptide_atom_vocabulary
-from openmm_timewarp.data.peptides import build_peptide, create_system
+from openmm_timewarp.data.peptides import build_peptide, create_system, peptide_atom_vocabulary
 from openmm_timewarp.models.files import export
 from openmm_timewarp.models.metadata import ModelMetadata
 from openmm_timewarp.models.resolve import load_metadata, model_file_for_topology
@@ -347,7 +346,7 @@ def test_transferable_file_needs_a_topology(transferable_file):
 def test_bundled_dipeptides_model_is_transferable_and_never_saw_a_held_out_sequence(
     tmp_path, monkeypatch
 ):
-    from openmm_timewarp.data.dipeptides import load_split
+    from openmm_timewarp.data.splits import load_split
     from openmm_timewarp.models.resolve import bundled_models
 
     if "dipeptides" not in bundled_models():

@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from openmm_timewarp.cli import (
     benchmark,
     build,
-    dipeptides,
     info,
     md_rate,
     reference,
     resave,
     sample,
     simulate,
+    splits,
     train,
 )
 from openmm_timewarp.cli.common import CommandParser
@@ -42,7 +42,7 @@ SUBCOMMANDS = (
     sample,
     resave,
     reference,
-    dipeptides,
+    splits,
 )
 
 

@@ -12,10 +12,12 @@ and trimmed) or ``"zwitterionic"`` (NH3+ ... COO-, with the terminal OXT from Pe
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import random
 import re
+import xml.etree.ElementTree as ElementTree
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -43,6 +45,19 @@ PH = 7.0
 
 # The offset that OpenMM's OBC implementation subtracts from every Born radius (nm).
 _OBC_RADIUS_OFFSET = 0.009
+
+
+@functools.cache
+def peptide_atom_vocabulary() -> tuple[str, ...]:
+    """Every atom name of amber14's protein residue templates (ff14SB), sorted: the atom types of
+    transferable models (the ``peptide-atom`` scheme, ``openmm_timewarp.models.contract``).
+
+    The templates cover the 20 amino acids with their protonation variants, N- and C-terminal
+    forms and the ACE / NME / NHE caps: exactly the atoms a peptide built here can have.
+    """
+    path = Path(app.__file__).parent / "data" / "amber14" / "protein.ff14SB.xml"
+    root = ElementTree.parse(path).getroot()
+    return tuple(sorted({atom.get("name") for atom in root.iter("Atom") if atom.get("name")}))
 
 
 def validate_sequence(sequence: str) -> str:

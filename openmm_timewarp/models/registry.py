@@ -47,7 +47,7 @@ class FamilySpec:
 
 def transferable_metadata(record: dict, family: str) -> ModelMetadata:
     """Metadata of a model trained on several molecules: ``peptide-atom`` vocabulary, any size."""
-    from openmm_timewarp.data.dipeptides import peptide_atom_vocabulary
+    from openmm_timewarp.data.peptides import peptide_atom_vocabulary
 
     return ModelMetadata(
         name=record["name"],

@@ -38,7 +38,7 @@ import math
 import torch
 from openmm import app
 
-from openmm_timewarp.data.dipeptides import peptide_atom_vocabulary
+from openmm_timewarp.data.peptides import peptide_atom_vocabulary
 from openmm_timewarp.proposals.ic.base import ZMatrixProposal
 from openmm_timewarp.proposals.ic.splines import rational_quadratic
 from openmm_timewarp.proposals.ic.zmatrix import ZMatrix, build_zmatrix

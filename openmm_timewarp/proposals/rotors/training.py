@@ -6,7 +6,7 @@ import torch
 from openmm import app
 from torch import nn
 
-from openmm_timewarp.data.dipeptides import peptide_atom_vocabulary
+from openmm_timewarp.data.peptides import peptide_atom_vocabulary
 from openmm_timewarp.proposals.ic.zmatrix import InternalCoordinateTransform, build_zmatrix
 from openmm_timewarp.proposals.rotors.densities import non_rotor_log_density, rotor_log_density
 from openmm_timewarp.proposals.rotors.features import (

@@ -1,0 +1,157 @@
+"""The dipeptide and tetrapeptide training / held-out splits (complete or honest for transfer,
+disjoint, reproducible, committed) and the residue-independent atom types of transferable models."""
+
+import pytest
+from openmm import app
+
+from openmm_timewarp.cli import main
+from openmm_timewarp.data.peptides import ONE_TO_THREE, build_peptide, peptide_atom_vocabulary
+from openmm_timewarp.data.splits import (
+    SPLIT_KINDS,
+    adjacent_pairs,
+    all_sequences,
+    dipeptide_split,
+    load_split,
+    recipe_split,
+    split_file,
+    tetrapeptide_split,
+    write_split,
+)
+from openmm_timewarp.models.contract import ModelMetadata, atom_types_for_topology
+
+TRANSFERABLE = ModelMetadata(
+    name="dipeptides",
+    family="timewarp-flow",
+    tau_ps=1.0,
+    temperature_K=310.0,
+    forcefield="amber14-all + OBC2 (GBSAOBCForce)",
+    atom_type_scheme="peptide-atom",
+    atom_types=list(peptide_atom_vocabulary()),
+)
+
+
+@pytest.fixture(scope="module")
+def tetrapeptides():
+    return tetrapeptide_split()
+
+
+def test_all_sequences_are_every_word_of_the_20_residues():
+    sequences = all_sequences(2)
+    assert len(sequences) == len(set(sequences)) == 400
+    assert {letter for sequence in sequences for letter in sequence} == set(ONE_TO_THREE)
+    assert all(len(sequence) == 2 for sequence in sequences)
+    assert len(set(all_sequences(4))) == 20**4
+    assert adjacent_pairs("KLED") == ["KL", "LE", "ED"]
+    with pytest.raises(ValueError, match="at least one residue"):
+        all_sequences(0)
+
+
+def test_dipeptide_split_is_disjoint_complete_and_at_most_half_for_training():
+    split = dipeptide_split()
+    training, held_out = set(split.training), set(split.held_out)
+    assert len(training) == len(split.training) <= 200
+    assert not training & held_out
+    assert training | held_out == set(all_sequences(2))
+    assert list(split.held_out) == sorted(split.held_out)
+
+
+def test_tetrapeptide_training_sees_no_held_out_dipeptide_even_as_a_pair(tetrapeptides):
+    dipeptides = dipeptide_split()
+    training, held_out = set(tetrapeptides.training), set(tetrapeptides.held_out)
+    assert len(training) == len(tetrapeptides.training) == 200
+    assert len(held_out) == len(tetrapeptides.held_out) == 100
+    assert not training & held_out
+    assert all(len(s) == 4 for s in training | held_out)
+    pairs = {pair for sequence in training for pair in adjacent_pairs(sequence)}
+    assert pairs <= set(dipeptides.training)
+    assert not pairs & set(dipeptides.held_out)
+    assert list(tetrapeptides.held_out) == sorted(tetrapeptides.held_out)
+    # Training keeps the draw's order (any prefix a random sample), not a sorted one.
+    assert list(tetrapeptides.training) != sorted(tetrapeptides.training)
+
+
+def test_held_out_tetrapeptides_are_drawn_from_all_others(tetrapeptides):
+    # Drawn among all unseen tetrapeptides, about 7 in 8 hold a held-out dipeptide (a draw among
+    # the training-pair ones only would give none); 100 draws: 87.5 +- 3.3 expected.
+    held_out_pairs = set(dipeptide_split().held_out)
+    with_held_out_pair = [
+        s for s in tetrapeptides.held_out if set(adjacent_pairs(s)) & held_out_pairs
+    ]
+    assert 70 <= len(with_held_out_pair) < 100
+
+
+def test_splits_are_reproducible_and_depend_on_the_seed(tetrapeptides):
+    assert dipeptide_split() == dipeptide_split()
+    assert dipeptide_split(seed=1).training != dipeptide_split().training
+    small = tetrapeptide_split(seed=1, num_training=10, num_held_out=5)
+    assert small == tetrapeptide_split(seed=1, num_training=10, num_held_out=5)
+    assert small.training != tetrapeptides.training[:10]
+
+
+@pytest.mark.parametrize("kind", SPLIT_KINDS)
+def test_committed_files_are_the_recipes_output(kind, tetrapeptides):
+    assert split_file(kind).is_file()
+    expected = tetrapeptides if kind == "tetrapeptides" else recipe_split(kind)
+    assert load_split(kind) == expected
+
+
+def test_round_trip_and_bad_input(tmp_path):
+    path = tmp_path / "split.json"
+    write_split(dipeptide_split(seed=5, num_training=10), path)
+    assert load_split(path=path) == dipeptide_split(seed=5, num_training=10)
+    with pytest.raises(ValueError, match="at most half"):
+        dipeptide_split(num_training=201)
+    with pytest.raises(ValueError, match="made of training dipeptides"):
+        tetrapeptide_split(num_training=10**6)
+    with pytest.raises(ValueError, match="num_held_out"):
+        tetrapeptide_split(num_training=10, num_held_out=0)
+    with pytest.raises(ValueError, match="Unknown split 'tripeptides'"):
+        load_split("tripeptides")
+    path.write_text("{")
+    with pytest.raises(ValueError, match="timewarp tetrapeptides --write"):
+        load_split("tetrapeptides", path)
+
+
+def test_cli_lists_either_split(capsys, tetrapeptides):
+    assert main(["dipeptides", "--list", "train", "--start", "2", "--count", "3"]) == 0
+    assert capsys.readouterr().out.split() == list(dipeptide_split().training[2:5])
+    assert main(["tetrapeptides", "--list", "train", "--start", "2", "--count", "3"]) == 0
+    assert capsys.readouterr().out.split() == list(tetrapeptides.training[2:5])
+    assert main(["tetrapeptides", "--list", "held-out", "--shuffle", "1", "--count", "8"]) == 0
+    subset = capsys.readouterr().out.split()
+    assert len(set(subset)) == 8 and set(subset) <= set(tetrapeptides.held_out)
+    assert subset != sorted(subset)
+    assert main(["tetrapeptides", "--list", "held-out", "--start", "100"]) == 2
+    assert "past the end of the 100" in capsys.readouterr().err
+    assert main(["tetrapeptides"]) == 2
+    with pytest.raises(SystemExit):
+        main(["tetrapeptides", "--list", "train", "--count", "0"])
+
+
+@pytest.mark.parametrize("termini", ["zwitterionic", "capped"])
+def test_dipeptides_of_all_20_residues_map_to_peptide_atom_types(termini):
+    # Ten dipeptides that together hold every residue (histidine as built at pH 7).
+    for sequence in ("AR", "ND", "CQ", "EG", "HI", "LK", "MF", "PS", "TW", "YV"):
+        topology = build_peptide(sequence, termini).topology
+        types = atom_types_for_topology(topology, TRANSFERABLE)
+        names = [TRANSFERABLE.atom_types[code] for code in types]
+        assert names == [atom.name for atom in topology.atoms()]
+
+
+def non_peptide(residue_name: str, atom_name: str) -> app.Topology:
+    """A dipeptide with one extra residue (solvent, ligand) of one atom."""
+    topology = build_peptide("AG", "zwitterionic").topology
+    chain = topology.addChain()
+    residue = topology.addResidue(residue_name, chain)
+    topology.addAtom(atom_name, app.element.oxygen, residue)
+    return topology
+
+
+def test_non_peptides_and_unknown_atoms_are_refused():
+    for residue_name in ("HOH", "LIG"):
+        with pytest.raises(ValueError, match=f"other residues: {residue_name}"):
+            atom_types_for_topology(non_peptide(residue_name, "O"), TRANSFERABLE)
+    topology = build_peptide("AG", "zwitterionic").topology
+    next(topology.atoms()).name = "NX"
+    with pytest.raises(ValueError, match="not in the vocabulary.*NX"):
+        atom_types_for_topology(topology, TRANSFERABLE)
