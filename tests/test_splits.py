@@ -1,6 +1,11 @@
 """The dipeptide and tetrapeptide training / held-out splits (complete or honest for transfer,
 disjoint, reproducible, committed) and the residue-independent atom types of transferable models."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from openmm import app
 
@@ -126,6 +131,38 @@ def test_cli_lists_either_split(capsys, tetrapeptides):
     assert main(["tetrapeptides"]) == 2
     with pytest.raises(SystemExit):
         main(["tetrapeptides", "--list", "train", "--count", "0"])
+
+
+GENERATE = Path(__file__).parents[1] / "examples" / "generate_peptide_data.sh"
+
+
+def generate(*args: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    """Run the data script with this interpreter's ``timewarp`` first on PATH, outside any job
+    array."""
+    inherited = {
+        k: v for k, v in os.environ.items() if k not in ("SLURM_ARRAY_TASK_ID", "TASK_INDEX")
+    }
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    return subprocess.run(
+        ["bash", str(GENERATE), "-o", str(tmp_path / "data"), *args],
+        env={**inherited, "PATH": path, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_generation_script_refuses_bad_input_before_simulating(tmp_path):
+    result = generate("tripeptides", "2", "0.1", tmp_path=tmp_path)
+    assert result.returncode == 2
+    assert "SPLIT must be dipeptides or tetrapeptides, got 'tripeptides'" in result.stderr
+    result = generate("tetrapeptides", "2", tmp_path=tmp_path)
+    assert result.returncode == 2 and "LENGTH_NS" in result.stderr
+    result = generate("--task", "tetrapeptides", "0.1", tmp_path=tmp_path)
+    assert result.returncode != 0 and "TASK_INDEX" in result.stderr
+    result = generate("--task", "tetrapeptides", "0.1", tmp_path=tmp_path, TASK_INDEX="200")
+    assert result.returncode != 0 and "past the end of the 200" in result.stderr
+    assert not any((tmp_path / "data").iterdir())
 
 
 @pytest.mark.parametrize("termini", ["zwitterionic", "capped"])
