@@ -37,7 +37,7 @@ from openmm_timewarp.data.peptides import ONE_TO_THREE
 SPLIT_KINDS: tuple[str, ...] = ("dipeptides", "tetrapeptides")
 SPLIT_SEED = 2023
 NUM_TRAINING_DIPEPTIDES = 200
-#: About 12 CPU-hours of data at 0.5 ns each on the Reference platform (docs/training.md).
+#: About 22 CPU-hours of data at 0.5 ns each on the Reference platform (docs/training.md).
 NUM_TRAINING_TETRAPEPTIDES = 200
 NUM_HELD_OUT_TETRAPEPTIDES = 100
 _SPLIT_FILES = {
