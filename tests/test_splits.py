@@ -1,15 +1,20 @@
 """The dipeptide and tetrapeptide training / held-out splits (complete or honest for transfer,
 disjoint, reproducible, committed) and the residue-independent atom types of transferable models."""
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from openmm import app
 
 from openmm_timewarp.cli import main
+from openmm_timewarp.data.datasets import list_trajectories
 from openmm_timewarp.data.peptides import ONE_TO_THREE, build_peptide, peptide_atom_vocabulary
 from openmm_timewarp.data.splits import (
     SPLIT_KINDS,
@@ -163,6 +168,56 @@ def test_generation_script_refuses_bad_input_before_simulating(tmp_path):
     result = generate("--task", "tetrapeptides", "0.1", tmp_path=tmp_path, TASK_INDEX="200")
     assert result.returncode != 0 and "past the end of the 200" in result.stderr
     assert not any((tmp_path / "data").iterdir())
+
+
+def test_generation_script_reports_a_failed_sequence_and_exits_1(tmp_path):
+    sequence = dipeptide_split().training[0]
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / sequence).write_text("a file where the sequence's folder goes")
+    result = generate("dipeptides", "1", "0.001", tmp_path=tmp_path)
+    assert result.returncode == 1
+    assert f"{sequence} failed (exit status 2)" in result.stderr
+    assert f"failed: {sequence}@0.001 (run again to retry)" in result.stderr
+
+
+@pytest.mark.slow
+def test_generation_script_killed_and_rerun_gives_the_uninterrupted_data(tmp_path):
+    # The first training dipeptide in two rounds (4 then 8 frames); the killed job is stopped
+    # (SIGKILL to its whole process group) once its first round is committed, wherever the second
+    # is, and rerun: the data are bit for bit the uninterrupted job's.
+    sequence = dipeptide_split().training[0]
+    rounds = ("dipeptides", "1", "0.004", "0.008")
+    full = generate(*rounds, tmp_path=tmp_path / "full")
+    assert full.returncode == 0, full.stderr
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    killed_data = tmp_path / "killed" / "data"
+    job = subprocess.Popen(
+        ["bash", str(GENERATE), "-o", str(killed_data), *rounds],
+        env={**os.environ, "PATH": path},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    progress = killed_data / sequence / "00-extended" / "progress.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and job.poll() is None:
+        if progress.is_file() and json.loads(progress.read_text())["frames"] >= 4:
+            time.sleep(2)  # into the second round, most likely
+            break
+        time.sleep(0.05)
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
+    assert json.loads(progress.read_text())["frames"] in (4, 8)
+    rerun = generate(*rounds, tmp_path=tmp_path / "killed")
+    assert rerun.returncode == 0, rerun.stderr
+    # progress.json holds the checkpoint's SHA-256 (positions, velocities, random state); the DCD
+    # headers differ only in their creation time, so the frames are compared.
+    full_run = tmp_path / "full" / "data" / sequence / "00-extended"
+    killed_run = killed_data / sequence / "00-extended"
+    expected = (full_run / "progress.json").read_bytes()
+    assert (killed_run / "progress.json").read_bytes() == expected
+    frames = [list_trajectories(run)[0].load() for run in (full_run, killed_run)]
+    assert frames[0].shape[0] == 8 and np.array_equal(frames[0], frames[1])
 
 
 @pytest.mark.parametrize("termini", ["zwitterionic", "capped"])
