@@ -15,13 +15,14 @@ from collections.abc import Sequence
 from openmm_timewarp.cli import (
     benchmark,
     build,
+    dipeptides,
     info,
     md_rate,
     reference,
     resave,
     sample,
     simulate,
-    splits,
+    tetrapeptides,
     train,
 )
 from openmm_timewarp.cli.common import CommandParser
@@ -42,7 +43,8 @@ SUBCOMMANDS = (
     sample,
     resave,
     reference,
-    splits,
+    dipeptides,
+    tetrapeptides,
 )
 
 

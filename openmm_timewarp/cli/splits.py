@@ -1,5 +1,5 @@
-"""``timewarp dipeptides`` and ``timewarp tetrapeptides``: print or regenerate a training /
-held-out split (one parser for both, :mod:`openmm_timewarp.data.splits`)."""
+"""The parser of ``timewarp dipeptides`` and ``timewarp tetrapeptides`` (one for both): print or
+regenerate a training / held-out split of :mod:`openmm_timewarp.data.splits`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import argparse
 import numpy as np
 
 from openmm_timewarp.data.splits import (
-    SPLIT_KINDS,
     load_split,
     recipe_split,
     split_file,
@@ -16,29 +15,28 @@ from openmm_timewarp.data.splits import (
 )
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    for kind in SPLIT_KINDS:
-        parser = subparsers.add_parser(
-            kind,
-            help=f"print or regenerate the {kind[:-1]} training / held-out split",
-            description=f"Print sequences of the committed {kind[:-1]} split (one per line, for "
-            "shell loops and job arrays), or regenerate it.",
-        )
-        parser.add_argument(
-            "--write", action="store_true", help=f"regenerate {split_file(kind).name}"
-        )
-        parser.add_argument("--list", choices=("train", "held-out"), help="print these sequences")
-        parser.add_argument("--count", type=_whole_number(1), help="print only the first COUNT")
-        parser.add_argument(
-            "--start", type=_whole_number(0), default=0, help="skip the first START of them"
-        )
-        parser.add_argument(
-            "--shuffle",
-            type=int,
-            metavar="SEED",
-            help="list them in a random order drawn with SEED (a random evaluation subset)",
-        )
-        parser.set_defaults(handler=_print_split, kind=kind)
+def add_split_parser(subparsers: argparse._SubParsersAction, kind: str) -> None:
+    """Register ``timewarp KIND`` for the split ``kind``: dipeptides or tetrapeptides."""
+    file_name = split_file(kind).name  # refuses an unknown kind
+    parser = subparsers.add_parser(
+        kind,
+        help=f"print or regenerate the {kind[:-1]} training / held-out split",
+        description=f"Print sequences of the committed {kind[:-1]} split (one per line, for "
+        "shell loops and job arrays), or regenerate it.",
+    )
+    parser.add_argument("--write", action="store_true", help=f"regenerate {file_name}")
+    parser.add_argument("--list", choices=("train", "held-out"), help="print these sequences")
+    parser.add_argument("--count", type=_whole_number(1), help="print only the first COUNT")
+    parser.add_argument(
+        "--start", type=_whole_number(0), default=0, help="skip the first START of them"
+    )
+    parser.add_argument(
+        "--shuffle",
+        type=int,
+        metavar="SEED",
+        help="list them in a random order drawn with SEED (a random evaluation subset)",
+    )
+    parser.set_defaults(handler=_print_split, kind=kind)
 
 
 def _whole_number(minimum: int):
