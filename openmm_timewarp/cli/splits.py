@@ -4,6 +4,7 @@ regenerate a training / held-out split of :mod:`openmm_timewarp.data.splits`."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 import numpy as np
 
@@ -39,7 +40,7 @@ def add_split_parser(subparsers: argparse._SubParsersAction, kind: str) -> None:
     parser.set_defaults(handler=_print_split, kind=kind)
 
 
-def _whole_number(minimum: int):
+def _whole_number(minimum: int) -> Callable[[str], int]:
     """An argparse type: an integer >= ``minimum``."""
 
     def parse(text: str) -> int:
