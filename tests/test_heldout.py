@@ -222,7 +222,17 @@ def test_short_evaluation_writes_results_and_resumes(
         )
 
 
-def test_command_line_refuses_bad_input(tmp_path, capsys):
+def test_command_line_prints_the_draw_and_refuses_bad_input(tmp_path, capsys):
+    draw = ["heldout", "--held-out", "dipeptides", "--count", "3", "--draw-seed", "1"]
+    assert cli.main([*draw, "--print-peptides"]) == 0
+    expected = heldout.draw_peptides(heldout.held_out_sequences("dipeptides"), 3, 1)
+    assert capsys.readouterr().out.split() == expected
+    assert cli.main(draw) == 2
+    assert "give --model and -o" in capsys.readouterr().err
+    references = ["--references", str(tmp_path), "--model", "dipeptides", "-o", str(tmp_path)]
+    assert cli.main([*draw, *references]) == 2
+    assert f"has no reference for {' '.join(expected)}" in capsys.readouterr().err
+
     base = ["heldout", "--model", "dipeptides", "-o", str(tmp_path)]
     assert cli.main([*base, "--held-out", "dipeptides", "--count", "0"]) == 2
     assert "count must be between 1 and 200" in capsys.readouterr().err

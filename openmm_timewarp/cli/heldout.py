@@ -40,9 +40,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     peptides.add_argument("--sequences", nargs="+", help="these sequences (one-letter codes)")
     parser.add_argument("--count", type=int, default=16, help="peptides drawn from --held-out")
     parser.add_argument("--draw-seed", type=int, default=1, help="seed of the random draw")
-    parser.add_argument("--model", required=True, help="proposal-model file or bundled name")
+    parser.add_argument("--model", help="proposal-model file or bundled name (required to run)")
     parser.add_argument("--termini", choices=TERMINI, default="zwitterionic")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="evaluation folder")
+    parser.add_argument("-o", "--output", type=Path, help="evaluation folder (required to run)")
     parser.add_argument(
         "--references",
         type=Path,
@@ -76,18 +76,31 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--torch-threads", type=int, default=defaults.torch_threads)
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the samplers")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--print-peptides",
+        action="store_true",
+        help="print the drawn sequences one per line and exit (for shell loops: references)",
+    )
     parser.set_defaults(handler=_heldout_command)
 
 
 def _heldout_command(args: argparse.Namespace) -> int:
     if args.held_out is not None:
         peptides = draw_peptides(held_out_sequences(args.held_out), args.count, args.draw_seed)
+        if args.print_peptides:
+            print("\n".join(peptides))
+            return 0
         print(
             f"{args.count} of the {args.held_out} held-out list drawn with seed "
             f"{args.draw_seed}: {' '.join(peptides)}"
         )
     else:
         peptides = [sequence.upper() for sequence in args.sequences]
+        if args.print_peptides:
+            print("\n".join(peptides))
+            return 0
+    if args.model is None or args.output is None:
+        raise ValueError("give --model and -o/--output (or --print-peptides)")
     settings = HeldoutSettings(
         md_budget_s=args.md_budget,
         timewarp_budget_s=args.timewarp_budget,

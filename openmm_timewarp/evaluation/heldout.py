@@ -351,13 +351,21 @@ def run_heldout(
     """Evaluate every peptide in turn (each resumable) and write ``table.md``; returns the results.
 
     ``references``: a folder holding a ``timewarp simulate`` folder per sequence
-    (``references/<SEQUENCE>``); a sequence without one gets the generated reference.
+    (``references/<SEQUENCE>``); None: each gets the data-protocol reference generated (and
+    cached) under ``cache_dir``.
     """
     if termini not in TERMINI:
         raise ValueError(f"unknown termini {termini!r}; use one of {TERMINI}")
     if not peptides:
         raise ValueError("no peptides to evaluate")
     output_dir = Path(output_dir)
+    if references is not None:
+        missing = [s for s in peptides if not (Path(references) / s).is_dir()]
+        if missing:
+            raise ValueError(
+                f"{references} has no reference for {' '.join(missing)} (a `timewarp simulate` "
+                "folder per sequence, examples/heldout_evaluation.sh references)"
+            )
     model_summary(model)  # a missing or malformed model is refused before any run
     _check_request(output_dir, _request(peptides, termini, model, settings, references))
     results = []
@@ -365,14 +373,13 @@ def run_heldout(
         folder = output_dir / f"{sequence}-{termini}"
         state = "read back" if (folder / RESULT_FILE).is_file() else "running"
         log(f"[{number}/{len(peptides)}] {sequence} ({termini}): {state}")
-        given = None if references is None else Path(references) / sequence
         result = evaluate_peptide(
             sequence,
             termini,
             model,
             folder,
             settings,
-            reference_dir=given if given is not None and given.is_dir() else None,
+            reference_dir=None if references is None else Path(references) / sequence,
             cache_dir=cache_dir,
             show_progress=show_progress,
         )
