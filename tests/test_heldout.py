@@ -70,24 +70,32 @@ def test_rate_ratio_propagates_both_errors_and_uses_only_long_enough_md():
 
 
 def test_exploration_ratio_is_censored_where_one_sampler_never_found_every_state():
-    assert heldout_table.exploration_ratio(2.0, 100.0, 50.0, 1000.0) == {
+    assert heldout_table.exploration_ratio(2.0, 100.0, 50.0, 1000.0, 4) == {
         "ratio": 25.0,
         "bound": None,
     }
-    assert heldout_table.exploration_ratio(2.0, 100.0, None, 1000.0) == {
+    assert heldout_table.exploration_ratio(2.0, 100.0, None, 1000.0, 4) == {
         "ratio": 500.0,
         "bound": "lower",
     }
-    assert heldout_table.exploration_ratio(None, 100.0, 50.0, 1000.0) == {
+    assert heldout_table.exploration_ratio(None, 100.0, 50.0, 1000.0, 4) == {
         "ratio": 0.5,
         "bound": "upper",
     }
-    assert heldout_table.exploration_ratio(None, 100.0, None, 1000.0)["ratio"] is None
+    assert heldout_table.exploration_ratio(None, 100.0, None, 1000.0, 4)["ratio"] is None
+    # One state, the one both start in: nothing to explore.
+    assert heldout_table.exploration_ratio(2.0, 100.0, 50.0, 1000.0, 1)["ratio"] is None
 
 
 def test_population_errors_and_two_sigma_test():
-    never = heldout_table.population([np.zeros(100, dtype=bool)])
-    assert never["population"] == 0 and never["error"] > 0  # an empty basin is not exactly empty
+    # A basin never visited in 100 effective samples (the residue's dihedrals): not exactly empty.
+    never = heldout_table.population([np.zeros(1000, dtype=bool)], fallback_ess=100.0)
+    assert never["population"] == 0
+    assert never["error"] == pytest.approx(math.sqrt(0.01 * 0.99 / 100))
+    # Control: 3% in a sampler against that reference is more than 2 sigma away.
+    found = heldout_table.population_deviation({"population": 0.03, "error": 0.005}, never)
+    assert found["sigma"] == pytest.approx(0.03 / math.hypot(0.005, never["error"]))
+    assert not found["within_2_sigma"]
     half = heldout_table.population([np.arange(100) % 2 == 0])
     assert half["population"] == 0.5
     assert half["error"] == pytest.approx(math.sqrt(0.25 / half["ess"]))
@@ -129,7 +137,7 @@ def _result(sequence: str, ratio: float, md_long_enough: bool) -> dict:
         "states": ["beta/phi-"],
         "exploration": {
             "times_s": [1.0, None],
-            "ratio": heldout_table.exploration_ratio(1.0, 10.0, None, ratio),
+            "ratio": heldout_table.exploration_ratio(1.0, 10.0, None, ratio, 2),
         },
     }
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from openmm_timewarp.data.peptides import FORCEFIELD_NAME, TERMINI
-from openmm_timewarp.evaluation import heldout_table
+from openmm_timewarp.evaluation import heldout_table, metrics
 from openmm_timewarp.evaluation.analysis import analyse_chains
 from openmm_timewarp.evaluation.md_rates import (
     FRAMES_FILE,
@@ -132,8 +132,9 @@ def _check_request(output_dir: Path, request: dict) -> None:
     write_json_atomically(path, request)
 
 
-def _residue_basins(trajectory: mdtraj.Trajectory) -> tuple[list[str], list, list]:
-    """Per residue with a backbone dihedral: its name, basin labels and basin names."""
+def _residue_basins(trajectory: mdtraj.Trajectory) -> list[tuple[str, dict, np.ndarray, tuple]]:
+    """Per residue with a backbone dihedral: its name, its angles by kind (``phi``, ``psi``), its
+    basin labels and basin names."""
     phi_atoms, phi = mdtraj.compute_phi(trajectory)
     psi_atoms, psi = mdtraj.compute_psi(trajectory)
     # phi is C-N-CA-C and psi N-CA-C-N: the residue of the CA.
@@ -143,29 +144,39 @@ def _residue_basins(trajectory: mdtraj.Trajectory) -> tuple[list[str], list, lis
         for column, quadruple in enumerate(atoms):
             index = residue_of(int(quadruple[2 if kind == "phi" else 1])).residue.index
             by_residue.setdefault(index, {})[kind] = values[:, column]
-    names, labels, basins = [], [], []
+    residues = []
     for index in sorted(by_residue):
         residue = trajectory.topology.residue(index)
         angles = by_residue[index]
-        residue_labels, residue_basins = heldout_table.basin_labels(
-            angles.get("phi"), angles.get("psi")
-        )
-        names.append(f"{residue.name}{residue.resSeq}")
-        labels.append(residue_labels)
-        basins.append(residue_basins)
-    return names, labels, basins
+        labels, basins = heldout_table.basin_labels(angles.get("phi"), angles.get("psi"))
+        residues.append((f"{residue.name}{residue.resSeq}", angles, labels, basins))
+    return residues
 
 
 def _states_and_basins(trajectories: Sequence[mdtraj.Trajectory]) -> tuple[list, dict]:
-    """Per trajectory: its state of every frame, and its basin indicators by ``residue:basin``."""
-    states, indicators = [], {}
+    """Per trajectory its state of every frame, and the population of every ``residue:basin``
+    over all trajectories."""
+    states, indicators, angles = [], {}, {}
     for trajectory in trajectories:
-        names, labels, basins = _residue_basins(trajectory)
-        states.append(np.asarray(heldout_table.combined_states(labels, basins)))
-        for residue, residue_labels, residue_basins in zip(names, labels, basins, strict=True):
-            for b, basin in enumerate(residue_basins):
-                indicators.setdefault(f"{residue}:{basin}", []).append(residue_labels == b)
-    return states, indicators
+        residues = _residue_basins(trajectory)
+        states.append(
+            np.asarray(
+                heldout_table.combined_states(
+                    [labels for _, _, labels, _ in residues], [basins for *_, basins in residues]
+                )
+            )
+        )
+        for name, residue_angles, labels, basins in residues:
+            for kind, values in residue_angles.items():
+                angles.setdefault(name, {}).setdefault(kind, []).append(values)
+            for b, basin in enumerate(basins):
+                indicators.setdefault(name, {}).setdefault(basin, []).append(labels == b)
+    populations = {}
+    for name, by_basin in indicators.items():
+        residue_ess = min(metrics.dihedral_autocorrelation(v).ess for v in angles[name].values())
+        for basin, values in by_basin.items():
+            populations[f"{name}:{basin}"] = heldout_table.population(values, residue_ess)
+    return states, populations
 
 
 def _first_visit_of_all(
@@ -304,11 +315,8 @@ def _compare(
     (timewarp_states,), timewarp_basins = _states_and_basins([timewarp_trajectory])
     (md_states,), _ = _states_and_basins([md_trajectory])
     basins = {
-        name: heldout_table.population_deviation(
-            heldout_table.population(timewarp_basins[name]),
-            heldout_table.population(indicators),
-        )
-        for name, indicators in reference_basins.items()
+        name: heldout_table.population_deviation(timewarp_basins[name], reference_basins[name])
+        for name in reference_basins
     }
     pooled = np.concatenate(reference_states)
     names, counts = np.unique(pooled, return_counts=True)
@@ -331,7 +339,7 @@ def _compare(
         "exploration": {
             "times_s": list(times),
             "ratio": heldout_table.exploration_ratio(
-                times[0], timewarp["wall_s"], times[1], md["wall_s"]
+                times[0], timewarp["wall_s"], times[1], md["wall_s"], len(wanted)
             ),
         },
     }

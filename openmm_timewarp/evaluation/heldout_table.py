@@ -49,18 +49,26 @@ def combined_states(labels: Sequence[np.ndarray], names: Sequence[Sequence[str]]
     return ["/".join(row) for row in zip(*columns, strict=True)]
 
 
-def population(indicators: Sequence[np.ndarray]) -> dict:
-    """Population with its error from the ESS of the indicator; a population never (or always)
+def population(indicators: Sequence[np.ndarray], fallback_ess: float | None = None) -> dict:
+    """Population with its error from the ESS of the indicator.
+
+    An indicator that never changes has no autocorrelation to measure: its ESS is then
+    ``fallback_ess`` (that of the residue's dihedrals), and a population never (or always)
     observed gets the error of one effective sample, so an unvisited basin is not claimed to be
-    exactly empty."""
+    exactly empty, nor to be anything a run of that length cannot tell.
+    """
     values = np.concatenate([np.asarray(i, dtype=float) for i in indicators])
-    estimate = metrics.integrated_autocorrelation_time([np.asarray(i, float) for i in indicators])
     p = float(values.mean())
-    floor = min(max(p, 1.0 / estimate.ess), 1.0 - 1.0 / estimate.ess) if estimate.ess > 2 else 0.5
+    if values.min() == values.max():
+        ess = 1.0 if fallback_ess is None else float(fallback_ess)
+    else:
+        chains = [np.asarray(i, dtype=float) for i in indicators]
+        ess = metrics.integrated_autocorrelation_time(chains).ess
+    floor = min(max(p, 1.0 / ess), 1.0 - 1.0 / ess) if ess > 2 else 0.5
     return {
         "population": p,
-        "error": math.sqrt(max(floor * (1.0 - floor), p * (1.0 - p)) / estimate.ess),
-        "ess": estimate.ess,
+        "error": math.sqrt(max(floor * (1.0 - floor), p * (1.0 - p)) / ess),
+        "ess": ess,
     }
 
 
@@ -107,13 +115,20 @@ def rate_ratio(timewarp: dict, md: dict) -> dict:
 
 
 def exploration_ratio(
-    timewarp_s: float | None, timewarp_wall_s: float, md_s: float | None, md_wall_s: float
+    timewarp_s: float | None,
+    timewarp_wall_s: float,
+    md_s: float | None,
+    md_wall_s: float,
+    num_states: int,
 ) -> dict:
-    """MD's wall time to visit every state over Timewarp's.
+    """MD's wall time to visit every one of ``num_states`` states over Timewarp's.
 
     Where only Timewarp got there, MD's run length bounds the ratio from below; where only MD did,
-    Timewarp's run length bounds it from above; where neither did, there is no ratio.
+    Timewarp's run length bounds it from above; where neither did, or there is only the state both
+    start in, there is no ratio.
     """
+    if num_states < 2:
+        return {"ratio": None, "bound": None}
     if timewarp_s is not None and md_s is not None:
         return {"ratio": md_s / max(timewarp_s, 1e-9), "bound": None}
     if timewarp_s is not None:
@@ -197,6 +212,6 @@ def table(results: Sequence[dict]) -> str:
         "autocorrelation times or its window did not close: its rate is not used (no median). "
         "‡ Timewarp's window did not close (its ESS an upper bound): not used in the median. "
         "Exploration: >= where MD never visited every state (its run length used), <= where "
-        "Timewarp never did. Medians are over the ratios that are used.",
+        "Timewarp never did; the exploration median takes such bounds at their value.",
     ]
     return "\n".join(lines)
