@@ -4,12 +4,15 @@ and a short resumable run on capped alanine."""
 import json
 import math
 
+import mdtraj
 import numpy as np
+import openmm.unit as unit
 import pytest
 import torch
 
 from openmm_timewarp import cli
-from openmm_timewarp.evaluation import heldout, heldout_table, md_reference
+from openmm_timewarp.data.peptides import build_peptide
+from openmm_timewarp.evaluation import heldout, heldout_table, md_reference, metrics
 from openmm_timewarp.evaluation.settings import MD_PRACTICAL, BenchmarkSettings
 
 torch.set_num_threads(1)
@@ -42,6 +45,33 @@ def test_basins_per_residue_include_phi_positive_and_one_angle_termini():
         [np.array([0, 1]), np.array([1, 1])], [("beta", "alpha"), ("phi-", "phi+")]
     )
     assert states == ["beta/phi+", "alpha/phi+"]
+
+
+@pytest.mark.parametrize(
+    ("sequence", "termini", "expected"),
+    [
+        ("A", "capped", {"ALA2": metrics.RAMACHANDRAN_STATES}),
+        (
+            "ACDE",
+            "zwitterionic",
+            {
+                "ALA1": heldout_table.PSI_ONLY_BASINS,
+                "CYS2": metrics.RAMACHANDRAN_STATES,
+                "ASP3": metrics.RAMACHANDRAN_STATES,
+                "GLU4": heldout_table.PHI_ONLY_BASINS,
+            },
+        ),
+    ],
+)
+def test_every_residue_with_a_backbone_dihedral_has_its_basins(sequence, termini, expected):
+    pdb = build_peptide(sequence, termini)
+    positions = np.repeat(np.array(pdb.positions.value_in_unit(unit.nanometer))[None], 3, axis=0)
+    trajectory = mdtraj.Trajectory(positions, mdtraj.Topology.from_openmm(pdb.topology))
+    residues = heldout._residue_basins(trajectory)
+    assert {name: basins for name, _, _, basins in residues} == expected
+    (states,), populations = heldout._states_and_basins([trajectory])
+    assert len(states) == 3 and states[0].count("/") == len(expected) - 1
+    assert set(populations) == {f"{r}:{b}" for r, basins in expected.items() for b in basins}
 
 
 def _ess(value: float, error: float, closed: bool = True) -> dict:
@@ -195,7 +225,9 @@ def test_short_evaluation_writes_results_and_resumes(
     assert result["sequence"] == "A" and result["atoms"] == 22
     assert result["reference"] == str(references / "A")
     assert 0 < result["acceptance"] <= 1
-    assert result["slowest_dihedral"] in ("phi0", "psi0")
+    dihedrals = {k: v["ess_per_s"] for k, v in result["md_rates"].items() if k != "tic0"}
+    assert set(dihedrals) == {"phi0", "psi0"}
+    assert result["slowest_dihedral"] == min(dihedrals, key=dihedrals.get)
     for ratio in result["ratios"].values():
         assert ratio["ratio"] > 0 and ratio["error"] > 0
         # One second of MD is not 20 autocorrelation times of a slow dihedral: marked, not used.

@@ -331,7 +331,9 @@ def _compare(
         _first_visit_of_all(timewarp_states, timewarp_times_s, wanted),
         _first_visit_of_all(md_states, md_times_s, wanted),
     )
+    kept = ("ess_per_s", "ess_per_s_error", "tau_int_ps", "autocorrelation_times", "long_enough")
     return {
+        "md_rates": {key: {k: rate[k] for k in kept} for key, rate in md["ess"].items()},
         "slowest_dihedral": slowest,
         "ratios": ratios,
         "basins": basins,
