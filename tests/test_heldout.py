@@ -249,6 +249,12 @@ def test_short_evaluation_writes_results_and_resumes(
         ["A"], walk_model, output, settings, termini="capped", references=references, log=str
     )
     assert again == result
+    # A failing peptide is named: here its reference holds another molecule.
+    (references / "G").symlink_to(reference_dir)
+    with pytest.raises(RuntimeError, match=r"G \(capped\): the reference .* another molecule"):
+        heldout.run_heldout(
+            ["G"], walk_model, tmp_path / "g", settings, "capped", references, log=str
+        )
     # Another request in the same folder is refused.
     with pytest.raises(ValueError, match="other settings"):
         heldout.run_heldout(

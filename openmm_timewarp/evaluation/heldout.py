@@ -278,7 +278,15 @@ def evaluate_peptide(
         },
         timewarp={
             key: timewarp[key]
-            for key in ("wall_s", "setup_s", "steps", "frames", "acceptance", "jsd_ramachandran")
+            for key in (
+                "wall_s",
+                "setup_s",
+                "steps",
+                "frames",
+                "acceptance",
+                "jsd_ramachandran",
+                "stuck_chains",
+            )
         },
         acceptance=timewarp["acceptance"],
         **_compare(
@@ -383,16 +391,19 @@ def run_heldout(
         folder = output_dir / f"{sequence}-{termini}"
         state = "read back" if (folder / RESULT_FILE).is_file() else "running"
         log(f"[{number}/{len(peptides)}] {sequence} ({termini}): {state}")
-        result = evaluate_peptide(
-            sequence,
-            termini,
-            model,
-            folder,
-            settings,
-            reference_dir=None if references is None else Path(references) / sequence,
-            cache_dir=cache_dir,
-            show_progress=show_progress,
-        )
+        try:
+            result = evaluate_peptide(
+                sequence,
+                termini,
+                model,
+                folder,
+                settings,
+                reference_dir=None if references is None else Path(references) / sequence,
+                cache_dir=cache_dir,
+                show_progress=show_progress,
+            )
+        except (ValueError, RuntimeError) as error:  # say which peptide; the others are kept
+            raise RuntimeError(f"{sequence} ({termini}): {error}") from error
         results.append(result)
         write_atomically(output_dir / TABLE_FILE, heldout_table.table(results) + "\n")
     return results
