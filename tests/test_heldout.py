@@ -164,11 +164,12 @@ def _result(sequence: str, ratio: float, md_long_enough: bool) -> dict:
         "slowest_dihedral": "psi0",
         "ratios": {"slowest_dihedral": rate, "tic0": rate},
         "basins": {"ALA1:beta": basin},
-        "states": ["beta/phi-"],
+        "states": ["beta/phi-", "alpha/phi-"],
         "exploration": {
             "times_s": [1.0, None],
             "ratio": heldout_table.exploration_ratio(1.0, 10.0, None, ratio, 2),
         },
+        "exploration_mode": None,
     }
 
 
@@ -181,7 +182,9 @@ def test_table_medians_leave_out_untrusted_md_rates():
     assert "(100 ± 14x)†" in rows[3]
     medians = rows[4]
     assert "3 (2.5-3.5; 2-4; n=2)" in medians  # DD's ratio is not in the median
-    assert "(>= 2x)" in rows[1]
+    assert "(>= 2x) (2 states) | not run |" in rows[1]
+    with pytest.raises(ValueError, match="exploration_budget_s must be positive"):
+        heldout.HeldoutSettings(exploration_budget_s=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -213,6 +216,7 @@ def test_short_evaluation_writes_results_and_resumes(
         timewarp_budget_s=1.0,
         md_baseline=MD_PRACTICAL,
         md_frame_interval_ps=0.05,
+        exploration_budget_s=0.5,
         benchmark=BenchmarkSettings(**FAST),
     )
     references = tmp_path / "references"
@@ -236,6 +240,8 @@ def test_short_evaluation_writes_results_and_resumes(
         f"ALA2:{name}" for name in ("beta", "alphaR", "alphaL", "C7ax")
     }
     assert result["states"] and set(result["states"]) <= {"beta", "alphaR", "alphaL", "C7ax"}
+    mode = result["exploration_mode"]
+    assert mode["wall_s"] >= 0.5 and mode["ratio"]["bound"] in (None, "lower", "upper")
     assert json.loads((output / "A-capped" / heldout.RESULT_FILE).read_text()) == result
     assert "| A (capped) | 22 |" in (output / heldout.TABLE_FILE).read_text()
 

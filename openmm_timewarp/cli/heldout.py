@@ -64,6 +64,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="wall s of Timewarp",
     )
     parser.add_argument(
+        "--exploration-budget",
+        type=positive_float,
+        help="wall s of Timewarp in exploration mode (not exact), for its time to find every "
+        "state (default: not run)",
+    )
+    parser.add_argument(
+        "--exploration-threshold",
+        type=positive_float,
+        default=defaults.exploration_threshold_kj_mol,
+        help="kJ/mol",
+    )
+    parser.add_argument(
         "--md-frame-interval-ps", type=positive_float, default=settings.md_frame_interval_ps
     )
     parser.add_argument("--tica-lag-ps", type=positive_float, default=defaults.tica_lag_ps)
@@ -106,7 +118,9 @@ def _heldout_command(args: argparse.Namespace) -> int:
         timewarp_budget_s=args.timewarp_budget,
         md_baseline=args.md_baseline,
         md_frame_interval_ps=args.md_frame_interval_ps,
+        exploration_budget_s=args.exploration_budget,
         benchmark=BenchmarkSettings(
+            exploration_threshold_kj_mol=args.exploration_threshold,
             temperature_K=args.temperature,
             platform=args.platform,
             timewarp_frame_interval=args.timewarp_frame_interval,

@@ -14,7 +14,8 @@ For peptides drawn at random (with a printed seed) from a held-out list, each in
    start, then ``result.json`` is written (atomically, last): ESS/s ratios for MD's slowest
    backbone dihedral and TIC0 with errors, backbone-basin populations against the reference, and
    the time both took to visit every state the reference visits
-   (:mod:`openmm_timewarp.evaluation.heldout_table`).
+   (:mod:`openmm_timewarp.evaluation.heldout_table`); with ``exploration_budget_s``, also that of
+   Timewarp in exploration mode (not exact: an energy threshold instead of MH), run after MH.
 
 A peptide with ``result.json`` is read back; an interrupted one resumes at the first unfinished
 step. ``request.json`` keeps what was asked (peptides, model, settings), and a rerun that asks for
@@ -48,8 +49,13 @@ from openmm_timewarp.evaluation.md_reference import (
     starting_frames,
 )
 from openmm_timewarp.evaluation.report import machine_record, model_summary
-from openmm_timewarp.evaluation.runs import budget_progress, peptide_system, run_chain
-from openmm_timewarp.evaluation.settings import MD_PROTOCOLS, TIMEWARP, BenchmarkSettings
+from openmm_timewarp.evaluation.runs import Chain, budget_progress, peptide_system, run_chain
+from openmm_timewarp.evaluation.settings import (
+    EXPLORATION,
+    MD_PROTOCOLS,
+    TIMEWARP,
+    BenchmarkSettings,
+)
 from openmm_timewarp.files import write_atomically, write_json_atomically
 from openmm_timewarp.optional import require
 
@@ -93,6 +99,8 @@ class HeldoutSettings:
     timewarp_budget_s: float = 300.0
     md_baseline: str = "md-4fs-hmr"
     md_frame_interval_ps: float = 1.0
+    #: Wall seconds of Timewarp in exploration mode (None: not run).
+    exploration_budget_s: float | None = None
     benchmark: BenchmarkSettings = field(default_factory=BenchmarkSettings)
 
     def __post_init__(self) -> None:
@@ -103,6 +111,10 @@ class HeldoutSettings:
         for name in ("md_budget_s", "timewarp_budget_s", "md_frame_interval_ps"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.exploration_budget_s is not None and not self.exploration_budget_s > 0:
+            raise ValueError(
+                f"exploration_budget_s must be positive, got {self.exploration_budget_s}"
+            )
 
 
 def _request(peptides, termini, model, settings, references) -> dict:
@@ -256,6 +268,21 @@ def evaluate_peptide(
             progress=bar,
         )
     timewarp, _ = analyse_chains([chain], topology, reference)
+    exploration = None
+    if settings.exploration_budget_s is not None:
+        budget = settings.exploration_budget_s
+        with budget_progress(f"{sequence} {EXPLORATION}", budget, show_progress) as bar:
+            exploration = run_chain(
+                EXPLORATION,
+                model,
+                system,
+                topology,
+                start,
+                budget,
+                bench,
+                seed=bench.seed + 1,
+                progress=bar,
+            )
     md_topology = mdtraj.Topology.from_openmm(topology)
     result = dict(
         peptide,
@@ -297,6 +324,7 @@ def evaluate_peptide(
             chain.times_s,
             mdtraj.Trajectory(np.load(md_dir / settings.md_baseline / FRAMES_FILE), md_topology),
             bench.min_state_population,
+            exploration,
         ),
     )
     write_json_atomically(folder / RESULT_FILE, result)
@@ -311,6 +339,7 @@ def _compare(
     timewarp_times_s: np.ndarray,
     md_trajectory: mdtraj.Trajectory,
     min_state_population: float,
+    exploration: Chain | None = None,
 ) -> dict:
     """Ratios, basin populations and exploration of one peptide."""
     dihedrals = {key: rate for key, rate in md["ess"].items() if key != "tic0"}
@@ -339,6 +368,18 @@ def _compare(
         _first_visit_of_all(timewarp_states, timewarp_times_s, wanted),
         _first_visit_of_all(md_states, md_times_s, wanted),
     )
+    exploration_mode = None
+    if exploration is not None:
+        md_topology = md_trajectory.topology
+        (states,), _ = _states_and_basins([mdtraj.Trajectory(exploration.positions, md_topology)])
+        found = _first_visit_of_all(states, exploration.times_s, wanted)
+        exploration_mode = {
+            "time_s": found,
+            "wall_s": exploration.wall_s,
+            "ratio": heldout_table.exploration_ratio(
+                found, exploration.wall_s, times[1], md["wall_s"], len(wanted)
+            ),
+        }
     kept = ("ess_per_s", "ess_per_s_error", "tau_int_ps", "autocorrelation_times", "long_enough")
     return {
         "md_rates": {key: {k: rate[k] for k in kept} for key, rate in md["ess"].items()},
@@ -352,6 +393,7 @@ def _compare(
                 times[0], timewarp["wall_s"], times[1], md["wall_s"], len(wanted)
             ),
         },
+        "exploration_mode": exploration_mode,
     }
 
 

@@ -161,13 +161,23 @@ def _ratio_text(record: dict) -> str:
     )
 
 
+def _ratio_bound_text(ratio: dict) -> str:
+    if ratio["ratio"] is None:
+        return "-"
+    sign = {"lower": ">= ", "upper": "<= ", None: ""}[ratio["bound"]]
+    return f"{sign}{ratio['ratio']:.3g}x"
+
+
 def _exploration_text(record: dict) -> str:
     times = " / ".join("never" if t is None else f"{t:.3g}" for t in record["times_s"])
-    ratio = record["ratio"]
-    if ratio["ratio"] is None:
-        return f"{times} (-)"
-    sign = {"lower": ">= ", "upper": "<= ", None: ""}[ratio["bound"]]
-    return f"{times} ({sign}{ratio['ratio']:.3g}x)"
+    return f"{times} ({_ratio_bound_text(record['ratio'])})"
+
+
+def _exploration_mode_text(record: dict | None) -> str:
+    if record is None:
+        return "not run"
+    found = "never" if record["time_s"] is None else f"{record['time_s']:.3g}"
+    return f"{found} ({_ratio_bound_text(record['ratio'])})"
 
 
 def _basins_text(result: dict) -> str:
@@ -182,8 +192,9 @@ def table(results: Sequence[dict]) -> str:
     lines = [
         "| peptide | atoms | acceptance | slowest backbone dihedral (MD's) | ESS/s Timewarp / MD "
         "(ratio) | MD tau_int ps (run in tau_int) | TIC0 ESS/s Timewarp / MD (ratio) | basins "
-        "within 2 sigma | all states found, s: Timewarp / MD (ratio) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "within 2 sigma | all states found, s: Timewarp / MD (ratio) | exploration mode: all "
+        "states found, s (ratio to MD) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for result in results:
         slowest, tic0 = result["ratios"]["slowest_dihedral"], result["ratios"]["tic0"]
@@ -192,18 +203,23 @@ def table(results: Sequence[dict]) -> str:
             f"{result['acceptance']:.3f} | {result['slowest_dihedral']} | {_ratio_text(slowest)} | "
             f"{slowest['md_tau_int_ps']:.3g} ({slowest['md_autocorrelation_times']:.3g}) | "
             f"{_ratio_text(tic0)} | {_basins_text(result)} | "
-            f"{_exploration_text(result['exploration'])} ({len(result['states'])} states) |"
+            f"{_exploration_text(result['exploration'])} ({len(result['states'])} states) | "
+            f"{_exploration_mode_text(result.get('exploration_mode'))} |"
         )
 
     def trusted(key: str) -> list[float | None]:
         return [r["ratios"][key]["ratio"] for r in results if r["ratios"][key]["trusted"]]
 
     exploration = [r["exploration"]["ratio"]["ratio"] for r in results]
+    exploration_mode = [
+        r["exploration_mode"]["ratio"]["ratio"] for r in results if r.get("exploration_mode")
+    ]
     lines.append(
         f"| median (quartiles; range; n) | | {spread([r['acceptance'] for r in results])} | | "
         f"{spread(trusted('slowest_dihedral'))} | | {spread(trusted('tic0'))} | "
         f"{sum(all(b['within_2_sigma'] for b in r['basins'].values()) for r in results)} of "
-        f"{len(results)} peptides all within | {spread(exploration)} |"
+        f"{len(results)} peptides all within | {spread(exploration)} | "
+        f"{spread(exploration_mode)} |"
     )
     lines += [
         "",
