@@ -1,28 +1,34 @@
 #!/usr/bin/env bash
-# Held-out evaluation of the transferable dipeptide model (docs/benchmarks.md, "Held-out dipeptides").
+# Held-out evaluation of a transferable model (docs/benchmarks.md, "Held-out evaluation").
 #
 #   examples/heldout_evaluation.sh references COUNT LENGTH_NS [LENGTH_NS ...]
-#       reference MD of the first COUNT sequences of the held-out evaluation order
-#       (`timewarp dipeptides --list held-out --shuffle 1`): zwitterionic,
-#       amber14-all + OBC2, 310 K, bonds to hydrogen constrained, 2 fs, two trajectories per
-#       sequence (from the beta and alphaR basins), in data/heldout-reference/<SEQUENCE>/; in rounds,
-#       every sequence brought to each length before the next; rerunning resumes.
-#   examples/heldout_evaluation.sh benchmark COUNT MODEL BUDGET_S
-#       `timewarp benchmark` of each sequence against its reference: Timewarp MH and exploration
-#       with MODEL, and md-2fs-hbonds, BUDGET_S wall seconds each, in runs/heldout/<SEQUENCE>/;
-#       then the table of all of them (bench/heldout_table.py).
+#       reference MD of the COUNT peptides drawn from the held-out list
+#       (`timewarp heldout --held-out LIST --count COUNT --draw-seed SEED --print-peptides`):
+#       zwitterionic, amber14-all + OBC2, 310 K, bonds to hydrogen constrained, 2 fs, two
+#       trajectories per sequence (from the beta and alphaR basins), in
+#       data/heldout-reference/<SEQUENCE>/; in rounds, every sequence brought to each length before
+#       the next; rerunning resumes.
+#   examples/heldout_evaluation.sh evaluate COUNT MODEL MD_BUDGET_S TIMEWARP_BUDGET_S [EXPLORATION_BUDGET_S]
+#       `timewarp heldout` on the same peptides against those references: per peptide one long
+#       md-4fs-hmr run of MD_BUDGET_S wall seconds, then Timewarp MH with MODEL for
+#       TIMEWARP_BUDGET_S (and exploration mode for EXPLORATION_BUDGET_S); results and table.md
+#       in runs/heldout-<LIST>/; rerunning resumes.
+#
+# HELDOUT_LIST (dipeptides) and HELDOUT_SEED (1) choose the list and the draw.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+list=${HELDOUT_LIST:-dipeptides}
+seed=${HELDOUT_SEED:-1}
 references=${HELDOUT_REFERENCES:-data/heldout-reference}
-reports=${HELDOUT_REPORTS:-runs/heldout}
+reports=${HELDOUT_REPORTS:-runs/heldout-$list}
 TIMEFORMAT="%R s wall, %U s user, %S s system"
 
 mode=$1
 count=$2
 shift 2
-sequences=$(timewarp dipeptides --list held-out --shuffle 1 --count "$count")
 case "$mode" in
 references)
+    sequences=$(timewarp heldout --held-out "$list" --count "$count" --draw-seed "$seed" --print-peptides)
     for length in "$@"; do
         for sequence in $sequences; do
             echo "$(date -u +%FT%TZ) $sequence to $length ns"
@@ -32,19 +38,15 @@ references)
         done
     done
     ;;
-benchmark)
-    model=$1
-    budget=$2
-    for sequence in $sequences; do
-        echo "$(date -u +%FT%TZ) benchmark $sequence"
-        timewarp benchmark "$sequence" --termini zwitterionic --model "$model" \
-            --reference "$references/$sequence" --budget "$budget" --no-progress \
-            --samplers timewarp timewarp-exploration md-2fs-hbonds -o "$reports/$sequence" >/dev/null
-    done
-    python bench/heldout_table.py $(for s in $sequences; do echo "$reports/$s"; done)
+evaluate)
+    exploration=()
+    if [ $# -ge 4 ]; then exploration=(--exploration-budget "$4"); fi
+    time timewarp heldout --held-out "$list" --count "$count" --draw-seed "$seed" --model "$1" \
+        --references "$references" --md-budget "$2" --timewarp-budget "$3" "${exploration[@]}" \
+        --no-progress -o "$reports"
     ;;
 *)
-    echo "usage: $0 references COUNT LENGTH_NS... | benchmark COUNT MODEL BUDGET_S" >&2
+    echo "usage: $0 references COUNT LENGTH_NS... | evaluate COUNT MODEL MD_BUDGET_S TIMEWARP_BUDGET_S [EXPLORATION_BUDGET_S]" >&2
     exit 2
     ;;
 esac

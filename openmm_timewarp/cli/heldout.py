@@ -1,0 +1,145 @@
+"""``timewarp heldout``: Timewarp against long MD runs on peptides drawn from a held-out list."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from openmm_timewarp.cli.common import positive_float
+from openmm_timewarp.data.peptides import TERMINI
+from openmm_timewarp.evaluation.heldout import (
+    HELD_OUT_LISTS,
+    TABLE_FILE,
+    HeldoutSettings,
+    draw_peptides,
+    held_out_sequences,
+    run_heldout,
+)
+from openmm_timewarp.evaluation.settings import MD_HMR, MD_PROTOCOLS, BenchmarkSettings
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``timewarp heldout`` on a subparsers object (sets ``handler``)."""
+    parser = subparsers.add_parser(
+        "heldout",
+        help="Timewarp vs long MD runs on peptides drawn at random from a held-out list",
+        description="For COUNT peptides drawn at random (with a printed seed) from a held-out "
+        "list, or the sequences given: one long MD run (as `timewarp md-rate`; a coordinate's "
+        "rate counts only where the run is 20 integrated autocorrelation times long), then "
+        "Timewarp MH with the model, side by side on one platform; ESS/s ratios with errors for "
+        "MD's slowest backbone dihedral and TIC0, backbone-basin populations against the "
+        "reference, and the time to visit every reference state. One folder per peptide; a "
+        "rerun resumes. Writes OUTPUT/table.md and prints it.",
+    )
+    peptides = parser.add_mutually_exclusive_group(required=True)
+    peptides.add_argument(
+        "--held-out",
+        choices=sorted(HELD_OUT_LISTS),
+        help="draw COUNT peptides from this held-out list",
+    )
+    peptides.add_argument("--sequences", nargs="+", help="these sequences (one-letter codes)")
+    parser.add_argument("--count", type=int, default=16, help="peptides drawn from --held-out")
+    parser.add_argument("--draw-seed", type=int, default=1, help="seed of the random draw")
+    parser.add_argument("--model", help="proposal-model file or bundled name (required to run)")
+    parser.add_argument("--termini", choices=TERMINI, default="zwitterionic")
+    parser.add_argument("-o", "--output", type=Path, help="evaluation folder (required to run)")
+    parser.add_argument(
+        "--references",
+        type=Path,
+        help="folder of `timewarp simulate` references, one per sequence (DIR/SEQUENCE); "
+        "default: the data-protocol reference generated under --cache",
+    )
+    settings = HeldoutSettings()
+    defaults = BenchmarkSettings()
+    parser.add_argument("--reference-ns", type=positive_float, default=defaults.reference_ns)
+    parser.add_argument("--cache", type=Path, default=Path("data/benchmark"))
+    parser.add_argument("--md-baseline", choices=tuple(MD_PROTOCOLS), default=MD_HMR)
+    parser.add_argument(
+        "--md-budget", type=positive_float, default=settings.md_budget_s, help="wall s of MD"
+    )
+    parser.add_argument(
+        "--timewarp-budget",
+        type=positive_float,
+        default=settings.timewarp_budget_s,
+        help="wall s of Timewarp",
+    )
+    parser.add_argument(
+        "--exploration-budget",
+        type=positive_float,
+        help="wall s of Timewarp in exploration mode (not exact), for its time to find every "
+        "state (default: not run)",
+    )
+    parser.add_argument(
+        "--exploration-threshold",
+        type=positive_float,
+        default=defaults.exploration_threshold_kj_mol,
+        help="kJ/mol",
+    )
+    parser.add_argument(
+        "--md-frame-interval-ps", type=positive_float, default=settings.md_frame_interval_ps
+    )
+    parser.add_argument("--tica-lag-ps", type=positive_float, default=defaults.tica_lag_ps)
+    parser.add_argument(
+        "--timewarp-frame-interval", type=int, default=defaults.timewarp_frame_interval
+    )
+    parser.add_argument("--max-proposal-batch", type=int, default=defaults.max_proposal_batch)
+    parser.add_argument("--temperature", type=positive_float, default=defaults.temperature_K)
+    parser.add_argument("--platform", default=defaults.platform)
+    parser.add_argument("--torch-threads", type=int, default=defaults.torch_threads)
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the samplers")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--print-peptides",
+        action="store_true",
+        help="print the drawn sequences one per line and exit (for shell loops: references)",
+    )
+    parser.set_defaults(handler=_heldout_command)
+
+
+def _heldout_command(args: argparse.Namespace) -> int:
+    if args.held_out is not None:
+        peptides = draw_peptides(held_out_sequences(args.held_out), args.count, args.draw_seed)
+        if args.print_peptides:
+            print("\n".join(peptides))
+            return 0
+        print(
+            f"{args.count} of the {args.held_out} held-out list drawn with seed "
+            f"{args.draw_seed}: {' '.join(peptides)}"
+        )
+    else:
+        peptides = [sequence.upper() for sequence in args.sequences]
+        if args.print_peptides:
+            print("\n".join(peptides))
+            return 0
+    if args.model is None or args.output is None:
+        raise ValueError("give --model and -o/--output (or --print-peptides)")
+    settings = HeldoutSettings(
+        md_budget_s=args.md_budget,
+        timewarp_budget_s=args.timewarp_budget,
+        md_baseline=args.md_baseline,
+        md_frame_interval_ps=args.md_frame_interval_ps,
+        exploration_budget_s=args.exploration_budget,
+        benchmark=BenchmarkSettings(
+            exploration_threshold_kj_mol=args.exploration_threshold,
+            temperature_K=args.temperature,
+            platform=args.platform,
+            timewarp_frame_interval=args.timewarp_frame_interval,
+            max_proposal_batch=args.max_proposal_batch,
+            reference_ns=args.reference_ns,
+            tica_lag_ps=args.tica_lag_ps,
+            seed=args.seed,
+            torch_threads=args.torch_threads,
+        ),
+    )
+    run_heldout(
+        peptides,
+        args.model,
+        args.output,
+        settings,
+        termini=args.termini,
+        references=args.references,
+        cache_dir=args.cache,
+        show_progress=not args.no_progress,
+    )
+    print((args.output / TABLE_FILE).read_text())
+    return 0

@@ -1,0 +1,456 @@
+"""Held-out evaluation: Timewarp against a long MD run, peptide by peptide, resumably.
+
+For peptides drawn at random (with a printed seed) from a held-out list, each in
+``OUTPUT/<SEQUENCE>-<termini>/``:
+
+1. the reference MD (:mod:`openmm_timewarp.evaluation.md_reference`: a ``timewarp simulate``
+   folder given per sequence, or the data-protocol run generated and cached) gives the TICA model,
+   the backbone-basin populations and the states to find;
+2. one MD baseline runs for ``md_budget_s`` exactly as ``timewarp md-rate`` runs it
+   (:func:`~openmm_timewarp.evaluation.md_rates.record_long_runs`, in ``md/<baseline>/``, kept once
+   complete); its rate per coordinate counts only where the run is 20 integrated autocorrelation
+   times long with its window closed (:func:`~openmm_timewarp.evaluation.md_rates.long_run_rates`);
+3. Timewarp (MH) with the model runs for ``timewarp_budget_s`` on the same platform from the same
+   start, then ``result.json`` is written (atomically, last): ESS/s ratios for MD's slowest
+   backbone dihedral and TIC0 with errors, backbone-basin populations against the reference, and
+   the time both took to visit every state the reference visits
+   (:mod:`openmm_timewarp.evaluation.heldout_table`); with ``exploration_budget_s``, also that of
+   Timewarp in exploration mode (not exact: an energy threshold instead of MH), run after MH.
+
+A peptide with ``result.json`` is read back; an interrupted one resumes at the first unfinished
+step. ``request.json`` keeps what was asked (peptides, model, settings), and a rerun that asks for
+something else is refused. ``table.md`` holds the table of the finished peptides.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from openmm_timewarp.data.peptides import FORCEFIELD_NAME, TERMINI
+from openmm_timewarp.evaluation import heldout_table, metrics
+from openmm_timewarp.evaluation.analysis import analyse_chains
+from openmm_timewarp.evaluation.md_rates import (
+    FRAMES_FILE,
+    RUN_FILE,
+    long_run_rates,
+    record_long_runs,
+)
+from openmm_timewarp.evaluation.md_reference import (
+    Reference,
+    load_reference,
+    reference_folder,
+    starting_frames,
+)
+from openmm_timewarp.evaluation.report import machine_record, model_summary
+from openmm_timewarp.evaluation.runs import Chain, budget_progress, peptide_system, run_chain
+from openmm_timewarp.evaluation.settings import (
+    EXPLORATION,
+    MD_PROTOCOLS,
+    TIMEWARP,
+    BenchmarkSettings,
+)
+from openmm_timewarp.files import write_atomically, write_json_atomically
+from openmm_timewarp.optional import require
+
+mdtraj = require("mdtraj")
+
+REQUEST_FILE = "request.json"
+RESULT_FILE = "result.json"
+TABLE_FILE = "table.md"
+
+
+def _held_out(kind: str) -> Callable[[], Sequence[str]]:
+    def sequences() -> Sequence[str]:
+        from openmm_timewarp.data.splits import load_split
+
+        return load_split(kind).held_out
+
+    return sequences
+
+
+#: Named held-out lists: a split name resolves to its sequences through these functions.
+HELD_OUT_LISTS: dict[str, Callable[[], Sequence[str]]] = {
+    kind: _held_out(kind) for kind in ("dipeptides", "tetrapeptides")
+}
+
+
+def held_out_sequences(name: str) -> tuple[str, ...]:
+    """The held-out sequences of the split called ``name`` (a key of :data:`HELD_OUT_LISTS`)."""
+    if name not in HELD_OUT_LISTS:
+        raise ValueError(f"unknown held-out list {name!r}; choose from {sorted(HELD_OUT_LISTS)}")
+    return tuple(HELD_OUT_LISTS[name]())
+
+
+def draw_peptides(sequences: Sequence[str], count: int, seed: int) -> list[str]:
+    """``count`` of ``sequences`` drawn at random without replacement with ``seed``."""
+    if not 1 <= count <= len(sequences):
+        raise ValueError(f"count must be between 1 and {len(sequences)}, got {count}")
+    order = np.random.default_rng(seed).permutation(len(sequences))
+    return [sequences[i] for i in order[:count]]
+
+
+@dataclass
+class HeldoutSettings:
+    """What each peptide runs: the benchmark's protocol plus the two budgets and the MD baseline."""
+
+    md_budget_s: float = 1800.0
+    timewarp_budget_s: float = 300.0
+    md_baseline: str = "md-4fs-hmr"
+    md_frame_interval_ps: float = 1.0
+    #: Wall seconds of Timewarp in exploration mode (None: not run).
+    exploration_budget_s: float | None = None
+    benchmark: BenchmarkSettings = field(default_factory=BenchmarkSettings)
+
+    def __post_init__(self) -> None:
+        if self.md_baseline not in MD_PROTOCOLS:
+            raise ValueError(
+                f"unknown MD baseline {self.md_baseline!r}; use one of {tuple(MD_PROTOCOLS)}"
+            )
+        for name in ("md_budget_s", "timewarp_budget_s", "md_frame_interval_ps"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.exploration_budget_s is not None and not self.exploration_budget_s > 0:
+            raise ValueError(
+                f"exploration_budget_s must be positive, got {self.exploration_budget_s}"
+            )
+
+
+def _request(peptides, termini, model, settings, references) -> dict:
+    request = {
+        "peptides": list(peptides),
+        "termini": termini,
+        "model": str(model),
+        "settings": asdict(settings),
+        "references": None if references is None else str(references),
+    }
+    return json.loads(json.dumps(request))  # as the file holds it: tuples become lists
+
+
+def _check_request(output_dir: Path, request: dict) -> None:
+    """Write ``request.json``, or refuse when the folder holds another request."""
+    path = output_dir / REQUEST_FILE
+    if path.is_file():
+        previous = json.loads(path.read_text())
+        if previous != request:
+            changed = sorted(key for key in request if previous.get(key) != request[key])
+            raise ValueError(
+                f"{output_dir} holds an evaluation with other {', '.join(changed)}; resume it "
+                "with the same arguments or give another output folder"
+            )
+        return
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomically(path, request)
+
+
+def _residue_basins(trajectory: mdtraj.Trajectory) -> list[tuple[str, dict, np.ndarray, tuple]]:
+    """Per residue with a backbone dihedral: its name, its angles by kind (``phi``, ``psi``), its
+    basin labels and basin names."""
+    phi_atoms, phi = mdtraj.compute_phi(trajectory)
+    psi_atoms, psi = mdtraj.compute_psi(trajectory)
+    # phi is C-N-CA-C and psi N-CA-C-N: the residue of the CA.
+    residue_of = trajectory.topology.atom
+    by_residue: dict[int, dict] = {}
+    for atoms, values, kind in ((phi_atoms, phi, "phi"), (psi_atoms, psi, "psi")):
+        for column, quadruple in enumerate(atoms):
+            index = residue_of(int(quadruple[2 if kind == "phi" else 1])).residue.index
+            by_residue.setdefault(index, {})[kind] = values[:, column]
+    residues = []
+    for index in sorted(by_residue):
+        residue = trajectory.topology.residue(index)
+        angles = by_residue[index]
+        labels, basins = heldout_table.basin_labels(angles.get("phi"), angles.get("psi"))
+        residues.append((f"{residue.name}{residue.resSeq}", angles, labels, basins))
+    return residues
+
+
+def _states_and_basins(trajectories: Sequence[mdtraj.Trajectory]) -> tuple[list, dict]:
+    """Per trajectory its state of every frame, and the population of every ``residue:basin``
+    over all trajectories."""
+    states, indicators, angles = [], {}, {}
+    for trajectory in trajectories:
+        residues = _residue_basins(trajectory)
+        states.append(
+            np.asarray(
+                heldout_table.combined_states(
+                    [labels for _, _, labels, _ in residues], [basins for *_, basins in residues]
+                )
+            )
+        )
+        for name, residue_angles, labels, basins in residues:
+            for kind, values in residue_angles.items():
+                angles.setdefault(name, {}).setdefault(kind, []).append(values)
+            for b, basin in enumerate(basins):
+                indicators.setdefault(name, {}).setdefault(basin, []).append(labels == b)
+    populations = {}
+    for name, by_basin in indicators.items():
+        residue_ess = min(metrics.dihedral_autocorrelation(v).ess for v in angles[name].values())
+        for basin, values in by_basin.items():
+            populations[f"{name}:{basin}"] = heldout_table.population(values, residue_ess)
+    return states, populations
+
+
+def _first_visit_of_all(
+    states: np.ndarray, times: np.ndarray, wanted: Sequence[str]
+) -> float | None:
+    latest = 0.0
+    for state in wanted:
+        visits = np.flatnonzero(states == state)
+        if not len(visits):
+            return None
+        latest = max(latest, float(times[visits[0]]))
+    return latest
+
+
+def evaluate_peptide(
+    sequence: str,
+    termini: str,
+    model: str | os.PathLike,
+    folder: str | os.PathLike,
+    settings: HeldoutSettings,
+    reference_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike = "data/benchmark",
+    show_progress: bool = True,
+) -> dict:
+    """Evaluate one peptide in ``folder`` (or read back its finished result); see the module."""
+    folder = Path(folder)
+    if (folder / RESULT_FILE).is_file():
+        return json.loads((folder / RESULT_FILE).read_text())
+    bench = settings.benchmark
+    md_settings = BenchmarkSettings(
+        **dict(
+            asdict(bench),
+            budget_s=settings.md_budget_s,
+            samplers=(settings.md_baseline,),
+            md_frame_interval_ps=settings.md_frame_interval_ps,
+        )
+    )
+    topology, system = peptide_system(sequence, termini)
+    reference_dir = reference_folder(sequence, termini, bench, reference_dir, cache_dir)
+    reference = load_reference(reference_dir, topology, bench)
+    md_dir = folder / "md"
+    if not (md_dir / settings.md_baseline / RUN_FILE).is_file():
+        record_long_runs(
+            sequence,
+            md_dir,
+            md_settings,
+            termini,
+            reference_dir,
+            cache_dir,
+            show_progress=show_progress,
+        )
+    peptide = {
+        "sequence": sequence,
+        "termini": termini,
+        "atoms": topology.getNumAtoms(),
+        "system": FORCEFIELD_NAME,
+    }
+    expected = dict(peptide, temperature_K=bench.temperature_K, platform=bench.platform)
+    md = long_run_rates(md_dir, expected, topology, reference)[settings.md_baseline]
+
+    import torch
+
+    torch.set_num_threads(bench.torch_threads)
+    start = starting_frames(reference, 1)[0]
+    with budget_progress(
+        f"{sequence} {TIMEWARP}", settings.timewarp_budget_s, show_progress
+    ) as bar:
+        chain = run_chain(
+            TIMEWARP,
+            model,
+            system,
+            topology,
+            start,
+            settings.timewarp_budget_s,
+            bench,
+            seed=bench.seed,
+            progress=bar,
+        )
+    timewarp, _ = analyse_chains([chain], topology, reference)
+    exploration = None
+    if settings.exploration_budget_s is not None:
+        budget = settings.exploration_budget_s
+        with budget_progress(f"{sequence} {EXPLORATION}", budget, show_progress) as bar:
+            exploration = run_chain(
+                EXPLORATION,
+                model,
+                system,
+                topology,
+                start,
+                budget,
+                bench,
+                seed=bench.seed + 1,
+                progress=bar,
+            )
+    md_topology = mdtraj.Topology.from_openmm(topology)
+    result = dict(
+        peptide,
+        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        machine=machine_record(bench.platform),
+        model=model_summary(model),
+        reference=str(reference_dir),
+        md={
+            key: md[key]
+            for key in (
+                "baseline",
+                "date",
+                "wall_s",
+                "simulated_ns",
+                "wall_s_per_ns",
+                "frames",
+                "frame_interval_ps",
+                "source",
+            )
+        },
+        timewarp={
+            key: timewarp[key]
+            for key in (
+                "wall_s",
+                "setup_s",
+                "steps",
+                "frames",
+                "acceptance",
+                "jsd_ramachandran",
+                "stuck_chains",
+            )
+        },
+        acceptance=timewarp["acceptance"],
+        **_compare(
+            md,
+            timewarp,
+            reference,
+            mdtraj.Trajectory(chain.positions, md_topology),
+            chain.times_s,
+            mdtraj.Trajectory(np.load(md_dir / settings.md_baseline / FRAMES_FILE), md_topology),
+            bench.min_state_population,
+            exploration,
+        ),
+    )
+    write_json_atomically(folder / RESULT_FILE, result)
+    return result
+
+
+def _compare(
+    md: dict,
+    timewarp: dict,
+    reference: Reference,
+    timewarp_trajectory: mdtraj.Trajectory,
+    timewarp_times_s: np.ndarray,
+    md_trajectory: mdtraj.Trajectory,
+    min_state_population: float,
+    exploration: Chain | None = None,
+) -> dict:
+    """Ratios, basin populations and exploration of one peptide."""
+    dihedrals = {key: rate for key, rate in md["ess"].items() if key != "tic0"}
+    slowest = min(dihedrals, key=lambda key: dihedrals[key]["ess_per_s"])
+    ratios = {
+        "slowest_dihedral": heldout_table.rate_ratio(timewarp["ess"][slowest], md["ess"][slowest]),
+        "tic0": heldout_table.rate_ratio(timewarp["ess"]["tic0"], md["ess"]["tic0"]),
+    }
+    reference_states, reference_basins = _states_and_basins(reference.trajectories)
+    (timewarp_states,), timewarp_basins = _states_and_basins([timewarp_trajectory])
+    (md_states,), _ = _states_and_basins([md_trajectory])
+    basins = {
+        name: heldout_table.population_deviation(timewarp_basins[name], reference_basins[name])
+        for name in reference_basins
+    }
+    pooled = np.concatenate(reference_states)
+    names, counts = np.unique(pooled, return_counts=True)
+    wanted = [
+        str(n)
+        for n, c in zip(names, counts, strict=True)
+        if c / len(pooled) >= min_state_population
+    ]
+    # MD records frames at a fixed interval of simulated time, so at a steady wall time per frame.
+    md_times_s = md["wall_s"] * np.arange(1, len(md_states) + 1) / len(md_states)
+    times = (
+        _first_visit_of_all(timewarp_states, timewarp_times_s, wanted),
+        _first_visit_of_all(md_states, md_times_s, wanted),
+    )
+    exploration_mode = None
+    if exploration is not None:
+        md_topology = md_trajectory.topology
+        (states,), _ = _states_and_basins([mdtraj.Trajectory(exploration.positions, md_topology)])
+        found = _first_visit_of_all(states, exploration.times_s, wanted)
+        exploration_mode = {
+            "time_s": found,
+            "wall_s": exploration.wall_s,
+            "ratio": heldout_table.exploration_ratio(
+                found, exploration.wall_s, times[1], md["wall_s"], len(wanted)
+            ),
+        }
+    kept = ("ess_per_s", "ess_per_s_error", "tau_int_ps", "autocorrelation_times", "long_enough")
+    return {
+        "md_rates": {key: {k: rate[k] for k in kept} for key, rate in md["ess"].items()},
+        "slowest_dihedral": slowest,
+        "ratios": ratios,
+        "basins": basins,
+        "states": wanted,
+        "exploration": {
+            "times_s": list(times),
+            "ratio": heldout_table.exploration_ratio(
+                times[0], timewarp["wall_s"], times[1], md["wall_s"], len(wanted)
+            ),
+        },
+        "exploration_mode": exploration_mode,
+    }
+
+
+def run_heldout(
+    peptides: Sequence[str],
+    model: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    settings: HeldoutSettings,
+    termini: str = "zwitterionic",
+    references: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike = "data/benchmark",
+    show_progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> list[dict]:
+    """Evaluate every peptide in turn (each resumable) and write ``table.md``; returns the results.
+
+    ``references``: a folder holding a ``timewarp simulate`` folder per sequence
+    (``references/<SEQUENCE>``); None: each gets the data-protocol reference generated (and
+    cached) under ``cache_dir``.
+    """
+    if termini not in TERMINI:
+        raise ValueError(f"unknown termini {termini!r}; use one of {TERMINI}")
+    if not peptides:
+        raise ValueError("no peptides to evaluate")
+    output_dir = Path(output_dir)
+    if references is not None:
+        missing = [s for s in peptides if not (Path(references) / s).is_dir()]
+        if missing:
+            raise ValueError(
+                f"{references} has no reference for {' '.join(missing)} (a `timewarp simulate` "
+                "folder per sequence, examples/heldout_evaluation.sh references)"
+            )
+    model_summary(model)  # a missing or malformed model is refused before any run
+    _check_request(output_dir, _request(peptides, termini, model, settings, references))
+    results = []
+    for number, sequence in enumerate(peptides, 1):
+        folder = output_dir / f"{sequence}-{termini}"
+        state = "read back" if (folder / RESULT_FILE).is_file() else "running"
+        log(f"[{number}/{len(peptides)}] {sequence} ({termini}): {state}")
+        try:
+            result = evaluate_peptide(
+                sequence,
+                termini,
+                model,
+                folder,
+                settings,
+                reference_dir=None if references is None else Path(references) / sequence,
+                cache_dir=cache_dir,
+                show_progress=show_progress,
+            )
+        except (ValueError, RuntimeError) as error:  # say which peptide; the others are kept
+            raise RuntimeError(f"{sequence} ({termini}): {error}") from error
+        results.append(result)
+        write_atomically(output_dir / TABLE_FILE, heldout_table.table(results) + "\n")
+    return results

@@ -1,0 +1,307 @@
+"""Tests of the held-out evaluation: its arithmetic against hand-computed values, the random draw,
+and a short resumable run on capped alanine."""
+
+import json
+import math
+
+import mdtraj
+import numpy as np
+import openmm.unit as unit
+import pytest
+import torch
+
+from openmm_timewarp import cli
+from openmm_timewarp.data.peptides import build_peptide
+from openmm_timewarp.evaluation import heldout, heldout_table, md_reference, metrics
+from openmm_timewarp.evaluation.settings import MD_PRACTICAL, BenchmarkSettings
+
+torch.set_num_threads(1)
+
+#: A reference and budgets small enough for seconds: 10 ps of reference MD, 50 fs per frame.
+FAST = dict(
+    reference_ns=0.01,
+    reference_frame_interval_ps=0.05,
+    reference_equilibration_ps=1.0,
+    tica_lag_ps=0.25,
+)
+
+
+def _degrees(*values: float) -> np.ndarray:
+    return np.radians(np.array(values, dtype=float))
+
+
+def test_basins_per_residue_include_phi_positive_and_one_angle_termini():
+    labels, names = heldout_table.basin_labels(
+        _degrees(-60, 60, 60, -150), _degrees(-45, 45, 180, 150)
+    )
+    assert [names[i] for i in labels] == ["alphaR", "alphaL", "C7ax", "beta"]
+    labels, names = heldout_table.basin_labels(_degrees(-60, 60, 150), None)
+    assert [names[i] for i in labels] == ["phi-", "phi+", "phi-"]
+    labels, names = heldout_table.basin_labels(None, _degrees(-45, 150))
+    assert [names[i] for i in labels] == ["alpha", "beta"]
+    with pytest.raises(ValueError, match="phi or psi"):
+        heldout_table.basin_labels(None, None)
+    states = heldout_table.combined_states(
+        [np.array([0, 1]), np.array([1, 1])], [("beta", "alpha"), ("phi-", "phi+")]
+    )
+    assert states == ["beta/phi+", "alpha/phi+"]
+
+
+@pytest.mark.parametrize(
+    ("sequence", "termini", "expected"),
+    [
+        ("A", "capped", {"ALA2": metrics.RAMACHANDRAN_STATES}),
+        (
+            "ACDE",
+            "zwitterionic",
+            {
+                "ALA1": heldout_table.PSI_ONLY_BASINS,
+                "CYS2": metrics.RAMACHANDRAN_STATES,
+                "ASP3": metrics.RAMACHANDRAN_STATES,
+                "GLU4": heldout_table.PHI_ONLY_BASINS,
+            },
+        ),
+    ],
+)
+def test_every_residue_with_a_backbone_dihedral_has_its_basins(sequence, termini, expected):
+    pdb = build_peptide(sequence, termini)
+    positions = np.repeat(np.array(pdb.positions.value_in_unit(unit.nanometer))[None], 3, axis=0)
+    trajectory = mdtraj.Trajectory(positions, mdtraj.Topology.from_openmm(pdb.topology))
+    residues = heldout._residue_basins(trajectory)
+    assert {name: basins for name, _, _, basins in residues} == expected
+    (states,), populations = heldout._states_and_basins([trajectory])
+    assert len(states) == 3 and states[0].count("/") == len(expected) - 1
+    assert set(populations) == {f"{r}:{b}" for r, basins in expected.items() for b in basins}
+
+
+def _ess(value: float, error: float, closed: bool = True) -> dict:
+    return {"ess_per_s": value, "ess_per_s_error": error, "window_closed": closed}
+
+
+def _md(value: float, error: float, long_enough: bool = True) -> dict:
+    return dict(
+        _ess(value, error),
+        tau_int_ps=3.0,
+        autocorrelation_times=40.0 if long_enough else 5.0,
+        long_enough=long_enough,
+    )
+
+
+def test_rate_ratio_propagates_both_errors_and_uses_only_long_enough_md():
+    record = heldout_table.rate_ratio(_ess(10.0, 1.0), _md(2.0, 0.2))
+    assert record["ratio"] == pytest.approx(5.0)
+    assert record["error"] == pytest.approx(5.0 * math.sqrt(0.1**2 + 0.1**2))
+    assert record["trusted"]
+    # Controls: MD too short, or Timewarp's window open, and the ratio is not used.
+    assert not heldout_table.rate_ratio(_ess(10.0, 1.0), _md(2.0, 0.2, False))["trusted"]
+    assert not heldout_table.rate_ratio(_ess(10.0, 1.0, False), _md(2.0, 0.2))["trusted"]
+    empty = heldout_table.rate_ratio(_ess(0.0, 0.0), _md(2.0, 0.2))
+    assert empty["ratio"] is None and not empty["trusted"]
+
+
+def test_exploration_ratio_is_censored_where_one_sampler_never_found_every_state():
+    assert heldout_table.exploration_ratio(2.0, 100.0, 50.0, 1000.0, 4) == {
+        "ratio": 25.0,
+        "bound": None,
+    }
+    assert heldout_table.exploration_ratio(2.0, 100.0, None, 1000.0, 4) == {
+        "ratio": 500.0,
+        "bound": "lower",
+    }
+    assert heldout_table.exploration_ratio(None, 100.0, 50.0, 1000.0, 4) == {
+        "ratio": 0.5,
+        "bound": "upper",
+    }
+    assert heldout_table.exploration_ratio(None, 100.0, None, 1000.0, 4)["ratio"] is None
+    # One state, the one both start in: nothing to explore.
+    assert heldout_table.exploration_ratio(2.0, 100.0, 50.0, 1000.0, 1)["ratio"] is None
+
+
+def test_population_errors_and_two_sigma_test():
+    # A basin never visited in 100 effective samples (the residue's dihedrals): not exactly empty.
+    never = heldout_table.population([np.zeros(1000, dtype=bool)], fallback_ess=100.0)
+    assert never["population"] == 0
+    assert never["error"] == pytest.approx(math.sqrt(0.01 * 0.99 / 100))
+    # Control: 3% in a sampler against that reference is more than 2 sigma away.
+    found = heldout_table.population_deviation({"population": 0.03, "error": 0.005}, never)
+    assert found["sigma"] == pytest.approx(0.03 / math.hypot(0.005, never["error"]))
+    assert not found["within_2_sigma"]
+    half = heldout_table.population([np.arange(100) % 2 == 0])
+    assert half["population"] == 0.5
+    assert half["error"] == pytest.approx(math.sqrt(0.25 / half["ess"]))
+    reference = {"population": 0.4, "error": 0.04}
+    inside = heldout_table.population_deviation({"population": 0.5, "error": 0.03}, reference)
+    assert inside["sigma"] == pytest.approx(2.0) and inside["within_2_sigma"]
+    outside = heldout_table.population_deviation({"population": 0.51, "error": 0.03}, reference)
+    assert outside["sigma"] == pytest.approx(2.2) and not outside["within_2_sigma"]
+
+
+def test_draw_is_reproducible_and_refuses_bad_input():
+    held_out = heldout.held_out_sequences("dipeptides")
+    assert len(held_out) == 200
+    first = heldout.draw_peptides(held_out, 16, seed=3)
+    assert first == heldout.draw_peptides(held_out, 16, seed=3)
+    assert len(set(first)) == 16 and set(first) <= set(held_out)
+    assert first != heldout.draw_peptides(held_out, 16, seed=4)
+    with pytest.raises(ValueError, match="count must be between 1 and 200"):
+        heldout.draw_peptides(held_out, 201, seed=3)
+    with pytest.raises(ValueError, match="unknown held-out list"):
+        heldout.held_out_sequences("nonapeptides")
+    with pytest.raises(ValueError, match="unknown MD baseline"):
+        heldout.HeldoutSettings(md_baseline="md-10fs")
+
+
+def _result(sequence: str, ratio: float, md_long_enough: bool) -> dict:
+    rate = heldout_table.rate_ratio(_ess(ratio, 0.1 * ratio), _md(1.0, 0.1, md_long_enough))
+    basin = heldout_table.population_deviation(
+        {"population": 0.5, "error": 0.1}, {"population": 0.5, "error": 0.1}
+    )
+    return {
+        "sequence": sequence,
+        "termini": "zwitterionic",
+        "atoms": 30,
+        "acceptance": 0.2,
+        "slowest_dihedral": "psi0",
+        "ratios": {"slowest_dihedral": rate, "tic0": rate},
+        "basins": {"ALA1:beta": basin},
+        "states": ["beta/phi-", "alpha/phi-"],
+        "exploration": {
+            "times_s": [1.0, None],
+            "ratio": heldout_table.exploration_ratio(1.0, 10.0, None, ratio, 2),
+        },
+        "exploration_mode": None,
+    }
+
+
+def test_table_medians_leave_out_untrusted_md_rates():
+    text = heldout_table.table(
+        [_result("AA", 2.0, True), _result("CC", 4.0, True), _result("DD", 100.0, False)]
+    )
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    assert len(rows) == 5  # header, three peptides, medians
+    assert "(100 ± 14x)†" in rows[3]
+    medians = rows[4]
+    assert "3 (2.5-3.5; 2-4; n=2)" in medians  # DD's ratio is not in the median
+    assert "(>= 2x) (2 states) | not run |" in rows[1]
+    with pytest.raises(ValueError, match="exploration_budget_s must be positive"):
+        heldout.HeldoutSettings(exploration_budget_s=0.0)
+
+
+@pytest.fixture(scope="module")
+def reference_dir(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    return md_reference.generate_reference("A", "capped", cache, BenchmarkSettings(**FAST))
+
+
+@pytest.fixture(scope="module")
+def walk_model(tmp_path_factory):
+    pytest.importorskip("openmm_timewarp._timewarpplugin", reason="the plugin is not built")
+    from openmm_timewarp.proposals.simple import GaussianRandomWalk, export_simple_proposal
+
+    return export_simple_proposal(
+        GaussianRandomWalk(0.002),
+        tmp_path_factory.mktemp("model") / "walk.pt",
+        num_atoms=22,
+        tau_ps=0.001,
+        temperature_K=310.0,
+        atom_types=("H", "C", "N", "O"),
+    )
+
+
+def test_short_evaluation_writes_results_and_resumes(
+    tmp_path, reference_dir, walk_model, monkeypatch
+):
+    settings = heldout.HeldoutSettings(
+        md_budget_s=1.0,
+        timewarp_budget_s=1.0,
+        md_baseline=MD_PRACTICAL,
+        md_frame_interval_ps=0.05,
+        exploration_budget_s=0.5,
+        benchmark=BenchmarkSettings(**FAST),
+    )
+    references = tmp_path / "references"
+    references.mkdir()
+    (references / "A").symlink_to(reference_dir)
+    output = tmp_path / "eval"
+    (result,) = heldout.run_heldout(
+        ["A"], walk_model, output, settings, termini="capped", references=references, log=str
+    )
+    assert result["sequence"] == "A" and result["atoms"] == 22
+    assert result["reference"] == str(references / "A")
+    assert 0 < result["acceptance"] <= 1
+    dihedrals = {k: v["ess_per_s"] for k, v in result["md_rates"].items() if k != "tic0"}
+    assert set(dihedrals) == {"phi0", "psi0"}
+    assert result["slowest_dihedral"] == min(dihedrals, key=dihedrals.get)
+    for ratio in result["ratios"].values():
+        assert ratio["ratio"] > 0 and ratio["error"] > 0
+        # One second of MD is not 20 autocorrelation times of a slow dihedral: marked, not used.
+        assert ratio["trusted"] == ratio["md_long_enough"]
+    assert set(result["basins"]) == {
+        f"ALA2:{name}" for name in ("beta", "alphaR", "alphaL", "C7ax")
+    }
+    assert result["states"] and set(result["states"]) <= {"beta", "alphaR", "alphaL", "C7ax"}
+    mode = result["exploration_mode"]
+    assert mode["wall_s"] >= 0.5 and mode["ratio"]["bound"] in (None, "lower", "upper")
+    assert json.loads((output / "A-capped" / heldout.RESULT_FILE).read_text()) == result
+    assert "| A (capped) | 22 |" in (output / heldout.TABLE_FILE).read_text()
+
+    # A finished peptide is read back without running anything.
+    def no_run(*args, **kwargs):
+        raise AssertionError("a finished peptide ran again")
+
+    monkeypatch.setattr(heldout, "run_chain", no_run)
+    monkeypatch.setattr(heldout, "record_long_runs", no_run)
+    (again,) = heldout.run_heldout(
+        ["A"], walk_model, output, settings, termini="capped", references=references, log=str
+    )
+    assert again == result
+    # A failing peptide is named: here its reference holds another molecule.
+    (references / "G").symlink_to(reference_dir)
+    with pytest.raises(RuntimeError, match=r"G \(capped\): the reference .* another molecule"):
+        heldout.run_heldout(
+            ["G"], walk_model, tmp_path / "g", settings, "capped", references, log=str
+        )
+    # Another request in the same folder is refused.
+    with pytest.raises(ValueError, match="other settings"):
+        heldout.run_heldout(
+            ["A"],
+            walk_model,
+            output,
+            heldout.HeldoutSettings(md_budget_s=2.0, benchmark=BenchmarkSettings(**FAST)),
+            termini="capped",
+            references=references,
+            log=str,
+        )
+
+
+def test_command_line_prints_the_draw_and_refuses_bad_input(tmp_path, capsys):
+    draw = ["heldout", "--held-out", "dipeptides", "--count", "3", "--draw-seed", "1"]
+    assert cli.main([*draw, "--print-peptides"]) == 0
+    expected = heldout.draw_peptides(heldout.held_out_sequences("dipeptides"), 3, 1)
+    assert capsys.readouterr().out.split() == expected
+    assert cli.main(draw) == 2
+    assert "give --model and -o" in capsys.readouterr().err
+    references = ["--references", str(tmp_path), "--model", "dipeptides", "-o", str(tmp_path)]
+    assert cli.main([*draw, *references]) == 2
+    assert f"has no reference for {' '.join(expected)}" in capsys.readouterr().err
+
+    base = ["heldout", "--model", "dipeptides", "-o", str(tmp_path)]
+    assert cli.main([*base, "--held-out", "dipeptides", "--count", "0"]) == 2
+    assert "count must be between 1 and 200" in capsys.readouterr().err
+    assert (
+        cli.main(
+            [
+                *base,
+                "--sequences",
+                "A",
+                "--termini",
+                "capped",
+                "--md-budget",
+                "1",
+                "--model",
+                str(tmp_path / "missing.pt"),
+            ]
+        )
+        == 2
+    )
+    assert "missing.pt" in capsys.readouterr().err
