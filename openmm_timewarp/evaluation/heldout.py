@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from openmm_timewarp.data.peptides import FORCEFIELD_NAME, TERMINI
+from openmm_timewarp.data.splits import SPLIT_KINDS, load_split
 from openmm_timewarp.evaluation import heldout_table, metrics
 from openmm_timewarp.evaluation.analysis import analyse_chains
 from openmm_timewarp.evaluation.md_rates import (
@@ -68,8 +69,6 @@ TABLE_FILE = "table.md"
 
 def _held_out(kind: str) -> Callable[[], Sequence[str]]:
     def sequences() -> Sequence[str]:
-        from openmm_timewarp.data.splits import load_split
-
         return load_split(kind).held_out
 
     return sequences
@@ -77,7 +76,7 @@ def _held_out(kind: str) -> Callable[[], Sequence[str]]:
 
 #: Named held-out lists: a split name resolves to its sequences through these functions.
 HELD_OUT_LISTS: dict[str, Callable[[], Sequence[str]]] = {
-    kind: _held_out(kind) for kind in ("dipeptides", "tetrapeptides")
+    kind: _held_out(kind) for kind in SPLIT_KINDS
 }
 
 
