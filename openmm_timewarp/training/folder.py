@@ -173,7 +173,7 @@ def training_record(output: Path, recipe: dict, data: list[Path], name: str | No
     created = not output.exists()
     make_folder(output)
     try:
-        if len(data) > 1 or recipe["family"] == "ic-rotor":
+        if len(data) > 1 or recipe["family"] in ("ic-rotor", "ic-backbone"):
             facts = snapshot_peptides(data, recipe, output)
             name = name or data[0].resolve().parent.name
         else:
