@@ -12,6 +12,7 @@ from openmm import app, unit
 from openmm_timewarp import TimewarpIntegrator
 from openmm_timewarp.data.dipeptides import peptide_atom_vocabulary
 from openmm_timewarp.data.peptides import build_peptide, create_system
+from openmm_timewarp.models.files import export
 from openmm_timewarp.models.metadata import ModelMetadata
 from openmm_timewarp.models.resolve import load_metadata
 from openmm_timewarp.proposals.backbone.density import angle_bins, draw_angles, log_density_at
@@ -192,9 +193,12 @@ def drawn_angle_error(proposal: ICBackboneProposal, x: torch.Tensor, noise: torc
 CASES = [("APW", "capped"), ("GPA", "zwitterionic"), ("VGDK", "capped")]
 
 
-def built(sequence: str, termini: str, network_seed: int = 1, **options) -> tuple:
+def built(
+    sequence: str, termini: str, network_seed: int = 1, scale: float = 0.5, **options
+) -> tuple:
     modeller = build_peptide(sequence, termini)
-    proposal = backbone_proposal(random_network(network_seed), modeller.topology, **options)
+    network = random_network(network_seed, scale)
+    proposal = backbone_proposal(network, modeller.topology, **options)
     return modeller, proposal.double()
 
 
@@ -449,3 +453,72 @@ def test_transferable_file_runs_a_tetrapeptide_in_the_integrator(transferable_fi
     integrator.step(100)
     assert integrator.getNumProposed() == 100
     assert integrator.getNumAccepted() > 0
+
+
+def bonds_and_angles_only(topology: app.Topology) -> openmm.System:
+    """amber14's bonds and angles alone: the energy does not change when one side of a non-ring
+    bond turns about it, so every free phi and psi is exactly uniform at equilibrium."""
+    system = create_system(topology)
+    for index in reversed(range(system.getNumForces())):
+        if not isinstance(
+            system.getForce(index), openmm.HarmonicBondForce | openmm.HarmonicAngleForce
+        ):
+            system.removeForce(index)
+    return system
+
+
+def uniform_angle_failures(model: torch.nn.Module, proposal: ICBackboneProposal, tmp_path):
+    """Chain averages of cos and sin of every free angle against 0 (exact), in standard errors
+    from 25 batch means; the failures."""
+    modeller = build_peptide("AP", "capped")
+    path = tmp_path / "backbone.pt"
+    metadata = ModelMetadata.for_molecule(
+        proposal.labels,
+        name="AP",
+        family="ic-backbone",
+        tau_ps=1.0,
+        temperature_K=310.0,
+        forcefield="amber14 bonds and angles",
+    )
+    export(model, path, metadata)
+    integrator = TimewarpIntegrator(path, 310.0, topology=modeller.topology, seed=13)
+    context = openmm.Context(
+        bonds_and_angles_only(modeller.topology),
+        integrator,
+        openmm.Platform.getPlatformByName("Reference"),
+    )
+    context.setPositions(modeller.positions)
+    integrator.step(500)
+    frames = []
+    for _ in range(2_000):
+        integrator.step(4)
+        frames.append(context.getState(getPositions=True).getPositions(asNumpy=True)._value)
+    phi, psi = true_angles(proposal, torch.tensor(np.array(frames)))
+    series = {}
+    for e in range(len(proposal.free_phi)):
+        for name, free, angle in (("phi", proposal.free_phi, phi), ("psi", proposal.free_psi, psi)):
+            if free[e]:
+                series[f"cos {name}{e}"] = torch.cos(angle[:, e]).numpy()
+                series[f"sin {name}{e}"] = torch.sin(angle[:, e]).numpy()
+    failures = []
+    for name, values in series.items():
+        error = values.reshape(25, -1).mean(axis=1).std(ddof=1) / math.sqrt(25)
+        line = f"<{name}> {values.mean():.4f} vs exact 0 (standard error {error:.4f})"
+        print(line)
+        if not abs(values.mean()) <= TOLERANCE * error:
+            failures.append(line)
+    return failures
+
+
+@pytest.mark.slow
+def test_chain_samples_free_backbone_angles_uniformly(tmp_path):
+    """Through the integrator, with backbone densities far from uniform (joint for ALA, psi
+    given phi for PRO): the chain's free angles are uniform, as the energy says."""
+    _, proposal = built("AP", "capped", network_seed=8, scale=1.5, uniform_weight=0.05)
+    assert uniform_angle_failures(proposal, proposal, tmp_path) == []
+
+
+@pytest.mark.slow
+def test_uniform_angle_check_fails_with_flipped_ratio(tmp_path):
+    _, proposal = built("AP", "capped", network_seed=8, scale=1.5, uniform_weight=0.05)
+    assert uniform_angle_failures(SignFlipped(proposal), proposal, tmp_path) != []
