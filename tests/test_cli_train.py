@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 from pathlib import Path
 
 import mdtraj
@@ -224,6 +225,17 @@ def test_random_rotations_are_proper_rotations():
     # Uniform rotations turn a fixed vector to a uniform direction: mean 0, each 1/sqrt(3000) s.e.
     directions = rotations @ torch.tensor([0.0, 0.0, 1.0])
     assert directions.mean(0).abs().max() < 4 / 3000**0.5
+
+
+def test_a_peptide_folder_without_frames_is_refused(data_dir, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    shutil.copytree(data_dir, empty)
+    for progress in empty.glob(f"*/{PROGRESS_FILE}"):
+        progress.write_text(json.dumps({"frames": 0}))
+    options = ["--family", "ic-backbone", "--max-steps", "2", *FAST]
+    assert train(data_dir, empty, "-o", tmp_path / "run", *options) == 2
+    assert "no committed training frames" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize(
