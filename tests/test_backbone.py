@@ -390,6 +390,12 @@ def test_what_is_not_a_linear_peptide_is_refused():
         backbone_proposal(network, missing.topology)
 
 
+def validation_nll(model: BackboneTrainingModel, peptide: PeptideData) -> float:
+    with torch.no_grad():
+        x_cond, x_next = peptide.validation
+        return float(model.training_nll(x_cond, x_next, peptide.atom_types).mean())
+
+
 def test_training_decreases_the_nll(tmp_path):
     topologies, peptides = [], []
     vocabulary = peptide_atom_vocabulary()
@@ -405,18 +411,12 @@ def test_training_decreases_the_nll(tmp_path):
             PeptideData((frames[:64], frames[:64]), (frames[64:], frames[64:]), types, sequence)
         )
     model = BackboneTrainingModel(random_network(0, scale=0.0), topologies)
-    before = [
-        float(model.training_nll(p.validation[0], p.validation[1], p.atom_types).mean())
-        for p in peptides
-    ]
+    before = [validation_nll(model, p) for p in peptides]
     settings = TrainingSettings(
         max_steps=60, batch_size=32, validate_every=20, checkpoint_every=60, warmup_steps=5
     )
     result = train_peptides(model, peptides, tmp_path / "train", settings, progress=False)
-    after = [
-        float(model.training_nll(p.validation[0], p.validation[1], p.atom_types).mean())
-        for p in peptides
-    ]
+    after = [validation_nll(model, p) for p in peptides]
     assert result.best_validation_nll < sum(before) / len(before)
     assert all(a < b - 1.0 for a, b in zip(after, before, strict=True)), (before, after)
 
