@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 from pathlib import Path
 
 import mdtraj
@@ -193,23 +194,24 @@ def test_timewarp_flow_trains_and_exports(data_dir, tmp_path):
     assert metadata.training["architecture"] == {"preset": "cpu-small"}
 
 
-def test_transferable_rotor_model_trains_and_proposes_for_another_peptide(
-    data_dir, tmp_path, monkeypatch
+@pytest.mark.parametrize("family", ["ic-rotor", "ic-backbone"])
+def test_transferable_model_trains_and_proposes_for_another_peptide(
+    family, data_dir, tmp_path, monkeypatch
 ):
     from openmm_timewarp.models.resolve import model_file_for_topology
 
     monkeypatch.setenv("OPENMM_TIMEWARP_CACHE", str(tmp_path / "cache"))
     output = tmp_path / "rotor"
-    options = ["--family", "ic-rotor", "--hidden", "16", "--num-bins", "4", "--max-steps", "4"]
+    options = ["--family", family, "--hidden", "16", "--num-bins", "4", "--max-steps", "4"]
     assert train(data_dir, "-o", output, *options, *FAST) == 0
     metadata = load_metadata(output / "model.pt")
-    assert metadata.family == "ic-rotor" and metadata.num_atoms is None
+    assert metadata.family == family and metadata.num_atoms is None
     assert metadata.atom_type_scheme == "peptide-atom"
     assert metadata.training["data"] == data_dir.name and metadata.training["steps"] == 4
     # Built for a molecule it never saw, the proposal meets the contract.
     modeller = build_peptide("WE", "zwitterionic")
     module, built = load_model(model_file_for_topology(output / "model.pt", modeller.topology))
-    assert built.num_atoms == modeller.topology.getNumAtoms()
+    assert built.family == family and built.num_atoms == modeller.topology.getNumAtoms()
     positions = torch.tensor(np.array(modeller.positions.value_in_unit(unit.nanometer)))
     check_contract(module, positions.float(), torch.arange(built.num_atoms))
 
@@ -223,6 +225,17 @@ def test_random_rotations_are_proper_rotations():
     # Uniform rotations turn a fixed vector to a uniform direction: mean 0, each 1/sqrt(3000) s.e.
     directions = rotations @ torch.tensor([0.0, 0.0, 1.0])
     assert directions.mean(0).abs().max() < 4 / 3000**0.5
+
+
+def test_a_peptide_folder_without_frames_is_refused(data_dir, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    shutil.copytree(data_dir, empty)
+    for progress in empty.glob(f"*/{PROGRESS_FILE}"):
+        progress.write_text(json.dumps({"frames": 0}))
+    options = ["--family", "ic-backbone", "--max-steps", "2", *FAST]
+    assert train(data_dir, empty, "-o", tmp_path / "run", *options) == 2
+    assert "no committed training frames" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize(

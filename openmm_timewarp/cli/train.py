@@ -60,9 +60,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--tau-ps",
         type=float,
         help="lag of the training pairs (x(t), x(t + tau)), required for ic-conditional and "
-        "timewarp-flow; for ic-independent and ic-rotor (trained on frames) the nominal time "
-        "per step stored "
-        f"in the model (default {INDEPENDENT_NOMINAL_TAU_PS:g})",
+        "timewarp-flow; for ic-independent, ic-rotor and ic-backbone (trained on frames) the "
+        f"nominal time per step stored in the model (default {INDEPENDENT_NOMINAL_TAU_PS:g})",
     )
     parser.add_argument("--name", help="model name (default: the data folder's name)")
     parser.add_argument(
@@ -167,7 +166,7 @@ def _check_train_options(args: argparse.Namespace) -> None:
     if len(args.data) > 1 and not FAMILIES[args.family].transferable:
         raise ValueError(
             f"{args.family} is tied to one molecule: give one DATA folder (several folders train "
-            "a transferable --family timewarp-flow or ic-rotor)"
+            "a transferable --family timewarp-flow, ic-rotor or ic-backbone)"
         )
     if any(option is not None for option in mixture_options):
         raise ValueError("--conditional, --independent and --weight are for --family ic-mixture")

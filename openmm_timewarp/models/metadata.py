@@ -24,6 +24,7 @@ MODEL_FAMILIES = (
     "ic-independent",
     "ic-mixture",
     "ic-rotor",
+    "ic-backbone",
     "simple",
 )
 ATOM_TYPE_SCHEMES = ("element", "residue-atom", "peptide-atom")

@@ -104,6 +104,18 @@ def _build_rotor(
     return RotorTrainingModel(network, peptide_topologies), atom_types, metadata
 
 
+def _build_backbone(
+    record: dict, topology: app.Topology, data: dict, peptide_topologies: list[app.Topology]
+) -> Built:
+    from openmm_timewarp.proposals.backbone.network import BackboneNetwork
+    from openmm_timewarp.proposals.backbone.training import BackboneTrainingModel
+
+    metadata = transferable_metadata(record, "ic-backbone")
+    atom_types = torch.from_numpy(atom_types_for_topology(topology, metadata))
+    network = BackboneNetwork(len(metadata.atom_types), **record["recipe"]["architecture"])
+    return BackboneTrainingModel(network, peptide_topologies), atom_types, metadata
+
+
 def _build_ic(
     record: dict, topology: app.Topology, data: dict, peptide_topologies: list[app.Topology]
 ) -> Built:
@@ -150,6 +162,14 @@ def _export_rotor(
     save_network(model.network, path, metadata)
 
 
+def _export_backbone(
+    model: torch.nn.Module, path: Path, metadata: ModelMetadata, example: torch.Tensor
+) -> None:
+    from openmm_timewarp.proposals.backbone.network import save_network
+
+    save_network(model.network, path, metadata)
+
+
 def _ic_spec(trains_on_frames: bool) -> FamilySpec:
     """An internal-coordinate spline flow of one molecule (``proposals.ic.families``)."""
     return FamilySpec(
@@ -186,6 +206,16 @@ FAMILIES: dict[str, FamilySpec] = {
             transferable_metadata(record, "ic-rotor"), training=training
         ),
         export=_export_rotor,
+    ),
+    "ic-backbone": FamilySpec(
+        transferable=True,
+        trains_on_frames=True,
+        architecture_options=("hidden", "num_bins"),
+        build=_build_backbone,
+        metadata=lambda model, record, topology, training: replace(
+            transferable_metadata(record, "ic-backbone"), training=training
+        ),
+        export=_export_backbone,
     ),
 }
 

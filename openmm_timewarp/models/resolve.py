@@ -19,13 +19,15 @@ from openmm_timewarp.files import file_sha256, write_atomically
 from openmm_timewarp.models.files import export, read_metadata, read_model
 from openmm_timewarp.models.metadata import METADATA_FILE, ModelMetadata
 from openmm_timewarp.models.package import CompiledProposal, is_package, package_metadata
-from openmm_timewarp.proposals.rotors.network import is_transferable
+from openmm_timewarp.proposals.backbone.proposal import backbone_proposal
 from openmm_timewarp.proposals.rotors.proposal import rotor_proposal
 
 BUNDLED_MODEL_DIR = Path(__file__).parent
 #: The code that builds a transferable model's proposal and writes it: its text is part of the
 #: cache key, so a new version rebuilds what it would build differently.
-_PROPOSAL_BUILDERS = ("models", "proposals/ic", "proposals/rotors")
+_PROPOSAL_BUILDERS = ("models", "proposals/ic", "proposals/rotors", "proposals/backbone")
+#: For each transferable family, what builds one molecule's proposal from its network.
+_TRANSFERABLE_PROPOSALS = {"ic-rotor": rotor_proposal, "ic-backbone": backbone_proposal}
 
 
 def bundled_models() -> list[str]:
@@ -104,7 +106,7 @@ def _valid_cache_entry(cached: Path, record: Path) -> bool:
 
 def model_file_for_topology(model: str | os.PathLike, topology: app.Topology | None) -> Path:
     """The file to load for ``model`` on ``topology``: the model's own file, or for a
-    transferable ``ic-rotor`` network its proposal for this molecule.
+    transferable network (``ic-rotor``, ``ic-backbone``) its proposal for this molecule.
 
     That proposal is built on first use and cached (``$OPENMM_TIMEWARP_CACHE``, else
     ``~/.cache/openmm-timewarp``) under a hash of the model file, the molecule and the code that
@@ -112,7 +114,8 @@ def model_file_for_topology(model: str | os.PathLike, topology: app.Topology | N
     """
     path = resolve_model_path(model).resolve()
     metadata = load_metadata(path)
-    if not is_transferable(metadata):
+    build_proposal = _TRANSFERABLE_PROPOSALS.get(metadata.family)
+    if build_proposal is None or metadata.num_atoms is not None:
         return path
     if topology is None:
         raise ValueError(
@@ -134,7 +137,7 @@ def model_file_for_topology(model: str | os.PathLike, topology: app.Topology | N
     if _valid_cache_entry(cached, record):
         return cached
     network, _ = load_model(path)
-    proposal = rotor_proposal(network, topology)
+    proposal = build_proposal(network, topology)
     molecule = ModelMetadata.for_molecule(
         proposal.labels,
         name=f"{metadata.name} for {_sequence(topology)}",

@@ -173,7 +173,7 @@ def training_record(output: Path, recipe: dict, data: list[Path], name: str | No
     created = not output.exists()
     make_folder(output)
     try:
-        if len(data) > 1 or recipe["family"] == "ic-rotor":
+        if len(data) > 1 or recipe["family"] in ("ic-rotor", "ic-backbone"):
             facts = snapshot_peptides(data, recipe, output)
             name = name or data[0].resolve().parent.name
         else:
@@ -233,6 +233,11 @@ def snapshot_peptides(folders: list[Path], recipe: dict, output: Path) -> dict:
         trajectories = list_trajectories(folder)
         temperatures |= {t.settings.temperature_K for t in trajectories}
         train_pairs, validation_pairs = load_training_data(folder, recipe["pairs_tau_ps"])
+        if len(train_pairs[0]) == 0:
+            raise ValueError(
+                f"{folder} has no committed training frames yet: let `timewarp simulate` write "
+                "some, or leave the folder out"
+            )
         topology = trajectories[0].topology()
         pdb = io.StringIO()
         positions = train_pairs[0][0].double().numpy() * 10.0  # angstroms
