@@ -10,8 +10,7 @@ from helpers import SignFlipped
 from openmm import app, unit
 
 from openmm_timewarp import TimewarpIntegrator
-from openmm_timewarp.data.dipeptides import peptide_atom_vocabulary
-from openmm_timewarp.data.peptides import build_peptide, create_system
+from openmm_timewarp.data.peptides import build_peptide, create_system, peptide_atom_vocabulary
 from openmm_timewarp.models.files import export
 from openmm_timewarp.models.metadata import ModelMetadata
 from openmm_timewarp.models.resolve import load_metadata

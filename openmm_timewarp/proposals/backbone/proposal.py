@@ -29,7 +29,7 @@ import math
 import torch
 from openmm import app
 
-from openmm_timewarp.data.dipeptides import peptide_atom_vocabulary
+from openmm_timewarp.data.peptides import peptide_atom_vocabulary
 from openmm_timewarp.proposals.backbone.density import (
     angle_bins,
     density_tables,

@@ -6,7 +6,7 @@ import torch
 from openmm import app
 from torch import nn
 
-from openmm_timewarp.data.dipeptides import peptide_atom_vocabulary
+from openmm_timewarp.data.peptides import peptide_atom_vocabulary
 from openmm_timewarp.proposals.backbone.density import density_tables, log_density_at
 from openmm_timewarp.proposals.backbone.network import BackboneNetwork
 from openmm_timewarp.proposals.backbone.residues import backbone_residues, residue_context
