@@ -521,3 +521,24 @@ def test_chain_samples_free_backbone_angles_uniformly(tmp_path):
 def test_uniform_angle_check_fails_with_flipped_ratio(tmp_path):
     _, proposal = built("AP", "capped", network_seed=8, scale=1.5, uniform_weight=0.05)
     assert uniform_angle_failures(SignFlipped(proposal), proposal, tmp_path) != []
+
+
+def test_bundled_peptides_model_never_saw_a_held_out_sequence(tmp_path, monkeypatch):
+    from openmm_timewarp.data.splits import load_split
+
+    monkeypatch.setenv("OPENMM_TIMEWARP_CACHE", str(tmp_path))
+    metadata = load_metadata("peptides")
+    assert metadata.family == "ic-backbone" and metadata.num_atoms is None
+    assert metadata.atom_type_scheme == "peptide-atom"
+    dipeptides, tetrapeptides = load_split("dipeptides"), load_split("tetrapeptides")
+    trained_on = set(metadata.training["data"])
+    assert trained_on and trained_on <= set(dipeptides.training) | set(tetrapeptides.training)
+    assert not trained_on & (set(dipeptides.held_out) | set(tetrapeptides.held_out))
+    modeller = build_peptide(tetrapeptides.held_out[0], "capped")
+    integrator = TimewarpIntegrator("peptides", 310.0, topology=modeller.topology, seed=1)
+    context = openmm.Context(
+        create_system(modeller.topology), integrator, openmm.Platform.getPlatformByName("Reference")
+    )
+    context.setPositions(modeller.positions)
+    integrator.step(200)
+    assert integrator.getNumAccepted() > 0
