@@ -44,9 +44,8 @@ from openmm_timewarp.proposals.backbone.residues import (
     residue_context,
 )
 from openmm_timewarp.proposals.ic.base import ZMatrixProposal
-from openmm_timewarp.proposals.ic.splines import rational_quadratic
 from openmm_timewarp.proposals.ic.zmatrix import ZMatrix, build_zmatrix, torsion_angles
-from openmm_timewarp.proposals.rotors.densities import log_widths, rotor_log_density
+from openmm_timewarp.proposals.rotors.densities import log_widths, redraw_rotors, rotor_log_density
 from openmm_timewarp.proposals.rotors.features import ROTOR, molecule_features, peptide_atom_codes
 
 DEFAULT_BACKBONE_WEIGHT = 0.4
@@ -73,7 +72,6 @@ class ICBackboneProposal(ZMatrixProposal):
     backbone_weight: float
     rotor_weight: float
     extra_residue_fraction: float
-    rotor_fraction: float
     uniform_weight: float
 
     def __init__(
@@ -122,7 +120,10 @@ class ICBackboneProposal(ZMatrixProposal):
         self.register_buffer("cdf", cdf.double().clone())
         self.register_buffer("rotor_index", torch.nonzero(rotor).flatten())
         self.register_buffer("raw", raw.double().clone())
-        self.rotor_fraction = float(rotor_fraction)
+        fractions = torch.full(
+            (self.rotor_index.shape[0],), float(rotor_fraction), dtype=torch.float64
+        )
+        self.register_buffer("rotor_fractions", fractions)
         self.register_buffer("walk_index", torch.nonzero(walk).flatten())
         walk_is_torsion = self.walk_index >= self.transform.num_bonds + self.transform.num_angles
         self.register_buffer("walk_is_torsion", walk_is_torsion)
@@ -262,17 +263,13 @@ class ICBackboneProposal(ZMatrixProposal):
 
         # Rotor move: the other rotors, each redrawn with probability rotor_fraction from its
         # spline mixed with the uniform density (as ic-rotor's).
-        rotor_uniform = uniform[:, self.rotor_index]
-        redraw = rotor_uniform < self.rotor_fraction
-        within = (rotor_uniform / self.rotor_fraction).clamp_max(1.0)
-        flat = within < self.uniform_weight
-        spline_uniform = (within - self.uniform_weight) / (1.0 - self.uniform_weight)
-        circular = torch.ones_like(rotor_uniform, dtype=torch.bool)
-        unit, _ = rational_quadratic(
-            spline_uniform.clamp(0.0, 1.0), self.raw.expand(q.shape[0], -1, -1), circular, False
+        redrawn = redraw_rotors(
+            q[:, self.rotor_index],
+            uniform[:, self.rotor_index],
+            self.rotor_fractions,
+            self.raw,
+            self.uniform_weight,
         )
-        unit = torch.where(flat, within / max(self.uniform_weight, 1e-12), unit)
-        redrawn = torch.where(redraw, 2.0 * math.pi * unit - math.pi, q[:, self.rotor_index])
         q_rotor = q.index_copy(1, self.rotor_index, redrawn)
         log_rotor = rotor_log_density(q[:, self.rotor_index], self.raw, self.uniform_weight).sum(
             -1

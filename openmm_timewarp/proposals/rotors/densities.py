@@ -43,6 +43,30 @@ def rotor_log_density(
     )
 
 
+def redraw_rotors(
+    torsions: torch.Tensor,
+    uniform: torch.Tensor,
+    fractions: torch.Tensor,
+    raw: torch.Tensor,
+    uniform_weight: float,
+) -> torch.Tensor:
+    """Rotor torsions ``[B, R]``, each redrawn from its ``q_k`` (the spline of ``raw [R, 3K + 1]``
+    mixed with the uniform density by ``uniform_weight``) where its uniform number ``v [B, R]`` is
+    below its ``fractions [R]``, kept otherwise. One number does both: ``v / f``, uniform given
+    the selection, also picks the component and the value within it (the spline's by the inverse
+    of its CDF)."""
+    selected = uniform < fractions
+    within = (uniform / fractions).clamp_max(1.0)
+    flat = within < uniform_weight
+    spline_uniform = (within - uniform_weight) / (1.0 - uniform_weight)
+    circular = torch.ones_like(uniform, dtype=torch.bool)
+    unit, _ = rational_quadratic(
+        spline_uniform.clamp(0.0, 1.0), raw.expand(uniform.shape[0], -1, -1), circular, False
+    )
+    unit = torch.where(flat, within / max(uniform_weight, 1e-12), unit)
+    return torch.where(selected, 2.0 * math.pi * unit - math.pi, torsions)
+
+
 def non_rotor_log_density(
     values: torch.Tensor, kinds: torch.Tensor, parameters: torch.Tensor
 ) -> torch.Tensor:

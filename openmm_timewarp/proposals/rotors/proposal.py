@@ -40,9 +40,12 @@ from openmm import app
 
 from openmm_timewarp.data.peptides import peptide_atom_vocabulary
 from openmm_timewarp.proposals.ic.base import ZMatrixProposal
-from openmm_timewarp.proposals.ic.splines import rational_quadratic
 from openmm_timewarp.proposals.ic.zmatrix import ZMatrix, build_zmatrix
-from openmm_timewarp.proposals.rotors.densities import log_widths, rotor_log_density
+from openmm_timewarp.proposals.rotors.densities import (
+    log_widths,
+    redraw_rotors,
+    rotor_log_density,
+)
 from openmm_timewarp.proposals.rotors.features import (
     ROTOR,
     backbone_rotors,
@@ -125,20 +128,14 @@ class ICRotorProposal(ZMatrixProposal):
         uniform = 0.5 * (1.0 + torch.erf(normal / math.sqrt(2.0)))
         rotor_move = uniform[:, self.num_internal] < self.rotor_weight
 
-        # Rotor move: the selected rotors drawn from q_k. The rotor's noise number, uniform
-        # given the selection, also picks the component (uniform density or spline) and the value
-        # within it: the spline's by the inverse of its CDF.
-        rotor_uniform = uniform[:, self.rotor_index]
-        selected = rotor_uniform < self.fractions
-        within = (rotor_uniform / self.fractions).clamp_max(1.0)
-        flat = within < self.uniform_weight
-        spline_uniform = (within - self.uniform_weight) / (1.0 - self.uniform_weight)
-        circular = torch.ones_like(rotor_uniform, dtype=torch.bool)
-        unit, _ = rational_quadratic(
-            spline_uniform.clamp(0.0, 1.0), self.raw.expand(q.shape[0], -1, -1), circular, False
+        # Rotor move: the selected rotors drawn from q_k.
+        redrawn = redraw_rotors(
+            q[:, self.rotor_index],
+            uniform[:, self.rotor_index],
+            self.fractions,
+            self.raw,
+            self.uniform_weight,
         )
-        unit = torch.where(flat, within / max(self.uniform_weight, 1e-12), unit)
-        redrawn = torch.where(selected, 2.0 * math.pi * unit - math.pi, q[:, self.rotor_index])
         q_rotor = q.index_copy(1, self.rotor_index, redrawn)
 
         # Local move: a Gaussian step on every other coordinate, torsions wrapped to the circle.
