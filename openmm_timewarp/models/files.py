@@ -144,6 +144,16 @@ def save_module(module: torch.nn.Module, path: str | os.PathLike, metadata: Mode
     return path
 
 
+def save_transferable_network(
+    network: torch.nn.Module, path: str | os.PathLike, metadata: ModelMetadata, family: str
+) -> Path:
+    """Write a transferable model file of ``family`` (a network built into a proposal for each
+    molecule): the scripted network with its metadata, which must name ``family`` and no size."""
+    if metadata.family != family or metadata.num_atoms is not None:
+        raise ValueError(f"a transferable model's metadata need family {family} and num_atoms None")
+    return save_module(network.eval(), path, metadata)
+
+
 def _content_checksum(archive: zipfile.ZipFile) -> str:
     """SHA-256 over the archive's records (names without the top folder, which torch names
     after the file), the checksum record and the archive id left out."""

@@ -154,20 +154,12 @@ def _export_contract(
     export(proposal, path, metadata, example_positions=example)
 
 
-def _export_rotor(
+def _export_network(
     model: torch.nn.Module, path: Path, metadata: ModelMetadata, example: torch.Tensor
 ) -> None:
-    from openmm_timewarp.proposals.rotors.network import save_network
+    from openmm_timewarp.models.files import save_transferable_network
 
-    save_network(model.network, path, metadata)
-
-
-def _export_backbone(
-    model: torch.nn.Module, path: Path, metadata: ModelMetadata, example: torch.Tensor
-) -> None:
-    from openmm_timewarp.proposals.backbone.network import save_network
-
-    save_network(model.network, path, metadata)
+    save_transferable_network(model.network, path, metadata, metadata.family)
 
 
 def _ic_spec(trains_on_frames: bool) -> FamilySpec:
@@ -205,7 +197,7 @@ FAMILIES: dict[str, FamilySpec] = {
         metadata=lambda model, record, topology, training: replace(
             transferable_metadata(record, "ic-rotor"), training=training
         ),
-        export=_export_rotor,
+        export=_export_network,
     ),
     "ic-backbone": FamilySpec(
         transferable=True,
@@ -215,7 +207,7 @@ FAMILIES: dict[str, FamilySpec] = {
         metadata=lambda model, record, topology, training: replace(
             transferable_metadata(record, "ic-backbone"), training=training
         ),
-        export=_export_backbone,
+        export=_export_network,
     ),
 }
 

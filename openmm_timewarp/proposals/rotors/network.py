@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from openmm_timewarp.models.files import save_module
+from openmm_timewarp.models.files import save_transferable_network
 from openmm_timewarp.models.metadata import ModelMetadata
 from openmm_timewarp.proposals.ic.splines import num_spline_parameters
 from openmm_timewarp.proposals.rotors.features import FAMILY, GRAPH_FEATURES, MoleculeFeatures
@@ -94,13 +94,6 @@ def molecule_parameters(network: torch.nn.Module, features: MoleculeFeatures) ->
     )
 
 
-def is_transferable(metadata: ModelMetadata) -> bool:
-    """Whether a model file holds a transferable network rather than a proposal."""
-    return metadata.family == FAMILY and metadata.num_atoms is None
-
-
 def save_network(network: RotorNetwork, path: str | os.PathLike, metadata: ModelMetadata) -> Path:
-    """Write a transferable model file: the scripted network with its metadata."""
-    if not is_transferable(metadata):
-        raise ValueError(f"a transferable model's metadata need family {FAMILY} and num_atoms None")
-    return save_module(network.eval(), path, metadata)
+    """Write a transferable ``ic-rotor`` model file: the scripted network with its metadata."""
+    return save_transferable_network(network, path, metadata, FAMILY)
