@@ -236,6 +236,47 @@ def test_drawn_angles_are_the_proposals_dihedrals(sequence, termini):
     assert drawn_angle_error(proposal, x, move_noise(proposal, x.shape[0], seed=4)) < 1e-8
 
 
+def _angle_read_error(
+    proposal: ICBackboneProposal, q: torch.Tensor, scripted: bool = False
+) -> float:
+    """Largest wrapped difference between the angles read from torsions (by ``proposal`` or its
+    scripted copy) and those of the atoms it places."""
+    placed = torch.cat(proposal.backbone_angles(q), dim=1)
+    reader = torch.jit.script(proposal) if scripted else proposal
+    read = torch.cat(reader.angles_from_torsions(q), dim=1)
+    return float((torch.remainder(read - placed + math.pi, 2 * math.pi) - math.pi).abs().max())
+
+
+def _random_torsions(proposal: ICBackboneProposal, x: torch.Tensor, seed: int) -> torch.Tensor:
+    """Internal coordinates of ``x`` with every torsion redrawn uniformly, 64 times."""
+    q, _, _ = proposal.internal(x[None], torch.arange(x.shape[0]))
+    q = q.repeat(64, 1)
+    first = proposal.transform.num_bonds + proposal.transform.num_angles
+    generator = torch.Generator().manual_seed(seed)
+    q[:, first:] = (torch.rand(q[:, first:].shape, generator=generator, dtype=q.dtype) - 0.5) * (
+        2 * math.pi
+    )
+    return q
+
+
+@pytest.mark.parametrize(("sequence", "termini"), CASES)
+def test_angles_read_from_torsions_are_the_placed_dihedrals(sequence, termini):
+    modeller, proposal = built(sequence, termini)
+    q = _random_torsions(proposal, positions_of(modeller), seed=6)
+    assert _angle_read_error(proposal, q) < 1e-10
+    assert _angle_read_error(proposal, q, scripted=True) < 1e-10
+
+
+def test_angles_read_without_sibling_offsets_are_caught():
+    modeller, proposal = built("APW", "capped")
+    q = _random_torsions(proposal, positions_of(modeller), seed=6)
+    rotors = proposal.angle_rotor - proposal.transform.num_bonds - proposal.transform.num_angles
+    only_rotors = torch.zeros_like(proposal.angle_coefficients)
+    only_rotors[rotors] = proposal.angle_coefficients[rotors]
+    proposal.angle_coefficients.copy_(only_rotors)
+    assert _angle_read_error(proposal, q) > 1e-3
+
+
 def test_atoms_in_another_order_give_the_same_moves():
     modeller = permuted(build_peptide("KAF", "zwitterionic"), seed=2)
     proposal = backbone_proposal(random_network(1), modeller.topology).double()

@@ -269,6 +269,16 @@ class InternalCoordinateTransform(torch.nn.Module):
         self.level_offsets = [
             i for i in range(len(levels)) if i == 0 or levels[i] != levels[i - 1]
         ] + [len(levels)]
+        # The torsion, angle and bond references of each level's rows, level by level (the rows
+        # from start to end at 3 * start to 3 * end), so a level gathers them in one operation.
+        references = [
+            rows[3 + start : 3 + end, column]
+            for start, end in zip(self.level_offsets[:-1], self.level_offsets[1:], strict=True)
+            for column in (3, 2, 1)
+        ]
+        self.register_buffer(
+            "level_references", torch.cat(references) if references else rows[3:, 0].clone()
+        )
 
     @torch.jit.export
     def to_internal(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -320,31 +330,30 @@ class InternalCoordinateTransform(torch.nn.Module):
         # c + [bc, m, n] @ (-r cos(angle), r sin(angle) cos(torsion), r sin(angle) sin(torsion))
         # in the frame bc (along b -> c), n (normal to the a-b-c plane), m = n x bc. The
         # coefficients need no placed positions, so they are computed once for all rows, which
-        # keeps the work per level of the tree (run one level after another) to a few operations.
-        placed_bonds = bonds[:, 2:]
-        placed_angles = angles[:, 1:]
+        # keeps the work per level of the tree (run one level after another) to a few
+        # elementwise operations.
+        placed_bonds = bonds[:, 2:].unsqueeze(-1)
+        placed_angles = angles[:, 1:].unsqueeze(-1)
+        placed_torsions = torsions.unsqueeze(-1)
         radial = placed_bonds * torch.sin(placed_angles)
-        coefficients = torch.stack(
-            [
-                -placed_bonds * torch.cos(placed_angles),
-                radial * torch.cos(torsions),
-                radial * torch.sin(torsions),
-            ],
-            dim=-1,
-        ).unsqueeze(-1)
-        references = torch.stack([self.ref_l, self.ref_k, self.ref_j], dim=1)
+        along_bc = -placed_bonds * torch.cos(placed_angles)
+        along_m = radial * torch.cos(placed_torsions)
+        along_n = radial * torch.sin(placed_torsions)
         for level in range(len(self.level_offsets) - 1):
             start = self.level_offsets[level]
             end = self.level_offsets[level + 1]
-            a, b, c = (
-                local[:, references[start:end].reshape(-1)]
-                .reshape(batch, end - start, 3, 3)
-                .unbind(2)
-            )
+            size = end - start
+            references = local.index_select(1, self.level_references[3 * start : 3 * end])
+            a = references[:, :size]
+            b = references[:, size : 2 * size]
+            c = references[:, 2 * size :]
             bc = _unit(c - b)
             normal = _unit(torch.linalg.cross(b - a, bc))
-            axes = torch.stack([bc, torch.linalg.cross(normal, bc), normal], dim=-1)
-            new = c + (axes @ coefficients[:, start:end]).squeeze(-1)
+            new = c + (
+                along_bc[:, start:end] * bc
+                + along_m[:, start:end] * torch.linalg.cross(normal, bc)
+                + along_n[:, start:end] * normal
+            )
             local = local.index_copy(1, self.placed[start:end], new)
         return origin.unsqueeze(1) + local @ rotation.transpose(1, 2)
 
