@@ -290,10 +290,10 @@ class ICBackboneProposal(ZMatrixProposal):
         change = _wrap(self._free_angles((new_phi, new_psi)) - self._free_angles((phi, psi)))
         rotors = _wrap(q[:, self.angle_rotor] + self.angle_sign * change)
         q_backbone = q.index_copy(1, self.angle_rotor, rotors)
-        log_backbone = (
-            log_density_at(self.log_density, phi, psi)
-            - log_density_at(self.log_density, new_phi, new_psi)
+        log_densities = log_density_at(
+            self.log_density, torch.cat([phi, new_phi]), torch.cat([psi, new_psi])
         ).sum(-1)
+        log_backbone = log_densities[: q.shape[0]] - log_densities[q.shape[0] :]
 
         # Rotor move: the other rotors, each redrawn with probability rotor_fraction from its
         # spline mixed with the uniform density (as ic-rotor's).
@@ -305,9 +305,11 @@ class ICBackboneProposal(ZMatrixProposal):
             self.uniform_weight,
         )
         q_rotor = q.index_copy(1, self.rotor_index, redrawn)
-        log_rotor = rotor_log_density(q[:, self.rotor_index], self.raw, self.uniform_weight).sum(
-            -1
-        ) - rotor_log_density(redrawn, self.raw, self.uniform_weight).sum(-1)
+        # The densities of the current and the redrawn rotors in one evaluation of the splines.
+        log_rotors = rotor_log_density(
+            torch.cat([q[:, self.rotor_index], redrawn]), self.raw, self.uniform_weight
+        ).sum(-1)
+        log_rotor = log_rotors[: q.shape[0]] - log_rotors[q.shape[0] :]
 
         # Local move: a Gaussian step on every non-rotor coordinate, torsions on the circle.
         walked = q[:, self.walk_index] + self.steps * normal[:, self.walk_index]

@@ -244,6 +244,7 @@ class InternalCoordinateTransform(torch.nn.Module):
     atom2: int
     atom2_on_root: bool
     level_offsets: list[int]
+    level_sizes: list[int]
 
     def __init__(self, zmatrix: ZMatrix) -> None:
         super().__init__()
@@ -269,6 +270,10 @@ class InternalCoordinateTransform(torch.nn.Module):
         self.level_offsets = [
             i for i in range(len(levels)) if i == 0 or levels[i] != levels[i - 1]
         ] + [len(levels)]
+        self.level_sizes = [
+            end - start
+            for start, end in zip(self.level_offsets[:-1], self.level_offsets[1:], strict=True)
+        ]
         # The torsion, angle and bond references of each level's rows, level by level (the rows
         # from start to end at 3 * start to 3 * end), so a level gathers them in one operation.
         references = [
@@ -339,22 +344,24 @@ class InternalCoordinateTransform(torch.nn.Module):
         along_bc = -placed_bonds * torch.cos(placed_angles)
         along_m = radial * torch.cos(placed_torsions)
         along_n = radial * torch.sin(placed_torsions)
-        for level in range(len(self.level_offsets) - 1):
-            start = self.level_offsets[level]
-            end = self.level_offsets[level + 1]
-            size = end - start
-            references = local.index_select(1, self.level_references[3 * start : 3 * end])
-            a = references[:, :size]
-            b = references[:, size : 2 * size]
-            c = references[:, 2 * size :]
+        # Each level's parts split off at once: slicing them level by level costs more ops.
+        sizes = self.level_sizes
+        bc_parts = along_bc.split(sizes, 1)
+        m_parts = along_m.split(sizes, 1)
+        n_parts = along_n.split(sizes, 1)
+        placed_parts = self.placed.split(sizes)
+        reference_parts = self.level_references.split([3 * size for size in sizes])
+        for level in range(len(sizes)):
+            references = local.index_select(1, reference_parts[level])
+            a, b, c = references.view(batch, 3, sizes[level], 3).unbind(1)
             bc = _unit(c - b)
             normal = _unit(torch.linalg.cross(b - a, bc))
             new = c + (
-                along_bc[:, start:end] * bc
-                + along_m[:, start:end] * torch.linalg.cross(normal, bc)
-                + along_n[:, start:end] * normal
+                bc_parts[level] * bc
+                + m_parts[level] * torch.linalg.cross(normal, bc)
+                + n_parts[level] * normal
             )
-            local = local.index_copy(1, self.placed[start:end], new)
+            local = local.index_copy(1, placed_parts[level], new)
         return origin.unsqueeze(1) + local @ rotation.transpose(1, 2)
 
     @torch.jit.export
