@@ -11,7 +11,8 @@ after the other, so the figures of one run are side by side.
 
 Cases: the bundled ``alanine-dipeptide`` model (internal-coordinate independence proposal) on
 alanine dipeptide, and the transferable ``dipeptides`` model on alanine dipeptide, a zwitterionic
-dipeptide and a zwitterionic tetrapeptide.
+dipeptide and a zwitterionic tetrapeptide; the transferable ``peptides`` model (ic-backbone) on a
+zwitterionic dipeptide and tetrapeptide (``--cases`` picks cases by label).
 
     python bench/model_cost.py [--steps 4000] [--batches 64 256 1024 4096] [--threads 1 2]
 """
@@ -49,6 +50,8 @@ CASES = (
     Case("alanine dipeptide, transferable model", "dipeptides", "A", "capped"),
     Case("dipeptide KD, transferable model", "dipeptides", "KD", "zwitterionic"),
     Case("tetrapeptide AKDL, transferable model", "dipeptides", "AKDL", "zwitterionic"),
+    Case("dipeptide KT, peptides model", "peptides", "KT", "zwitterionic"),
+    Case("tetrapeptide FSGW, peptides model", "peptides", "FSGW", "zwitterionic"),
 )
 
 
