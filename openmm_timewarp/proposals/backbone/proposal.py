@@ -158,7 +158,10 @@ class ICBackboneProposal(ZMatrixProposal):
         self.register_buffer("angle_is_psi", torch.tensor([a[2] for a in angles]))
         # Each true angle is a fixed signed sum of Z-matrix torsions about its bond (the rotor
         # and sibling torsions); reading it so costs one product instead of placing the atoms.
-        self.register_buffer("angle_coefficients", self._torsion_coefficients(2 * len(residues)))
+        # Derived from the Z-matrix, so not in the state dict.
+        self.register_buffer(
+            "angle_coefficients", self._torsion_coefficients(2 * len(residues)), persistent=False
+        )
         columns = torch.where(
             self.angle_is_psi, self.angle_residue + len(residues), self.angle_residue
         )

@@ -275,14 +275,17 @@ class InternalCoordinateTransform(torch.nn.Module):
             for start, end in zip(self.level_offsets[:-1], self.level_offsets[1:], strict=True)
         ]
         # The torsion, angle and bond references of each level's rows, level by level (the rows
-        # from start to end at 3 * start to 3 * end), so a level gathers them in one operation.
+        # from start to end at 3 * start to 3 * end), so a level gathers them in one operation;
+        # derived from the rows, so not in the state dict (models saved before it still load).
         references = [
             rows[3 + start : 3 + end, column]
             for start, end in zip(self.level_offsets[:-1], self.level_offsets[1:], strict=True)
             for column in (3, 2, 1)
         ]
         self.register_buffer(
-            "level_references", torch.cat(references) if references else rows[3:, 0].clone()
+            "level_references",
+            torch.cat(references) if references else rows[3:, 0].clone(),
+            persistent=False,
         )
 
     @torch.jit.export
