@@ -15,7 +15,7 @@ from openmm import app, unit
 
 from openmm_timewarp.checkpoints import load_checkpoint
 from openmm_timewarp.cli import main
-from openmm_timewarp.data.chain_data import DEFAULT_BURN_IN, burn_in_frames, open_chain
+from openmm_timewarp.data.chain_data import burn_in_frames, open_chain
 from openmm_timewarp.data.md import (
     PROGRESS_FILE,
     RUN_FILE,
@@ -26,6 +26,7 @@ from openmm_timewarp.data.md import (
 )
 from openmm_timewarp.data.peptides import build_peptide, create_system
 from openmm_timewarp.models.contract import load_metadata
+from openmm_timewarp.training.folder import DEFAULT_CHAIN_BURN_IN
 
 MD_FRAMES = 400
 CHAIN_STEPS, CHAIN_INTERVAL = 200, 5  # 40 frames per chain
@@ -74,13 +75,13 @@ def test_md_and_chain_frames_train_one_model(data, tmp_path):
     output = tmp_path / "run"
     assert train(data["md"], data["chains"], "-o", output, "--family", "ic-backbone", *SMALL) == 0
     chain_frames = CHAIN_STEPS // CHAIN_INTERVAL
-    kept = chain_frames - burn_in_frames(chain_frames, DEFAULT_BURN_IN)
+    kept = chain_frames - burn_in_frames(chain_frames, DEFAULT_CHAIN_BURN_IN)
     (peptide,) = load_checkpoint(output / "data.pt")["peptides"]
     md_train = int(0.8 * MD_FRAMES)
     assert len(peptide["train"][0]) == md_train + int(0.8 * kept)
     assert peptide["weight"] == md_train  # the molecule's weight is its MD frames'
     training = load_metadata(output / "model.pt").training
-    assert training["chain_burn_in"] == DEFAULT_BURN_IN
+    assert training["chain_burn_in"] == DEFAULT_CHAIN_BURN_IN
     (sources,) = training["sources"].values()
     assert sources["md"] == {"00-synthetic": MD_FRAMES}
     (chain,) = sources["chains"]
@@ -160,6 +161,9 @@ def test_what_is_neither_md_nor_chains_is_refused(data, tmp_path, capsys):
     ):
         assert train(data["md"], folder, "-o", tmp_path / "run", "--family", "ic-backbone") == 2
         assert message in capsys.readouterr().err
+    twice = [data["md"], data["chains"], data["chain"], "-o", tmp_path / "run"]
+    assert train(*twice, "--family", "ic-backbone") == 2
+    assert "given twice" in capsys.readouterr().err
     old = tmp_path / "old"
     shutil.copytree(data["chain"], old)
     (old / "chain.json").unlink()

@@ -14,7 +14,11 @@ from openmm_timewarp.training.finetune import (
     FineTuneSettings,
     settings_for_family,
 )
-from openmm_timewarp.training.folder import INDEPENDENT_NOMINAL_TAU_PS, MODEL_FILE
+from openmm_timewarp.training.folder import (
+    DEFAULT_CHAIN_BURN_IN,
+    INDEPENDENT_NOMINAL_TAU_PS,
+    MODEL_FILE,
+)
 from openmm_timewarp.training.likelihood import TrainingSettings
 
 TRAIN_FAMILIES = (*FAMILIES, "ic-mixture")
@@ -35,7 +39,6 @@ _SETTING_HELP = {
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from openmm_timewarp.data.chain_data import DEFAULT_BURN_IN
     from openmm_timewarp.proposals.cartesian import PRESETS
 
     parser = subparsers.add_parser(
@@ -60,9 +63,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--chain-burn-in",
         type=float,
-        default=DEFAULT_BURN_IN,
+        default=DEFAULT_CHAIN_BURN_IN,
         help="fraction of each chain's committed frames dropped before training on it "
-        f"(default {DEFAULT_BURN_IN:g})",
+        f"(default {DEFAULT_CHAIN_BURN_IN:g})",
     )
     parser.add_argument("-o", "--output", type=Path, required=True, help="training folder")
     parser.add_argument("--family", choices=TRAIN_FAMILIES, required=True)

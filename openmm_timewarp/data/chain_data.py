@@ -10,8 +10,8 @@ What a chain contributes, within each chain folder (``sampling.chain_files``):
 
 - only frames its checkpoint records (the trajectory is flushed before each checkpoint, which is
   replaced atomically), so a chain still running loads safely;
-- the first ``burn_in`` fraction of those frames is dropped (the chain starts from a built,
-  minimised-free structure, not from equilibrium);
+- the first ``burn_in`` fraction of those frames is dropped (the chain starts from a built
+  structure, not from equilibrium; ``timewarp train --chain-burn-in``, default 0.1);
 - the rest is split by time like MD (80/10/10, :func:`~openmm_timewarp.data.datasets.split_ranges`)
   with a gap of half the validation segment between train and validation.
 
@@ -39,9 +39,6 @@ from openmm_timewarp.optional import require
 from openmm_timewarp.sampling import chain_files
 
 mdtraj = require("mdtraj")
-
-#: Fraction of a chain's committed frames dropped as burn-in (``timewarp train --chain-burn-in``).
-DEFAULT_BURN_IN = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,6 +159,9 @@ def split_data_folders(folders: list[Path]) -> tuple[list[Path], list[ChainFolde
                 f"{folder} is neither a `timewarp simulate` data folder (run.json) nor a "
                 "`timewarp sample` chain folder or output (chain.json, checkpoint.pt)"
             )
+    given = [chain.directory.resolve() for chain in chains] + [f.resolve() for f in md]
+    if len(set(given)) != len(given):
+        raise ValueError("a data folder or chain is given twice: its frames would count double")
     return md, chains
 
 

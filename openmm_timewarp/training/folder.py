@@ -34,6 +34,8 @@ TRAIN_TOPOLOGY_FILE = "topology.pdb"
 MODEL_FILE = "model.pt"
 #: Nominal time per step of an independence proposal (Timewarp's tau), stored in its metadata.
 INDEPENDENT_NOMINAL_TAU_PS = 500.0
+#: Fraction of a `timewarp sample` chain's committed frames dropped before training on it.
+DEFAULT_CHAIN_BURN_IN = 0.1
 
 
 @dataclass
