@@ -14,7 +14,11 @@ from openmm_timewarp.training.finetune import (
     FineTuneSettings,
     settings_for_family,
 )
-from openmm_timewarp.training.folder import INDEPENDENT_NOMINAL_TAU_PS, MODEL_FILE
+from openmm_timewarp.training.folder import (
+    DEFAULT_CHAIN_BURN_IN,
+    INDEPENDENT_NOMINAL_TAU_PS,
+    MODEL_FILE,
+)
 from openmm_timewarp.training.likelihood import TrainingSettings
 
 TRAIN_FAMILIES = (*FAMILIES, "ic-mixture")
@@ -52,7 +56,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         nargs="*",
         help="data folder written by `timewarp simulate`; several folders, one per molecule, "
-        "train one transferable timewarp-flow (atom names as types, any number of atoms)",
+        "train one transferable timewarp-flow, ic-rotor or ic-backbone. The frame-trained "
+        "families (ic-independent, ic-rotor, ic-backbone) also take `timewarp sample` chain "
+        "folders (or its output folder): their frames join the MD data of the same molecule",
+    )
+    parser.add_argument(
+        "--chain-burn-in",
+        type=float,
+        default=DEFAULT_CHAIN_BURN_IN,
+        help="fraction of each chain's committed frames dropped before training on it "
+        f"(default {DEFAULT_CHAIN_BURN_IN:g})",
     )
     parser.add_argument("-o", "--output", type=Path, required=True, help="training folder")
     parser.add_argument("--family", choices=TRAIN_FAMILIES, required=True)
@@ -105,7 +118,7 @@ def _train(args: argparse.Namespace) -> int:
     from openmm_timewarp.training.folder import export_mixture, training_recipe
     from openmm_timewarp.training.pipeline import train_folder
 
-    _check_train_options(args)
+    has_chains = _check_train_options(args)
     # Bad fine-tune options are refused before training starts.
     fine_tune = _fine_tune_settings(args) if args.fine_tune_steps else None
     if args.family == "ic-mixture":
@@ -120,6 +133,8 @@ def _train(args: argparse.Namespace) -> int:
     options = {**vars(args), "preset": args.preset or DEFAULT_PRESET}
     architecture = {name: options[name] for name in FAMILIES[args.family].architecture_options}
     recipe = training_recipe(args.family, args.data, args.tau_ps, architecture, settings)
+    if has_chains:
+        recipe["chain_burn_in"] = args.chain_burn_in  # only then, so earlier trainings resume
     trained = train_folder(
         args.output,
         recipe,
@@ -148,8 +163,11 @@ def _fine_tune_settings(args: argparse.Namespace) -> FineTuneSettings:
     return settings_for_family(args.family, **values)
 
 
-def _check_train_options(args: argparse.Namespace) -> None:
-    """Refuse options that do not belong to the chosen family, naming what to do instead."""
+def _check_train_options(args: argparse.Namespace) -> bool:
+    """Refuse options that do not belong to the chosen family, naming what to do instead;
+    whether DATA holds chain folders."""
+    from openmm_timewarp.data.chain_data import check_burn_in, split_data_folders
+
     mixture_options = [args.conditional, args.independent, args.weight]
     if args.family == "ic-mixture":
         if args.data:
@@ -160,10 +178,23 @@ def _check_train_options(args: argparse.Namespace) -> None:
             )
         if args.tau_ps is not None or args.preset is not None:
             raise ValueError("an ic-mixture takes tau from its conditional: no --tau-ps, --preset")
-        return
+        return False
     if not args.data:
         raise ValueError(f"{args.family} trains on a data folder: give DATA (`timewarp simulate`)")
-    if len(args.data) > 1 and not FAMILIES[args.family].transferable:
+    check_burn_in(args.chain_burn_in)
+    md, chains = split_data_folders(args.data)
+    if chains and not FAMILIES[args.family].trains_on_frames:
+        raise ValueError(
+            f"{args.family} learns x(t + tau) from x(t), and consecutive frames of a Metropolis-"
+            f"Hastings chain ({chains[0].directory}) are not dynamics at any lag: train it on "
+            "`timewarp simulate` data only (chains serve ic-independent, ic-rotor, ic-backbone)"
+        )
+    if not md:
+        raise ValueError(
+            "chain folders join the MD data of their molecule: give the `timewarp simulate` "
+            "folder of each sampled molecule too"
+        )
+    if len(md) > 1 and not FAMILIES[args.family].transferable:
         raise ValueError(
             f"{args.family} is tied to one molecule: give one DATA folder (several folders train "
             "a transferable --family timewarp-flow, ic-rotor or ic-backbone)"
@@ -176,3 +207,4 @@ def _check_train_options(args: argparse.Namespace) -> None:
         raise ValueError(f"{args.family} learns x(t + tau) from x(t): give --tau-ps")
     if args.tau_ps is not None and not args.tau_ps > 0:
         raise ValueError(f"--tau-ps must be positive, got {args.tau_ps}")
+    return bool(chains)

@@ -1,8 +1,11 @@
 """A chain's folder: its start, trajectory, statistics and checkpoint, written so that it resumes.
 
-``<output>/<name>/`` holds ``topology.pdb`` (the start), ``trajectory.dcd`` (a frame every
-``trajectory_interval`` steps; time in units of the model's nominal tau), ``statistics.json``
-(counters and wall time) and ``checkpoint.pt`` (state, generator, counters, frame count). A
+``<output>/<name>/`` holds ``topology.pdb`` (the start), ``system.xml`` (the System sampled),
+``chain.json`` (what the chain samples: temperature, model name, file and SHA-256),
+``trajectory.dcd`` (a frame every ``trajectory_interval`` steps; time in units of the model's
+nominal tau), ``statistics.json`` (counters and wall time) and ``checkpoint.pt`` (state,
+generator, counters, frame count; its frame count is what a reader may use, see
+:mod:`openmm_timewarp.data.chain_data`). A
 checkpoint flushes the trajectory to disk first and is replaced atomically, so on resume the
 trajectory holds at least the frames it records; the frames after them are cut off
 (:func:`~openmm_timewarp.data.dcd.truncate_dcd`), so an interrupted job loses and duplicates
@@ -16,6 +19,7 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
+import openmm
 from openmm import app, unit
 
 from openmm_timewarp.checkpoints import load_checkpoint, save_checkpoint
@@ -23,6 +27,8 @@ from openmm_timewarp.data.dcd import count_dcd_frames, truncate_dcd
 from openmm_timewarp.files import write_json_atomically
 
 TOPOLOGY_FILE = "topology.pdb"
+SYSTEM_FILE = "system.xml"
+RECORD_FILE = "chain.json"
 TRAJECTORY_FILE = "trajectory.dcd"
 STATISTICS_FILE = "statistics.json"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -61,11 +67,14 @@ class ChainFiles:
             raise ValueError(f"{self.checkpoint_path} has an unknown checkpoint version")
         return state
 
-    def start(self, positions: np.ndarray) -> None:
-        """A new chain: write the start and open an empty trajectory."""
+    def start(self, positions: np.ndarray, system: openmm.System, record: dict) -> None:
+        """A new chain: write the start, its System and ``record`` (what it samples), and open
+        an empty trajectory."""
         self.directory.mkdir(parents=True, exist_ok=True)
         with open(self.directory / TOPOLOGY_FILE, "w") as handle:
             app.PDBFile.writeFile(self.topology, positions * unit.nanometer, handle)
+        (self.directory / SYSTEM_FILE).write_text(openmm.XmlSerializer.serialize(system))
+        write_json_atomically(self.directory / RECORD_FILE, record)
         self._open_trajectory("w+b", append=False)
 
     def resume(self, frames: int) -> None:

@@ -40,6 +40,7 @@ import torch
 from openmm import unit
 
 from openmm_timewarp.data.energy import thermal_energy
+from openmm_timewarp.files import file_sha256
 from openmm_timewarp.models.contract import (
     atom_types_for_topology,
     chiral_centres,
@@ -104,6 +105,7 @@ class _Chain:
         directory: Path,
         platform: openmm.Platform,
         trajectory_interval: int,
+        model_name: str,
     ) -> None:
         self.spec = spec
         self.model_path = model_path
@@ -112,6 +114,14 @@ class _Chain:
         self.files = ChainFiles(directory, spec.topology, tau_ps, trajectory_interval)
         self.trajectory_interval = trajectory_interval
         self.kT = thermal_energy(temperature_K)
+        # What the chain samples, for readers of its folder (training on chains).
+        self.record = {
+            "temperature_K": temperature_K,
+            "model": str(model_path),
+            "model_name": model_name,
+            "model_sha256": file_sha256(model_path),
+            "trajectory_interval": trajectory_interval,
+        }
         centres = spec.chiral_centres
         if centres is None:
             centres = chiral_centres(spec.topology)
@@ -133,7 +143,7 @@ class _Chain:
             self.files.resume(self.statistics.frames)
         else:
             self.generator.manual_seed(self.spec.seed)
-            self.files.start(self.positions)
+            self.files.start(self.positions, self.spec.system, self.record)
         self.energy = self.energy_of(self.positions)
         if not math.isfinite(self.energy):
             raise ValueError(f"chain {self.spec.name}: the start has a non-finite energy")
@@ -338,6 +348,7 @@ class ChainSampler:
                 self.output / spec.name,
                 openmm_platform,
                 trajectory_interval,
+                metadata.name,
             )
             key = (path, tuple(atom_types.tolist()))
             if key not in groups:

@@ -14,6 +14,7 @@ import json
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from openmm import app
@@ -24,12 +25,17 @@ from openmm_timewarp.models.registry import family_spec
 from openmm_timewarp.training.likelihood import PeptideData, TrainingSettings
 from openmm_timewarp.training.loop import BEST_MODEL_FILE
 
+if TYPE_CHECKING:
+    from openmm_timewarp.data.chain_data import ChainFolder
+
 TRAIN_RECORD_FILE = "train.json"
 TRAIN_DATA_FILE = "data.pt"
 TRAIN_TOPOLOGY_FILE = "topology.pdb"
 MODEL_FILE = "model.pt"
 #: Nominal time per step of an independence proposal (Timewarp's tau), stored in its metadata.
 INDEPENDENT_NOMINAL_TAU_PS = 500.0
+#: Fraction of a `timewarp sample` chain's committed frames dropped before training on it.
+DEFAULT_CHAIN_BURN_IN = 0.1
 
 
 @dataclass
@@ -70,6 +76,7 @@ class TrainingFolder:
                     p["validation"],
                     torch.from_numpy(atom_types_for_topology(peptide_topology, metadata)),
                     p["name"],
+                    p.get("weight"),  # absent in folders written before chains could join
                 )
                 for p, peptide_topology in zip(data["peptides"], peptide_topologies, strict=True)
             ]
@@ -106,6 +113,9 @@ class TrainingFolder:
             "architecture": recipe["architecture"],
             "settings": recipe["settings"],
         }
+        if "chain_burn_in" in recipe:  # which frames were MD and which came from which chains
+            training["chain_burn_in"] = recipe["chain_burn_in"]
+            training["sources"] = facts["sources"]
         spec = family_spec(recipe["family"])
         metadata = spec.metadata(self.model, self.record, self.topology, training)
         spec.export(self.proposal, path, metadata, self.peptides[0].validation[1][0])
@@ -170,15 +180,19 @@ def training_record(output: Path, recipe: dict, data: list[Path], name: str | No
         folder = TrainingFolder.with_record(output, record)
         folder.save_record()
         return record
+    from openmm_timewarp.data.chain_data import chains_by_molecule, split_data_folders
+
+    md, chains = split_data_folders(data)
+    pooled = chains_by_molecule(md, chains)
     created = not output.exists()
     make_folder(output)
     try:
-        if len(data) > 1 or recipe["family"] in ("ic-rotor", "ic-backbone"):
-            facts = snapshot_peptides(data, recipe, output)
-            name = name or data[0].resolve().parent.name
+        if len(md) > 1 or recipe["family"] in ("ic-rotor", "ic-backbone"):
+            facts = snapshot_peptides(md, recipe, output, pooled)
+            name = name or md[0].resolve().parent.name
         else:
-            facts = snapshot_training_data(data[0], recipe, output)
-            name = name or data[0].resolve().name
+            facts = snapshot_training_data(md[0], recipe, output, pooled[md[0]])
+            name = name or md[0].resolve().name
         record = {"recipe": recipe, "facts": facts, "name": name, "summary": {}, "cpu_seconds": 0.0}
         # Written once the model could be built, so that a refused option leaves no record.
         folder = TrainingFolder.with_record(output, record)
@@ -190,7 +204,9 @@ def training_record(output: Path, recipe: dict, data: list[Path], name: str | No
     return record
 
 
-def snapshot_training_data(data: Path, recipe: dict, output: Path) -> dict:
+def snapshot_training_data(
+    data: Path, recipe: dict, output: Path, chains: list[ChainFolder] | None = None
+) -> dict:
     """Copy the split data and the topology into the training folder; return the data facts.
 
     Training reads this snapshot, so a resumed run sees the same data while `timewarp simulate`
@@ -206,12 +222,15 @@ def snapshot_training_data(data: Path, recipe: dict, output: Path) -> dict:
     if len(temperatures) != 1:
         raise ValueError(f"{data} mixes temperatures {sorted(temperatures)}; keep one per folder")
     train_pairs, validation_pairs = load_training_data(data, recipe["pairs_tau_ps"])
+    train_pairs, validation_pairs, sources = _with_chains(
+        train_pairs, validation_pairs, data, trajectories, chains or [], recipe
+    )
     save_checkpoint(
         {"train": train_pairs, "validation": validation_pairs}, output / TRAIN_DATA_FILE
     )
     topology_text = (trajectories[0].directory / TOPOLOGY_FILE).read_bytes()
     write_atomically(output / TRAIN_TOPOLOGY_FILE, topology_text)
-    return {
+    facts = {
         "temperature_K": temperatures.pop(),
         "forcefield": FORCEFIELD_NAME,
         "data_ns": sum(t.num_frames * t.frame_interval_ps for t in trajectories) / 1000.0,
@@ -219,16 +238,56 @@ def snapshot_training_data(data: Path, recipe: dict, output: Path) -> dict:
         "train_pairs": len(train_pairs[0]),
         "validation_pairs": len(validation_pairs[0]),
     }
+    if "chain_burn_in" in recipe:
+        facts["sources"] = {data.resolve().name: sources}
+    return facts
 
 
-def snapshot_peptides(folders: list[Path], recipe: dict, output: Path) -> dict:
-    """:func:`snapshot_training_data` for several molecules, one data folder each."""
+def _with_chains(
+    train_pairs: tuple[torch.Tensor, torch.Tensor],
+    validation_pairs: tuple[torch.Tensor, torch.Tensor],
+    md_folder: Path,
+    trajectories: list,
+    chains: list[ChainFolder],
+    recipe: dict,
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor], dict]:
+    """The MD frames of one molecule with its chains' frames appended (frame-trained families:
+    the pairs are (frames, frames)); and the record of where the frames came from."""
+    sources = {
+        "md": {t.directory.name: t.num_frames for t in trajectories},
+        "md_folder": md_folder.resolve().name,
+        "chains": [],
+    }
+    if not chains:
+        return train_pairs, validation_pairs, sources
+    burn_in = recipe["chain_burn_in"]
+    pooled = []
+    for split, (frames, _) in (("train", train_pairs), ("validation", validation_pairs)):
+        chunks = [torch.from_numpy(chain.split(split, burn_in)) for chain in chains]
+        frames = torch.cat([frames, *chunks])
+        pooled.append((frames, frames))
+    sources["chains"] = [chain.source(burn_in) for chain in chains]
+    return pooled[0], pooled[1], sources
+
+
+def snapshot_peptides(
+    folders: list[Path],
+    recipe: dict,
+    output: Path,
+    chains: dict[Path, list[ChainFolder]] | None = None,
+) -> dict:
+    """:func:`snapshot_training_data` for several molecules, one MD data folder each, with the
+    chains of each molecule (``chains``, by MD folder) pooled into its frames.
+
+    A molecule is drawn for a training batch with a weight proportional to its MD training
+    frames (its chains' frames do not change it), so chains of a few molecules do not tilt the
+    model towards those molecules."""
     from openmm_timewarp.data.datasets import list_trajectories
     from openmm_timewarp.data.peptides import FORCEFIELD_NAME
     from openmm_timewarp.training.likelihood import load_training_data
 
     peptides, facts = [], {"data_ns": 0.0, "frames": {}, "train_pairs": 0, "validation_pairs": 0}
-    temperatures = set()
+    temperatures, sources = set(), {}
     for folder in folders:
         trajectories = list_trajectories(folder)
         temperatures |= {t.settings.temperature_K for t in trajectories}
@@ -238,6 +297,11 @@ def snapshot_peptides(folders: list[Path], recipe: dict, output: Path) -> dict:
                 f"{folder} has no committed training frames yet: let `timewarp simulate` write "
                 "some, or leave the folder out"
             )
+        md_train_frames = len(train_pairs[0])
+        train_pairs, validation_pairs, sources[folder.resolve().name] = _with_chains(
+            train_pairs, validation_pairs, folder, trajectories, (chains or {}).get(folder, []),
+            recipe,
+        )  # fmt: skip
         topology = trajectories[0].topology()
         pdb = io.StringIO()
         positions = train_pairs[0][0].double().numpy() * 10.0  # angstroms
@@ -247,7 +311,7 @@ def snapshot_peptides(folders: list[Path], recipe: dict, output: Path) -> dict:
             raise ValueError(f"two data folders are named {name}: one folder per molecule")
         peptides.append(
             {"name": name, "topology": pdb.getvalue(), "train": train_pairs,
-             "validation": validation_pairs}
+             "validation": validation_pairs, "weight": float(md_train_frames)}
         )  # fmt: skip
         facts["data_ns"] += sum(t.num_frames * t.frame_interval_ps for t in trajectories) / 1e3
         facts["frames"][name] = {t.directory.name: t.num_frames for t in trajectories}
@@ -257,6 +321,8 @@ def snapshot_peptides(folders: list[Path], recipe: dict, output: Path) -> dict:
         raise ValueError(f"the data folders mix temperatures {sorted(temperatures)}; keep one")
     save_checkpoint({"peptides": peptides}, output / TRAIN_DATA_FILE)
     write_atomically(output / TRAIN_TOPOLOGY_FILE, peptides[0]["topology"])
+    if "chain_burn_in" in recipe:
+        facts["sources"] = sources
     return {**facts, "temperature_K": temperatures.pop(), "forcefield": FORCEFIELD_NAME}
 
 

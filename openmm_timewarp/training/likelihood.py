@@ -113,6 +113,9 @@ class PeptideData:
     validation: tuple[torch.Tensor, torch.Tensor]
     atom_types: torch.Tensor  # [N] int64, the model's type code of every atom
     name: str = ""
+    #: How often the molecule is drawn for a batch, relative to the others; default its number
+    #: of training pairs (every pair equally often). Chains pooled with MD keep the MD count.
+    weight: float | None = None
 
 
 class _TrainingNLL(torch.nn.Module):
@@ -299,7 +302,10 @@ class LikelihoodObjective:
             )
             for p in peptides
         ]
-        self.pair_counts = torch.tensor([len(p.train[0]) for p in peptides], dtype=torch.float64)
+        self.pair_counts = torch.tensor(
+            [len(p.train[0]) if p.weight is None else p.weight for p in peptides],
+            dtype=torch.float64,
+        )
         self.best_nll, self.stale = math.inf, 0
 
     def start(
