@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 
 import mdtraj
 import numpy as np
@@ -26,15 +27,15 @@ from openmm import app, unit
 from openmm_timewarp import TimewarpIntegrator
 from openmm_timewarp.data.peptides import create_system
 from openmm_timewarp.models.resolve import load_model
-from openmm_timewarp.proposals.backbone.proposal import backbone_proposal
+from openmm_timewarp.proposals.backbone.proposal import ICBackboneProposal, backbone_proposal
 
 
-def move_acceptance(
-    folder: str, model: str, stride: int, proposals: int, temperature: float
-) -> dict[str, list[float]]:
-    """Acceptance probabilities of the proposals from the folder's frames, by move kind."""
+def proposal_and_energy(
+    folder: str, model: str, temperature: float
+) -> tuple[app.Topology, ICBackboneProposal, Callable[[np.ndarray], float]]:
+    """The folder's topology, the model's proposal for it, and its reduced energy u(x) = U(x) / kT
+    from a Reference-platform Context of its System."""
     topology = app.PDBFile(f"{folder}/topology.pdb").topology
-    frames = mdtraj.load(f"{folder}/trajectory.dcd", top=f"{folder}/topology.pdb").xyz
     context = openmm.Context(
         create_system(topology),
         openmm.VerletIntegrator(0.001),
@@ -50,7 +51,22 @@ def move_acceptance(
         return energy.value_in_unit(unit.kilojoule_per_mole) / kT
 
     network, _ = load_model(model)
-    proposal = backbone_proposal(network, topology)
+    return topology, backbone_proposal(network, topology), reduced_energy
+
+
+def move_choice(proposal: ICBackboneProposal, noise: torch.Tensor) -> torch.Tensor:
+    """Per proposal of ``noise`` (1, B, N, 3), the uniform number in [0, 1) that picks its move:
+    a backbone move below ``backbone_weight``, then rotor, then local."""
+    chooser = noise.reshape(noise.shape[1], -1)[:, proposal.num_internal]
+    return 0.5 * (1.0 + torch.erf(chooser / math.sqrt(2.0)))
+
+
+def move_acceptance(
+    folder: str, model: str, stride: int, proposals: int, temperature: float
+) -> dict[str, list[float]]:
+    """Acceptance probabilities of the proposals from the folder's frames, by move kind."""
+    frames = mdtraj.load(f"{folder}/trajectory.dcd", top=f"{folder}/topology.pdb").xyz
+    topology, proposal, reduced_energy = proposal_and_energy(folder, model, temperature)
     num_atoms = topology.getNumAtoms()
     atom_types = torch.arange(num_atoms)
     generator = torch.Generator().manual_seed(0)
@@ -60,9 +76,7 @@ def move_acceptance(
         positions, log_ratio = proposal.forward_chains(
             torch.from_numpy(x).double().unsqueeze(0), atom_types, noise
         )
-        choice = 0.5 * (
-            1.0 + torch.erf(noise.reshape(proposals, -1)[:, proposal.num_internal] / math.sqrt(2.0))
-        )
+        choice = move_choice(proposal, noise)
         start = reduced_energy(x)
         for k in range(proposals):
             if choice[k] < proposal.backbone_weight:

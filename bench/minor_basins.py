@@ -20,14 +20,8 @@ import math
 
 import mdtraj
 import numpy as np
-import openmm
 import torch
-from backbone_moves import dihedral_jumps
-from openmm import app, unit
-
-from openmm_timewarp.data.peptides import create_system
-from openmm_timewarp.models.resolve import load_model
-from openmm_timewarp.proposals.backbone.proposal import backbone_proposal
+from backbone_moves import dihedral_jumps, move_choice, proposal_and_energy
 
 ALPHA_PSI_DEG = (-120.0, 50.0)
 
@@ -41,23 +35,7 @@ def minor_basin_fractions(trajectory: mdtraj.Trajectory) -> tuple[np.ndarray, np
 
 def compare(folder: str, model: str, stride: int, proposals: int, temperature: float) -> dict:
     reference = mdtraj.load(f"{folder}/trajectory.dcd", top=f"{folder}/topology.pdb")
-    topology = app.PDBFile(f"{folder}/topology.pdb").topology
-    context = openmm.Context(
-        create_system(topology),
-        openmm.VerletIntegrator(0.001),
-        openmm.Platform.getPlatformByName("Reference"),
-    )
-    kT = (unit.MOLAR_GAS_CONSTANT_R * temperature * unit.kelvin).value_in_unit(
-        unit.kilojoule_per_mole
-    )
-
-    def reduced_energy(x: np.ndarray) -> float:
-        context.setPositions(x)
-        energy = context.getState(getEnergy=True).getPotentialEnergy()
-        return energy.value_in_unit(unit.kilojoule_per_mole) / kT
-
-    network, _ = load_model(model)
-    proposal = backbone_proposal(network, topology)
+    topology, proposal, reduced_energy = proposal_and_energy(folder, model, temperature)
     num_atoms = topology.getNumAtoms()
     generator = torch.Generator().manual_seed(0)
     states, kinds, acceptance = [], [], []
@@ -66,9 +44,7 @@ def compare(folder: str, model: str, stride: int, proposals: int, temperature: f
         positions, log_ratio = proposal.forward_chains(
             torch.from_numpy(x).double().unsqueeze(0), torch.arange(num_atoms), noise
         )
-        choice = 0.5 * (
-            1.0 + torch.erf(noise.reshape(proposals, -1)[:, proposal.num_internal] / math.sqrt(2.0))
-        )
+        choice = move_choice(proposal, noise)
         kinds.extend((choice < proposal.backbone_weight).tolist())
         start = reduced_energy(x)
         for k in range(proposals):
