@@ -21,35 +21,24 @@
 #
 # Termini are zwitterionic (NH3+ ... COO-, as Timewarp's 2AA and 4AA data) unless --capped
 # (ACE-...-NME); OUTPUT defaults to data/SPLIT, or data/SPLIT-capped with --capped.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-TIMEFORMAT="%R s wall, %U s user, %S s system"
-
-usage() {
-    sed -n '7p;15p' "$0" | sed 's/^#  *//' >&2
-    exit 2
-}
+USAGE_LINES='7p;15p'
+source "$(dirname "$0")/_common.sh"
 
 termini=zwitterionic
 output=
 task=false
-while [[ $# -gt 0 ]]; do
+own_option() {
     case "$1" in
-        --capped) termini=capped; shift ;;
-        -o | --output) output=${2:?-o needs a folder}; shift 2 ;;
-        --task) task=true; shift ;;
-        -h | --help) usage ;;
-        -*) echo "unknown option $1" >&2; usage ;;
-        *) break ;;
+        --capped) termini=capped; taken=1 ;;
+        --task) task=true; taken=1 ;;
     esac
-done
+}
+parse_options "$@"
+set -- "${operands[@]}"
 [[ $# -ge 2 ]] || usage
 split=$1
 shift
-case "$split" in
-    dipeptides | tetrapeptides) ;;
-    *) echo "SPLIT must be dipeptides or tetrapeptides, got '$split'" >&2; exit 2 ;;
-esac
+require_split "$split"
 suffix=$([[ $termini == capped ]] && echo -capped || true)
 output=${output:-data/$split$suffix}
 mkdir -p "$output"

@@ -14,41 +14,30 @@
 # Options: --chains C (chains per sequence, default 2), --steps S (MH steps per chain, default
 # 2000), --interval I (MH steps per saved frame, default 10), --md-data FOLDER (the MD data of
 # examples/generate_peptide_data.sh, default data/SPLIT), -o OUTPUT (default data/rounds).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-TIMEFORMAT="%R s wall, %U s user, %S s system"
-
-usage() {
-    sed -n '6p;15,17p' "$0" | sed 's/^#  *//' >&2
-    exit 2
-}
+USAGE_LINES='6p;15,17p'
+source "$(dirname "$0")/_common.sh"
 
 chains=2
 steps=2000
 interval=10
 md_data=
 output=data/rounds
-while [[ $# -gt 0 ]]; do
+own_option() {
     case "$1" in
-        --chains) chains=${2:?--chains needs a number}; shift 2 ;;
-        --steps) steps=${2:?--steps needs a number}; shift 2 ;;
-        --interval) interval=${2:?--interval needs a number}; shift 2 ;;
-        --md-data) md_data=${2:?--md-data needs a folder}; shift 2 ;;
-        -o | --output) output=${2:?-o needs a folder}; shift 2 ;;
-        -h | --help) usage ;;
-        -*) echo "unknown option $1" >&2; usage ;;
-        *) break ;;
+        --chains) chains=${2:?--chains needs a number}; taken=2 ;;
+        --steps) steps=${2:?--steps needs a number}; taken=2 ;;
+        --interval) interval=${2:?--interval needs a number}; taken=2 ;;
+        --md-data) md_data=${2:?--md-data needs a folder}; taken=2 ;;
     esac
-done
+}
+parse_options "$@"
+set -- "${operands[@]}"
 [[ $# -eq 4 ]] || usage
 round=$1
 model=$2
 split=$3
 count=$4
-case "$split" in
-    dipeptides | tetrapeptides) ;;
-    *) echo "SPLIT must be dipeptides or tetrapeptides, got '$split'" >&2; exit 2 ;;
-esac
+require_split "$split"
 md_data=${md_data:-data/$split}
 folder=$output/$round
 mkdir -p "$folder"
