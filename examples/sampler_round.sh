@@ -14,7 +14,7 @@
 # Options: --chains C (chains per sequence, default 2), --steps S (MH steps per chain, default
 # 2000), --interval I (MH steps per saved frame, default 10), --md-data FOLDER (the MD data of
 # examples/generate_peptide_data.sh, default data/SPLIT), -o OUTPUT (default data/rounds).
-USAGE_LINES='6p;15,17p'
+USAGE_LINES='6p;14,16p'
 source "$(dirname "$0")/_common.sh"
 
 chains=2
