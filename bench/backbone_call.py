@@ -17,11 +17,11 @@ Each folder holds ``topology.pdb`` and ``trajectory.dcd`` (``timewarp simulate``
 from __future__ import annotations
 
 import argparse
-import time
 import warnings
 
 import mdtraj
 import torch
+from _timing import best_time_per_call
 from openmm import app
 
 from openmm_timewarp.models.resolve import load_model
@@ -39,15 +39,7 @@ def _molecules(folders: list[str]) -> list[tuple[str, app.Topology, torch.Tensor
 
 
 def _best_ms(call, calls: int, windows: int) -> float:
-    for _ in range(3):
-        call()
-    best = float("inf")
-    for _ in range(windows):
-        start = time.process_time()
-        for _ in range(calls):
-            call()
-        best = min(best, (time.process_time() - start) / calls)
-    return 1e3 * best
+    return 1e3 * best_time_per_call(call, calls, windows, warmup=3)
 
 
 def _op_count(call) -> int:

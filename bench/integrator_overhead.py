@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import openmm
 import torch
+from _timing import best_time_per_call
 from openmm import unit
 
 from openmm_timewarp import TimewarpIntegrator
@@ -38,17 +39,6 @@ from openmm_timewarp.proposals.simple import GaussianRandomWalk, export_simple_p
 
 TEMPERATURE = 310.0 * unit.kelvin
 WALK_SIGMA_NM = 0.001
-
-
-def best_time_per_call(function, calls: int, repeats: int) -> float:
-    """The fastest of `repeats` timings of `calls` calls, per call (seconds)."""
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.process_time()
-        for _ in range(calls):
-            function()
-        best = min(best, (time.process_time() - start) / calls)
-    return best
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ zwitterionic dipeptide and tetrapeptide (``--cases`` picks cases by label).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import time
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 
 import openmm
 import torch
+from _timing import best_time_per_call
 from openmm import app, unit
 
 from openmm_timewarp import TimewarpIntegrator
@@ -105,14 +107,9 @@ def call_times(model_path: str, topology: app.Topology, positions) -> list[float
     with torch.no_grad(), torch.jit.optimized_execution(False):
         for batch in CALL_BATCHES:
             noise = torch.randn(batch, len(current), module.noise_dim)
-            module(current, types, noise)
-            best, calls = float("inf"), max(3, 256 // batch)
-            for _ in range(5):
-                start = time.perf_counter()
-                for _ in range(calls):
-                    module(current, types, noise)
-                best = min(best, (time.perf_counter() - start) / calls)
-            times.append(best)
+            call = functools.partial(module, current, types, noise)
+            calls = max(3, 256 // batch)
+            times.append(best_time_per_call(call, calls, 5, warmup=1, clock=time.perf_counter))
     return times
 
 
