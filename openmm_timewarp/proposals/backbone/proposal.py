@@ -29,7 +29,6 @@ import math
 import torch
 from openmm import app
 
-from openmm_timewarp.data.peptides import peptide_atom_vocabulary
 from openmm_timewarp.proposals.backbone.density import (
     angle_bins,
     density_tables,
@@ -45,8 +44,15 @@ from openmm_timewarp.proposals.backbone.residues import (
 )
 from openmm_timewarp.proposals.ic.base import ZMatrixProposal
 from openmm_timewarp.proposals.ic.zmatrix import ZMatrix, build_zmatrix, torsion_angles
-from openmm_timewarp.proposals.rotors.densities import log_widths, redraw_rotors, rotor_log_density
-from openmm_timewarp.proposals.rotors.features import ROTOR, molecule_features, peptide_atom_codes
+from openmm_timewarp.proposals.rotors.densities import redraw_rotors, rotor_log_density, wrap_angle
+from openmm_timewarp.proposals.rotors.features import ROTOR, molecule_features
+from openmm_timewarp.proposals.rotors.moves import (
+    local_walk,
+    noise_numbers,
+    peptide_vocabulary,
+    register_walk,
+    walk_steps,
+)
 
 DEFAULT_BACKBONE_WEIGHT = 0.4
 DEFAULT_ROTOR_WEIGHT = 0.4
@@ -54,10 +60,6 @@ DEFAULT_EXTRA_RESIDUE_FRACTION = 0.0
 DEFAULT_ROTOR_FRACTION = 0.2
 DEFAULT_UNIFORM_WEIGHT = 0.15
 DEFAULT_WALK_SCALE = 0.1
-
-
-def _wrap(angle: torch.Tensor) -> torch.Tensor:
-    return torch.remainder(angle + math.pi, 2.0 * math.pi) - math.pi
 
 
 class ICBackboneProposal(ZMatrixProposal):
@@ -124,9 +126,7 @@ class ICBackboneProposal(ZMatrixProposal):
             (self.rotor_index.shape[0],), float(rotor_fraction), dtype=torch.float64
         )
         self.register_buffer("rotor_fractions", fractions)
-        self.register_buffer("walk_index", torch.nonzero(walk).flatten())
-        walk_is_torsion = self.walk_index >= self.transform.num_bonds + self.transform.num_angles
-        self.register_buffer("walk_is_torsion", walk_is_torsion)
+        register_walk(self, walk)
         self.register_buffer("steps", steps.double().clone())
 
         dummy = (0, 1, 2, 3)
@@ -198,11 +198,11 @@ class ICBackboneProposal(ZMatrixProposal):
         moved[:, first_torsion:] += step * torch.eye(transform.num_torsions, dtype=torch.float64)
         before = torch.cat(self.backbone_angles(q), dim=1)
         after = torch.cat(self.backbone_angles(moved), dim=1)
-        change = _wrap(after - before) / step
+        change = wrap_angle(after - before) / step
         coefficients = torch.round(change)
         check = generic()
         expected = torch.cat(self.backbone_angles(check), dim=1)
-        error = _wrap(check[:, first_torsion:] @ coefficients - expected)
+        error = wrap_angle(check[:, first_torsion:] @ coefficients - expected)
         if (
             coefficients.shape[1] != num_columns
             or not torch.allclose(change, coefficients, atol=1e-8)
@@ -225,7 +225,7 @@ class ICBackboneProposal(ZMatrixProposal):
         as signed sums of their torsions (``angle_coefficients``); equal to
         :meth:`backbone_angles` up to rounding, at a fraction of its cost."""
         num_residues = self.log_density.shape[0]
-        angles = _wrap(
+        angles = wrap_angle(
             q[:, self.transform.num_bonds + self.transform.num_angles :] @ self.angle_coefficients
         )
         return angles[:, :num_residues], angles[:, num_residues:]
@@ -267,8 +267,7 @@ class ICBackboneProposal(ZMatrixProposal):
         phi = phi_chains.repeat_interleave(num_proposals, dim=0)
         psi = psi_chains.repeat_interleave(num_proposals, dim=0)
         q = q_chains.repeat_interleave(num_proposals, dim=0)
-        normal = noise.reshape(q.shape[0], -1).to(q.dtype)
-        uniform = 0.5 * (1.0 + torch.erf(normal / math.sqrt(2.0)))
+        normal, uniform = noise_numbers(noise, q.shape[0], q.dtype)
         choice = uniform[:, self.num_internal]
         backbone_move = choice < self.backbone_weight
         rotor_move = ~backbone_move & (choice < self.backbone_weight + self.rotor_weight)
@@ -290,8 +289,8 @@ class ICBackboneProposal(ZMatrixProposal):
         )
         new_phi = torch.where(selected & self.free_phi, drawn_phi, phi)
         new_psi = torch.where(selected & self.free_psi, drawn_psi, psi)
-        change = _wrap(self._free_angles((new_phi, new_psi)) - self._free_angles((phi, psi)))
-        rotors = _wrap(q[:, self.angle_rotor] + self.angle_sign * change)
+        change = wrap_angle(self._free_angles((new_phi, new_psi)) - self._free_angles((phi, psi)))
+        rotors = wrap_angle(q[:, self.angle_rotor] + self.angle_sign * change)
         q_backbone = q.index_copy(1, self.angle_rotor, rotors)
         log_densities = log_density_at(
             self.log_density, torch.cat([phi, new_phi]), torch.cat([psi, new_psi])
@@ -315,9 +314,7 @@ class ICBackboneProposal(ZMatrixProposal):
         log_rotor = log_rotors[: q.shape[0]] - log_rotors[q.shape[0] :]
 
         # Local move: a Gaussian step on every non-rotor coordinate, torsions on the circle.
-        walked = q[:, self.walk_index] + self.steps * normal[:, self.walk_index]
-        walked = torch.where(self.walk_is_torsion, _wrap(walked), walked)
-        q_walk = q.index_copy(1, self.walk_index, walked)
+        q_walk = local_walk(q, normal, self.walk_index, self.walk_is_torsion, self.steps)
 
         q_new = torch.where(
             backbone_move.unsqueeze(-1),
@@ -347,12 +344,7 @@ def backbone_proposal(
     density (a floor that keeps every state proposed), the walk's step ``walk_scale`` times each
     coordinate's learned width. ValueError for anything but a linear peptide of amino acids,
     capped (ACE / NME, NHE) or zwitterionic."""
-    if not walk_scale > 0:
-        raise ValueError(f"walk_scale must be positive, got {walk_scale}")
-    if not any(True for _ in topology.bonds()):
-        raise ValueError("the Topology has no bonds: build it with its residue templates")
-    vocabulary = peptide_atom_vocabulary()
-    peptide_atom_codes(topology, vocabulary)  # a clear error for non-peptides comes first
+    vocabulary = peptide_vocabulary(topology, walk_scale)  # clear errors come first
     peptide_chain(topology)  # then for peptides that are not one linear chain
     zmatrix = build_zmatrix(topology)
     features = molecule_features(topology, zmatrix, vocabulary)
@@ -379,7 +371,7 @@ def backbone_proposal(
     rotor = kinds == ROTOR
     rotor[angle_rotors] = False
     walk = kinds != ROTOR
-    steps = walk_scale * log_widths(kinds[walk], parameters[walk]).exp()
+    steps = walk_steps(kinds, parameters, walk, walk_scale)
     return ICBackboneProposal(
         zmatrix,
         residues,

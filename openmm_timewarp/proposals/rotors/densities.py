@@ -21,6 +21,11 @@ def log_widths(kinds: torch.Tensor, parameters: torch.Tensor) -> torch.Tensor:
     return centre[kinds] + parameters[:, -1]
 
 
+def wrap_angle(angle: torch.Tensor) -> torch.Tensor:
+    """Angles (radians) wrapped to [-pi, pi)."""
+    return torch.remainder(angle + math.pi, 2.0 * math.pi) - math.pi
+
+
 def _unit_torsion(torsion: torch.Tensor) -> torch.Tensor:
     return torch.remainder((torsion + math.pi) / (2.0 * math.pi), 1.0)
 
@@ -79,7 +84,5 @@ def non_rotor_log_density(
     log_width = log_widths(kind, parameters)
     difference = values - mean
     torsion = kinds == FIXED_TORSION
-    difference = torch.where(
-        torsion, torch.remainder(difference + math.pi, 2.0 * math.pi) - math.pi, difference
-    )
+    difference = torch.where(torsion, wrap_angle(difference), difference)
     return -0.5 * (difference / log_width.exp()) ** 2 - log_width - 0.5 * math.log(2.0 * math.pi)

@@ -33,16 +33,12 @@ then accepting by its own ratio is a mixture of two reversible kernels, so the c
 spline per rotor, no network.
 """
 
-import math
-
 import torch
 from openmm import app
 
-from openmm_timewarp.data.peptides import peptide_atom_vocabulary
 from openmm_timewarp.proposals.ic.base import ZMatrixProposal
 from openmm_timewarp.proposals.ic.zmatrix import ZMatrix, build_zmatrix
 from openmm_timewarp.proposals.rotors.densities import (
-    log_widths,
     redraw_rotors,
     rotor_log_density,
 )
@@ -50,7 +46,13 @@ from openmm_timewarp.proposals.rotors.features import (
     ROTOR,
     backbone_rotors,
     molecule_features,
-    peptide_atom_codes,
+)
+from openmm_timewarp.proposals.rotors.moves import (
+    local_walk,
+    noise_numbers,
+    peptide_vocabulary,
+    register_walk,
+    walk_steps,
 )
 from openmm_timewarp.proposals.rotors.network import molecule_parameters
 
@@ -108,9 +110,7 @@ class ICRotorProposal(ZMatrixProposal):
         self.register_buffer("fractions", fractions)
         self.uniform_weight = float(uniform_weight)
         self.register_buffer("rotor_index", torch.nonzero(rotor).flatten())
-        self.register_buffer("walk_index", torch.nonzero(~rotor).flatten())
-        walk_is_torsion = self.walk_index >= self.transform.num_bonds + self.transform.num_angles
-        self.register_buffer("walk_is_torsion", walk_is_torsion)
+        register_walk(self, ~rotor)
         self.register_buffer("raw", raw.double().clone())
         self.register_buffer("steps", steps.double().clone())
 
@@ -124,8 +124,7 @@ class ICRotorProposal(ZMatrixProposal):
         num_proposals = noise.shape[1]
         log_q_chains = self.rotor_log_density(q_chains)
         q = q_chains.repeat_interleave(num_proposals, dim=0)
-        normal = noise.reshape(noise.shape[0] * num_proposals, -1).to(q.dtype)
-        uniform = 0.5 * (1.0 + torch.erf(normal / math.sqrt(2.0)))
+        normal, uniform = noise_numbers(noise, q.shape[0], q.dtype)
         rotor_move = uniform[:, self.num_internal] < self.rotor_weight
 
         # Rotor move: the selected rotors drawn from q_k.
@@ -139,10 +138,7 @@ class ICRotorProposal(ZMatrixProposal):
         q_rotor = q.index_copy(1, self.rotor_index, redrawn)
 
         # Local move: a Gaussian step on every other coordinate, torsions wrapped to the circle.
-        walked = q[:, self.walk_index] + self.steps * normal[:, self.walk_index]
-        wrapped = torch.remainder(walked + math.pi, 2.0 * math.pi) - math.pi
-        walked = torch.where(self.walk_is_torsion, wrapped, walked)
-        q_walk = q.index_copy(1, self.walk_index, walked)
+        q_walk = local_walk(q, normal, self.walk_index, self.walk_is_torsion, self.steps)
 
         q_new = torch.where(rotor_move.unsqueeze(-1), q_rotor, q_walk)
         # A local move leaves the rotors, so their densities cancel; computing the new density
@@ -162,18 +158,13 @@ def rotor_proposal(
 ) -> ICRotorProposal:
     """The rotor proposal of ``network`` (a :class:`RotorNetwork`, scripted or not) for one
     peptide Topology; the walk's step is ``walk_scale`` times each coordinate's learned width."""
-    if not walk_scale > 0:
-        raise ValueError(f"walk_scale must be positive, got {walk_scale}")
-    if not any(True for _ in topology.bonds()):
-        raise ValueError("the Topology has no bonds: build it with its residue templates")
-    vocabulary = peptide_atom_vocabulary()
-    peptide_atom_codes(topology, vocabulary)  # a clear error for non-peptides comes first
+    vocabulary = peptide_vocabulary(topology, walk_scale)  # clear errors come first
     zmatrix = build_zmatrix(topology)
     features = molecule_features(topology, zmatrix, vocabulary)
     with torch.no_grad():
         parameters = molecule_parameters(network, features).double()
     rotor = features.coordinate_kinds == ROTOR
-    steps = walk_scale * log_widths(features.coordinate_kinds[~rotor], parameters[~rotor]).exp()
+    steps = walk_steps(features.coordinate_kinds, parameters, ~rotor, walk_scale)
     return ICRotorProposal(
         zmatrix,
         rotor,
