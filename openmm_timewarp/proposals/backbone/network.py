@@ -17,7 +17,11 @@ from torch import nn
 from openmm_timewarp.models.files import save_transferable_network
 from openmm_timewarp.models.metadata import ModelMetadata
 from openmm_timewarp.proposals.rotors.features import MoleculeFeatures
-from openmm_timewarp.proposals.rotors.network import RotorNetwork
+from openmm_timewarp.proposals.rotors.network import (
+    ResidueEmbedding,
+    RotorNetwork,
+    output_network,
+)
 
 FAMILY = "ic-backbone"
 DEFAULT_GRID = 24
@@ -41,16 +45,8 @@ class BackboneNetwork(nn.Module):
         super().__init__()
         self.grid = grid
         self.rotors = RotorNetwork(vocabulary_size, hidden, num_bins, atom_dim)
-        self.residue = nn.Linear(vocabulary_size, atom_dim)
-        self.head = nn.Sequential(
-            nn.Linear(3 * atom_dim, hidden),
-            nn.SiLU(),
-            nn.Linear(hidden, hidden),
-            nn.SiLU(),
-            nn.Linear(hidden, grid * grid),
-        )
-        nn.init.zeros_(self.head[-1].weight)
-        nn.init.zeros_(self.head[-1].bias)
+        self.residue = ResidueEmbedding(vocabulary_size, atom_dim)
+        self.head = output_network(3 * atom_dim, hidden, grid * grid)
 
     def forward(
         self,
@@ -65,7 +61,7 @@ class BackboneNetwork(nn.Module):
         known = self.rotors.known_names.to(residue_context.dtype)
         present = (residue_context.sum(-1, keepdim=True) > 0).to(residue_context.dtype)
         # An absent neighbour stays all zeros, not the layer's bias.
-        residues = torch.nn.functional.silu(self.residue(residue_context * known)) * present
+        residues = self.residue(residue_context, known) * present
         logits = self.head(residues.reshape(residues.shape[0], -1))
         return parameters, logits
 

@@ -22,6 +22,30 @@ from openmm_timewarp.proposals.ic.splines import num_spline_parameters
 from openmm_timewarp.proposals.rotors.features import FAMILY, GRAPH_FEATURES, MoleculeFeatures
 
 
+def output_network(inputs: int, hidden: int, outputs: int) -> nn.Sequential:
+    """Two SiLU hidden layers, the output layer at zero: a fresh network gives the untrained
+    default (uniform rotors and backbone angles, the initial widths)."""
+    network = nn.Sequential(
+        nn.Linear(inputs, hidden),
+        nn.SiLU(),
+        nn.Linear(hidden, hidden),
+        nn.SiLU(),
+        nn.Linear(hidden, outputs),
+    )
+    nn.init.zeros_(network[-1].weight)
+    nn.init.zeros_(network[-1].bias)
+    return network
+
+
+class ResidueEmbedding(nn.Linear):
+    """A residue's embedding from the set of its atom names (``names [..., V]``, 0/1): a linear
+    layer and SiLU, the names not seen in training (``known`` 0) left out."""
+
+    def forward(self, names: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+        linear = torch.nn.functional.linear(names * known, self.weight, self.bias)
+        return torch.nn.functional.silu(linear)
+
+
 class RotorNetwork(nn.Module):
     """Parameters of every internal coordinate of a molecule from the types of its atoms.
 
@@ -41,18 +65,9 @@ class RotorNetwork(nn.Module):
         self.register_buffer("known_names", torch.zeros(vocabulary_size, dtype=torch.bool))
         self.name_embedding = nn.Embedding(vocabulary_size, atom_dim)
         self.atom = nn.Linear(atom_dim + GRAPH_FEATURES, atom_dim)
-        self.residue = nn.Linear(vocabulary_size, atom_dim)
+        self.residue = ResidueEmbedding(vocabulary_size, atom_dim)
         inputs = 4 + 4 * atom_dim + 2 * atom_dim
-        self.net = nn.Sequential(
-            nn.Linear(inputs, hidden),
-            nn.SiLU(),
-            nn.Linear(hidden, hidden),
-            nn.SiLU(),
-            nn.Linear(hidden, num_spline_parameters(num_bins) + 2),
-        )
-        # A fresh network proposes uniform rotors and the initial widths.
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
+        self.net = output_network(inputs, hidden, num_spline_parameters(num_bins) + 2)
 
     def forward(
         self,
@@ -66,9 +81,7 @@ class RotorNetwork(nn.Module):
         atom = self.atom(torch.cat([self.name_embedding(names) * known, graph], dim=-1))
         atom = torch.cat([torch.nn.functional.silu(atom), torch.zeros_like(atom[:1])])
         padded = torch.where(coordinate_atoms < 0, atom.shape[0] - 1, coordinate_atoms)
-        residue = torch.nn.functional.silu(
-            self.residue(residue_names * self.known_names.to(graph.dtype))
-        )
+        residue = self.residue(residue_names, self.known_names.to(graph.dtype))
         second = coordinate_atoms[:, 1]
         third = torch.where(coordinate_atoms[:, 2] < 0, second, coordinate_atoms[:, 2])
         features = torch.cat(
