@@ -39,7 +39,9 @@ from openmm_timewarp.proposals.backbone.network import molecule_outputs
 from openmm_timewarp.proposals.backbone.residues import (
     ResidueBackbone,
     backbone_residues,
+    free_angle_rotors,
     peptide_chain,
+    register_angle_buffers,
     residue_context,
 )
 from openmm_timewarp.proposals.ic.base import ZMatrixProposal
@@ -129,17 +131,7 @@ class ICBackboneProposal(ZMatrixProposal):
         register_walk(self, walk)
         self.register_buffer("steps", steps.double().clone())
 
-        dummy = (0, 1, 2, 3)
-        self.register_buffer("phi_atoms", torch.tensor([r.phi_atoms or dummy for r in residues]))
-        self.register_buffer("psi_atoms", torch.tensor([r.psi_atoms or dummy for r in residues]))
-        self.register_buffer(
-            "defined_phi", torch.tensor([r.phi_atoms is not None for r in residues])
-        )
-        self.register_buffer(
-            "defined_psi", torch.tensor([r.psi_atoms is not None for r in residues])
-        )
-        self.register_buffer("free_phi", torch.tensor([r.phi_rotor >= 0 for r in residues]))
-        self.register_buffer("free_psi", torch.tensor([r.psi_rotor >= 0 for r in residues]))
+        register_angle_buffers(self, residues)
         # The noise numbers of a residue: the first free angle's rotor (bin and first offset),
         # psi's rotor (second offset), and a walked coordinate's (extra selection); a move uses
         # the numbers of one kind only, so the kinds may share them.
@@ -366,10 +358,8 @@ def backbone_proposal(
         uniform_weight,
     )
     kinds = features.coordinate_kinds
-    angle_rotors = [r.phi_rotor for r in residues if r.phi_rotor >= 0]
-    angle_rotors += [r.psi_rotor for r in residues if r.psi_rotor >= 0]
     rotor = kinds == ROTOR
-    rotor[angle_rotors] = False
+    rotor[free_angle_rotors(residues)] = False
     walk = kinds != ROTOR
     steps = walk_steps(kinds, parameters, walk, walk_scale)
     return ICBackboneProposal(

@@ -40,6 +40,26 @@ class ResidueBackbone:
         return self.phi_rotor >= 0 or self.psi_rotor >= 0
 
 
+def register_angle_buffers(module: torch.nn.Module, residues: list[ResidueBackbone]) -> None:
+    """Buffers of the residues' backbone angles: ``phi_atoms`` and ``psi_atoms`` ``[E, 4]`` (a
+    dummy quadruple where the angle is undefined), ``defined_phi``, ``defined_psi``, ``free_phi``
+    and ``free_psi`` ``[E]``."""
+    dummy = (0, 1, 2, 3)
+    module.register_buffer("phi_atoms", torch.tensor([r.phi_atoms or dummy for r in residues]))
+    module.register_buffer("psi_atoms", torch.tensor([r.psi_atoms or dummy for r in residues]))
+    module.register_buffer("defined_phi", torch.tensor([r.phi_atoms is not None for r in residues]))
+    module.register_buffer("defined_psi", torch.tensor([r.psi_atoms is not None for r in residues]))
+    module.register_buffer("free_phi", torch.tensor([r.phi_rotor >= 0 for r in residues]))
+    module.register_buffer("free_psi", torch.tensor([r.psi_rotor >= 0 for r in residues]))
+
+
+def free_angle_rotors(residues: list[ResidueBackbone]) -> list[int]:
+    """The internal coordinates of the residues' free angles: the phi rotors, then the psi ones."""
+    return [r.phi_rotor for r in residues if r.phi_rotor >= 0] + [
+        r.psi_rotor for r in residues if r.psi_rotor >= 0
+    ]
+
+
 def _named_atom(residue: app.Residue, name: str) -> int:
     for atom in residue.atoms():
         if atom.name == name:

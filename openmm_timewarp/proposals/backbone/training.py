@@ -9,7 +9,12 @@ from torch import nn
 from openmm_timewarp.data.peptides import peptide_atom_vocabulary
 from openmm_timewarp.proposals.backbone.density import density_tables, log_density_at
 from openmm_timewarp.proposals.backbone.network import BackboneNetwork
-from openmm_timewarp.proposals.backbone.residues import backbone_residues, residue_context
+from openmm_timewarp.proposals.backbone.residues import (
+    backbone_residues,
+    free_angle_rotors,
+    register_angle_buffers,
+    residue_context,
+)
 from openmm_timewarp.proposals.ic.zmatrix import (
     InternalCoordinateTransform,
     build_zmatrix,
@@ -17,6 +22,7 @@ from openmm_timewarp.proposals.ic.zmatrix import (
 )
 from openmm_timewarp.proposals.rotors.densities import non_rotor_log_density, rotor_log_density
 from openmm_timewarp.proposals.rotors.features import ROTOR, molecule_features
+from openmm_timewarp.proposals.rotors.training import molecule_for
 
 
 class _Molecule(nn.Module):
@@ -32,20 +38,9 @@ class _Molecule(nn.Module):
         for field in ("names", "graph", "residue_names", "coordinate_atoms", "coordinate_kinds"):
             self.register_buffer(field, getattr(features, field).clone())
         self.register_buffer("context", residue_context(topology, residues, features))
-        dummy = (0, 1, 2, 3)
-        self.register_buffer("phi_atoms", torch.tensor([r.phi_atoms or dummy for r in residues]))
-        self.register_buffer("psi_atoms", torch.tensor([r.psi_atoms or dummy for r in residues]))
-        self.register_buffer("free_phi", torch.tensor([r.phi_rotor >= 0 for r in residues]))
-        self.register_buffer("free_psi", torch.tensor([r.psi_rotor >= 0 for r in residues]))
-        self.register_buffer(
-            "defined_phi", torch.tensor([r.phi_atoms is not None for r in residues])
-        )
-        self.register_buffer(
-            "defined_psi", torch.tensor([r.psi_atoms is not None for r in residues])
-        )
+        register_angle_buffers(self, residues)
         rotor = features.coordinate_kinds == ROTOR
-        rotor[[r.phi_rotor for r in residues if r.phi_rotor >= 0]] = False
-        rotor[[r.psi_rotor for r in residues if r.psi_rotor >= 0]] = False
+        rotor[free_angle_rotors(residues)] = False
         self.register_buffer("rotor", rotor)
         self.register_buffer("other", features.coordinate_kinds != ROTOR)
         self.transform = InternalCoordinateTransform(zmatrix)
@@ -82,10 +77,7 @@ class BackboneTrainingModel(nn.Module):
     def training_nll(
         self, x_cond: torch.Tensor, x_next: torch.Tensor, atom_types: torch.Tensor
     ) -> torch.Tensor:
-        key = tuple(atom_types.tolist())
-        if key not in self.molecules:
-            raise ValueError("atom_types are those of no molecule this model was built with")
-        molecule = self.molecules[key]
+        molecule = molecule_for(self.molecules, atom_types)
         x = x_next.double()
         q = molecule.transform.to_internal(x)[0].float()
         parameters, logits = self.network(

@@ -1,6 +1,7 @@
 """The rotor network wrapped for maximum-likelihood training on several peptides at once."""
 
 from collections.abc import Sequence
+from typing import TypeVar
 
 import torch
 from openmm import app
@@ -15,6 +16,17 @@ from openmm_timewarp.proposals.rotors.features import (
     molecule_features,
 )
 from openmm_timewarp.proposals.rotors.network import RotorNetwork, molecule_parameters
+
+Molecule = TypeVar("Molecule")
+
+
+def molecule_for(molecules: dict[tuple[int, ...], Molecule], atom_types: torch.Tensor) -> Molecule:
+    """The entry of ``molecules`` (keyed by their ``peptide-atom`` codes) whose codes
+    ``atom_types`` are; ValueError if none."""
+    key = tuple(atom_types.tolist())
+    if key not in molecules:
+        raise ValueError("atom_types are those of no molecule this model was built with")
+    return molecules[key]
 
 
 class RotorTrainingModel(nn.Module):
@@ -42,10 +54,7 @@ class RotorTrainingModel(nn.Module):
     def training_nll(
         self, x_cond: torch.Tensor, x_next: torch.Tensor, atom_types: torch.Tensor
     ) -> torch.Tensor:
-        key = tuple(atom_types.tolist())
-        if key not in self.molecules:
-            raise ValueError("atom_types are those of no molecule this model was built with")
-        features, transform = self.molecules[key]
+        features, transform = molecule_for(self.molecules, atom_types)
         q, _, _ = transform.to_internal(x_next.double())
         q = q.float()
         parameters = molecule_parameters(self.network, features)
