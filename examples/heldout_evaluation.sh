@@ -10,9 +10,10 @@
 #       the next; rerunning resumes.
 #   examples/heldout_evaluation.sh evaluate COUNT MODEL MD_BUDGET_S TIMEWARP_BUDGET_S [EXPLORATION_BUDGET_S]
 #       `timewarp heldout` on the same peptides against those references: per peptide one long
-#       md-4fs-hmr run of MD_BUDGET_S wall seconds, then Timewarp MH with MODEL for
-#       TIMEWARP_BUDGET_S (and exploration mode for EXPLORATION_BUDGET_S); results and table.md
-#       in runs/heldout-<LIST>/; rerunning resumes.
+#       md-4fs-hmr run of MD_BUDGET_S wall seconds, then Timewarp MH with MODEL (its proposal
+#       compiled for this CPU, `--compiled`, before the timed window) for TIMEWARP_BUDGET_S (and
+#       exploration mode for EXPLORATION_BUDGET_S); results and table.md in
+#       runs/heldout-<LIST>/; rerunning resumes.
 #
 # HELDOUT_LIST (dipeptides) and HELDOUT_SEED (1) choose the list and the draw.
 set -euo pipefail
@@ -43,7 +44,7 @@ evaluate)
     if [ $# -ge 4 ]; then exploration=(--exploration-budget "$4"); fi
     time timewarp heldout --held-out "$list" --count "$count" --draw-seed "$seed" --model "$1" \
         --references "$references" --md-budget "$2" --timewarp-budget "$3" "${exploration[@]}" \
-        --no-progress -o "$reports"
+        --compiled --no-progress -o "$reports"
     ;;
 *)
     echo "usage: $0 references COUNT LENGTH_NS... | evaluate COUNT MODEL MD_BUDGET_S TIMEWARP_BUDGET_S [EXPLORATION_BUDGET_S]" >&2

@@ -83,6 +83,14 @@ class TimewarpIntegrator(timewarpplugin.TimewarpIntegrator):
     model_device
         ``"auto"``: the model runs on the Context's GPU on the CUDA platform when torch has CUDA;
         ``"cpu"``: always on the CPU (faster for small models with small batches).
+    compiled
+        For a transferable model: run its proposal for this molecule as an AOTInductor package
+        compiled for this machine's CPU (on first use, about a minute; cached like the
+        TorchScript proposal) instead of TorchScript. The same proposals, several times fewer
+        seconds per call (docs/benchmarks.md); worth it for runs longer than a few minutes. Off
+        by default because it needs a C++ compiler and the minute; without a compiler it warns
+        and uses TorchScript. Other models ignore it (compile one with
+        ``openmm_timewarp.models.compiled.export_compiled``).
 
     The model file is read once, here; ``XmlSerializer`` embeds it, so a serialized integrator
     deserializes anywhere ``openmm_timewarp`` is imported.
@@ -108,8 +116,9 @@ class TimewarpIntegrator(timewarpplugin.TimewarpIntegrator):
         seed: int = 0,
         model_threads: int = 1,
         model_device: str = "auto",
+        compiled: bool = False,
     ) -> None:
-        path = model_file_for_topology(model, topology)
+        path = model_file_for_topology(model, topology, compiled)
         self._metadata = load_metadata(path)
         if atom_types is None:
             if topology is None:

@@ -17,12 +17,14 @@ from pathlib import Path
 
 import openmm
 import pytest
+import torch
 from helpers import sign_flipped_copy
-from openmm import app
+from openmm import app, unit
 
 from openmm_timewarp import TimewarpIntegrator
 from openmm_timewarp.data.peptides import build_peptide, create_system
-from openmm_timewarp.models.contract import resolve_model_path
+from openmm_timewarp.models.contract import load_model, resolve_model_path
+from openmm_timewarp.models.package import is_package
 from openmm_timewarp.models.resolve import model_file_for_topology
 
 EXAMPLE_PDB = Path(__file__).parents[1] / "examples" / "alanine-dipeptide.pdb"
@@ -43,7 +45,7 @@ def alanine_dipeptide() -> tuple[app.Topology, list]:
     return pdb.topology, pdb.positions
 
 
-def held_out_dipeptide() -> tuple[app.Topology, list]:
+def held_out_dipeptide() -> tuple[app.Topology, unit.Quantity]:
     """AS, zwitterionic, built and minimised (the held-out evaluation's protocol)."""
     modeller = build_peptide("AS", "zwitterionic")
     context = openmm.Context(
@@ -51,7 +53,7 @@ def held_out_dipeptide() -> tuple[app.Topology, list]:
     )
     context.setPositions(modeller.positions)
     openmm.LocalEnergyMinimizer.minimize(context)
-    return modeller.topology, context.getState(getPositions=True).getPositions()
+    return modeller.topology, context.getState(getPositions=True).getPositions(asNumpy=True)
 
 
 @pytest.mark.parametrize("flipped", [False, True], ids=["bundled", "flipped ratio"])
@@ -86,3 +88,46 @@ def test_peptides_model_reaches_its_documented_acceptance(flipped, tmp_path, mon
         model = sign_flipped_copy(model, tmp_path / "f.pt")
     rate = acceptance(model, topology, positions, steps=3000, seed=1)
     assert (abs(rate - 0.571) <= 0.03) != flipped, rate
+
+
+@pytest.mark.slow
+def test_compiled_peptides_proposal_is_cached_and_reaches_the_same_acceptance(
+    tmp_path, monkeypatch
+):
+    """``compiled=True``: an AOTInductor package, built once per molecule (the second request is
+    served from the cache), proposing what the TorchScript proposal proposes, so the chain reaches
+    the documented acceptance of the ``peptides`` model."""
+    monkeypatch.setenv("OPENMM_TIMEWARP_CACHE", str(tmp_path / "cache"))
+    topology, positions = held_out_dipeptide()
+    package = model_file_for_topology("peptides", topology, compiled=True)
+    assert is_package(package) and package.suffix == ".pt2"
+    built = package.stat().st_mtime_ns
+    assert model_file_for_topology("peptides", topology, compiled=True) == package
+    assert package.stat().st_mtime_ns == built
+    script = model_file_for_topology("peptides", topology)
+    assert script != package and not is_package(script)
+    x = torch.tensor(positions.value_in_unit(unit.nanometer), dtype=torch.float32)
+    types = torch.arange(topology.getNumAtoms())
+    noise = torch.randn(8, topology.getNumAtoms(), 3, generator=torch.Generator().manual_seed(0))
+    (compiled_model, _), (script_model, _) = load_model(package), load_model(script)
+    for a, b in zip(compiled_model(x, types, noise), script_model(x, types, noise), strict=True):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-4)
+    integrator = TimewarpIntegrator("peptides", 310, topology=topology, seed=1, compiled=True)
+    context = openmm.Context(create_system(topology), integrator, REFERENCE)
+    context.setPositions(positions)
+    integrator.step(3000)
+    assert abs(integrator.getAcceptanceRate() - 0.571) <= 0.03
+
+
+def test_a_failed_compile_falls_back_to_torchscript_with_a_warning(tmp_path, monkeypatch):
+    from openmm_timewarp.models import resolve
+
+    def no_compiler(*args) -> None:
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setenv("OPENMM_TIMEWARP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(resolve, "_compile", no_compiler)
+    topology, _ = alanine_dipeptide()
+    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler.*TorchScript"):
+        path = model_file_for_topology("peptides", topology, compiled=True)
+    assert path == model_file_for_topology("peptides", topology) and not is_package(path)

@@ -88,6 +88,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=defaults.torch_threads,
         help="threads for the proposal model (default 1, like the Reference platform)",
     )
+    parser.add_argument(
+        "--compiled",
+        action="store_true",
+        help="run a transferable model's proposal as an AOTInductor package compiled for this "
+        "CPU (once per molecule, about a minute; several times faster per call)",
+    )
     parser.add_argument("--platform", default=defaults.platform)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -125,6 +131,7 @@ def _benchmark_command(args: argparse.Namespace) -> int:
         tica_lag_ps=args.tica_lag_ps,
         seed=args.seed,
         torch_threads=args.torch_threads,
+        compiled=args.compiled,
     )
     run_benchmark(
         args.sequence,

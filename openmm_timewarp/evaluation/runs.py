@@ -76,6 +76,7 @@ def _make_integrator(
         exploration_threshold=settings.exploration_threshold_kj_mol,
         seed=seed,
         model_threads=settings.torch_threads,
+        compiled=settings.compiled,
     )
 
 

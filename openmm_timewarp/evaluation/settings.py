@@ -69,6 +69,9 @@ class BenchmarkSettings:
     #: threaded Reference platform, keeps the comparison on equal hardware; more threads than free
     #: cores make model calls many times slower on a busy machine.
     torch_threads: int = 1
+    #: Run a transferable model's proposal compiled (``TimewarpIntegrator(compiled=True)``); the
+    #: compile happens once per molecule, before any timed window.
+    compiled: bool = False
 
     def __post_init__(self) -> None:
         unknown = set(self.samplers) - set(SAMPLERS)

@@ -8,19 +8,25 @@ returns; :func:`load_model` and :func:`load_metadata` read a file given by name 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import platform
 import stat
+import warnings
 from pathlib import Path
 
 import torch
 from openmm import app
 
 from openmm_timewarp.files import file_sha256, write_atomically
+from openmm_timewarp.models.compiled import export_compiled
 from openmm_timewarp.models.files import export, read_metadata, read_model
 from openmm_timewarp.models.metadata import METADATA_FILE, ModelMetadata
 from openmm_timewarp.models.package import CompiledProposal, is_package, package_metadata
 from openmm_timewarp.proposals.backbone.proposal import backbone_proposal
 from openmm_timewarp.proposals.rotors.proposal import rotor_proposal
+
+logger = logging.getLogger(__name__)
 
 BUNDLED_MODEL_DIR = Path(__file__).parent
 #: The code that builds a transferable model's proposal and writes it: its text is part of the
@@ -104,13 +110,20 @@ def _valid_cache_entry(cached: Path, record: Path) -> bool:
     return record.read_text().strip() == file_sha256(cached)
 
 
-def model_file_for_topology(model: str | os.PathLike, topology: app.Topology | None) -> Path:
+def model_file_for_topology(
+    model: str | os.PathLike, topology: app.Topology | None, compiled: bool = False
+) -> Path:
     """The file to load for ``model`` on ``topology``: the model's own file, or for a
     transferable network (``ic-rotor``, ``ic-backbone``) its proposal for this molecule.
 
     That proposal is built on first use and cached (``$OPENMM_TIMEWARP_CACHE``, else
     ``~/.cache/openmm-timewarp``) under a hash of the model file, the molecule and the code that
-    builds proposals, so later loads and checkpoints find it.
+    builds proposals, so later loads and checkpoints find it. With ``compiled`` the cached
+    proposal is an AOTInductor package for this machine's CPU and torch
+    (:func:`openmm_timewarp.models.compiled.export_compiled`; about a minute on first use, a C++
+    compiler needed): the same proposals to float32 rounding at a fraction of TorchScript's cost
+    per call (docs/benchmarks.md, "Compiled proposals for the transferable model"). Where
+    compiling fails, the TorchScript proposal is returned with a warning.
     """
     path = resolve_model_path(model).resolve()
     metadata = load_metadata(path)
@@ -134,7 +147,13 @@ def model_file_for_topology(model: str | os.PathLike, topology: app.Topology | N
         digest.update(f"{bond[0].index}-{bond[1].index};".encode())
     cached = _cache_dir() / f"{metadata.name}-{digest.hexdigest()[:20]}.pt"
     record = cached.with_name(f"{cached.name}.sha256")
-    if _valid_cache_entry(cached, record):
+    # A package is native code: kept per instruction set and torch build.
+    digest.update(f"{torch.__version__};{_cpu_flags()}".encode())
+    package = cached.with_name(f"{metadata.name}-{digest.hexdigest()[:20]}.pt2")
+    package_record = package.with_name(f"{package.name}.sha256")
+    if compiled and _valid_cache_entry(package, package_record):
+        return package
+    if not compiled and _valid_cache_entry(cached, record):
         return cached
     network, _ = load_model(path)
     proposal = build_proposal(network, topology)
@@ -149,9 +168,44 @@ def model_file_for_topology(model: str | os.PathLike, topology: app.Topology | N
     )
     # The model first, then its record: a file without a matching record is rebuilt, never
     # trusted.
+    if compiled:
+        try:
+            _compile(proposal, package, molecule)
+        except Exception as error:  # no C++ compiler, or an op Inductor cannot lower
+            warnings.warn(
+                f"could not compile the proposal for {_sequence(topology)} ({error}); using "
+                "the TorchScript proposal, which is slower per call",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        else:
+            write_atomically(package_record, file_sha256(package))
+            return package
+        if _valid_cache_entry(cached, record):
+            return cached
     export(proposal, cached, molecule)
     write_atomically(record, file_sha256(cached))
     return cached
+
+
+def _compile(proposal: torch.nn.Module, package: Path, molecule: ModelMetadata) -> None:
+    """Compile ``proposal`` into ``package``, saying why the first use takes a while."""
+    logger.warning("compiling the proposal of %s (once per molecule and machine)", molecule.name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        export_compiled(proposal, package, molecule)
+
+
+def _cpu_flags() -> str:
+    """The CPU's instruction-set flags (Linux), else the machine's architecture."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
 
 
 def _sequence(topology: app.Topology) -> str:
