@@ -1,8 +1,10 @@
 """The two model formats side by side: TorchScript and AOTInductor packages.
 
 For each case (a bundled model on a molecule, as in bench/model_cost.py) the proposal is
-rebuilt as an eager module from its TorchScript file, compiled with
-``openmm_timewarp.models.compiled.export_compiled`` (the time is printed), and both files run in
+compiled (the time is printed): a transferable model's per-molecule proposal the way
+``TimewarpIntegrator(compiled=True)`` does it (``model_file_for_topology(..., compiled=True)``,
+into a fresh cache), the alanine-dipeptide model rebuilt as an eager module from its TorchScript
+file and compiled with ``openmm_timewarp.models.compiled.export_compiled``. Both files run in
 the same process: one TimewarpIntegrator chain per format and batch on the Reference platform
 (steps/s, model and energy seconds per step from getModelSeconds / getEnergySeconds), then the
 model alone, best wall time per ``forward`` call at each batch size, one thread.  Compiling took
@@ -31,17 +33,21 @@ from openmm_timewarp.models.compiled import export_compiled
 from openmm_timewarp.models.contract import load_metadata, load_model
 from openmm_timewarp.models.resolve import model_file_for_topology
 from openmm_timewarp.proposals.ic.families import rebuild_with_reference
-from openmm_timewarp.proposals.rotors.proposal import rotor_proposal
 
 
-def eager_proposal(case, topology, positions) -> torch.nn.Module:
-    """The case's proposal as the eager module that its TorchScript file was scripted from."""
-    if case.model == "alanine-dipeptide":
-        scripted, metadata = load_model(case.model)
-        reference = torch.tensor(positions.value_in_unit(unit.nanometer), dtype=torch.float32)
-        return rebuild_with_reference(scripted.proposal, metadata, topology, reference[None])
-    network, _ = load_model(case.model)
-    return rotor_proposal(network, topology).eval()
+def compiled_package(case, topology, positions, script: Path, folder: Path) -> Path:
+    """The case's proposal compiled: as the integrator compiles a transferable model's, or the
+    bundled alanine-dipeptide model rebuilt as the eager module it was scripted from."""
+    if case.model != "alanine-dipeptide":
+        return model_file_for_topology(case.model, topology, compiled=True)
+    scripted, metadata = load_model(case.model)
+    reference = torch.tensor(positions.value_in_unit(unit.nanometer), dtype=torch.float32)
+    return export_compiled(
+        rebuild_with_reference(scripted.proposal, metadata, topology, reference[None]),
+        folder / f"{script.stem}.pt2",
+        load_metadata(script),
+        reference,
+    )
 
 
 def main() -> None:
@@ -59,18 +65,15 @@ def main() -> None:
     print(f"load average at start: {os.getloadavg()}")
     rows, calls = [], []
     with tempfile.TemporaryDirectory() as folder:
+        # A fresh cache, so each transferable proposal is compiled (and timed) here.
+        os.environ["OPENMM_TIMEWARP_CACHE"] = str(Path(folder) / "cache")
         for case in CASES:
             if case.label not in args.cases:
                 continue
             topology, system, positions = prepared(case)
             script = model_file_for_topology(case.model, topology)
             start = time.perf_counter()
-            package = export_compiled(
-                eager_proposal(case, topology, positions),
-                Path(folder) / f"{script.stem}.pt2",
-                load_metadata(script),
-                torch.tensor(positions.value_in_unit(unit.nanometer), dtype=torch.float32),
-            )
+            package = compiled_package(case, topology, positions, script, Path(folder))
             print(f"{case.label}: export and compile {time.perf_counter() - start:.0f} s")
             independent = case.model == "alanine-dipeptide"
             for name, path in (("TorchScript", script), ("AOTInductor", package)):
