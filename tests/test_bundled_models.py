@@ -13,8 +13,10 @@ barely changes, hence its narrower band. Contract shapes and "accepted > 0" woul
 weights or a flipped ratio; these would not.
 """
 
+import json
 from pathlib import Path
 
+import numpy as np
 import openmm
 import pytest
 import torch
@@ -22,6 +24,7 @@ from helpers import sign_flipped_copy
 from openmm import app, unit
 
 from openmm_timewarp import TimewarpIntegrator
+from openmm_timewarp.cli import main as cli_main
 from openmm_timewarp.data.peptides import build_peptide, create_system
 from openmm_timewarp.models.contract import load_model, resolve_model_path
 from openmm_timewarp.models.package import is_package
@@ -117,6 +120,33 @@ def test_compiled_peptides_proposal_is_cached_and_reaches_the_same_acceptance(
     context.setPositions(positions)
     integrator.step(3000)
     assert abs(integrator.getAcceptanceRate() - 0.571) <= 0.03
+    # `timewarp sample --compiled`: served from the cache, the same chains as TorchScript's.
+    acceptances = {}
+    for flags in ([], ["--compiled"]):
+        output = tmp_path / f"chains{len(flags)}"
+        arguments = ["sample", "peptides", "AS", "--termini", "zwitterionic", "--steps", "1000"]
+        assert (
+            cli_main(
+                [
+                    *arguments,
+                    "--chains-per-peptide",
+                    "2",
+                    "--no-progress",
+                    "-o",
+                    str(output),
+                    *flags,
+                ]
+            )
+            == 0
+        )
+        records = [
+            json.loads(path.read_text()) for path in sorted(output.glob("*/statistics.json"))
+        ]
+        assert len(records) == 2
+        assert {Path(record["model"]).suffix for record in records} == {".pt2" if flags else ".pt"}
+        acceptances[bool(flags)] = [record["accepted"] / record["proposals"] for record in records]
+    assert package.stat().st_mtime_ns == built
+    assert np.allclose(acceptances[True], acceptances[False], atol=0.02), acceptances
 
 
 def test_a_failed_compile_falls_back_to_torchscript_with_a_warning(tmp_path, monkeypatch):

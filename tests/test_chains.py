@@ -424,6 +424,8 @@ def test_bad_inputs_are_refused(mixed_specs, tmp_path):
         ChainSampler([spec, spec], tmp_path)
     with pytest.raises(ValueError, match="trajectory_interval"):
         ChainSampler([spec], tmp_path, trajectory_interval=0)
+    with pytest.raises(ValueError, match="compiled for the CPU"):
+        ChainSampler([spec], tmp_path, device="cuda", compiled=True)
     two_atoms = export_simple_proposal(
         GaussianRandomWalk(0.01), tmp_path / "two.pt", num_atoms=2, atom_types=ELEMENTS
     )

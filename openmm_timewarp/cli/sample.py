@@ -44,6 +44,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--checkpoint-interval", type=int, default=10_000, help="steps")
     parser.add_argument("--max-proposals", type=int, default=64, help="largest K per model call")
     parser.add_argument("--platform", default="Reference", help="OpenMM platform of the chains")
+    parser.add_argument(
+        "--compiled",
+        action="store_true",
+        help="run a transferable model's proposals as AOTInductor packages compiled for this "
+        "CPU (once per molecule, about a minute; cached)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     parser.set_defaults(handler=_sample_command)
@@ -66,6 +72,7 @@ def _sample_command(args: argparse.Namespace) -> int:
         trajectory_interval=args.trajectory_interval,
         checkpoint_interval=args.checkpoint_interval,
         platform=args.platform,
+        compiled=args.compiled,
     )
     for statistics in sampler.run(args.steps, progress=rank == 0 and not args.no_progress):
         print(

@@ -277,6 +277,9 @@ class ChainSampler:
         The OpenMM platform of the chains' Contexts (default Reference).
     device
         Where the proposal models run; default :func:`model_device`.
+    compiled
+        Run a transferable model's proposals as AOTInductor packages compiled for this CPU
+        (``TimewarpIntegrator``'s ``compiled``); a chain resumes only with the format it began in.
     """
 
     def __init__(
@@ -289,6 +292,7 @@ class ChainSampler:
         checkpoint_interval: int = 10_000,
         platform: str = "Reference",
         device: torch.device | str | None = None,
+        compiled: bool = False,
     ) -> None:
         names = [spec.name for spec in chains]
         if len(set(names)) != len(names):
@@ -304,6 +308,11 @@ class ChainSampler:
         self.max_proposals = max_proposals
         self.checkpoint_interval = checkpoint_interval
         self.device = torch.device(device) if device is not None else model_device()
+        if compiled and self.device.type != "cpu":
+            raise ValueError(
+                f"compiled proposals are compiled for the CPU; run them there (device='cpu') or "
+                f"use TorchScript on {self.device} (compiled=False)"
+            )
         openmm_platform = openmm.Platform.getPlatformByName(platform)
         self.groups: list[_Group] = []
         self.chains: list[_Chain] = []  # in the order given
@@ -313,7 +322,7 @@ class ChainSampler:
             metropolis.check_system(
                 spec.system, spec.positions, spec.topology, f"chain {spec.name}"
             )
-            path = model_file_for_topology(spec.model, spec.topology)
+            path = model_file_for_topology(spec.model, spec.topology, compiled)
             if path not in modules:
                 modules[path] = _load_chain_model(path, self.device)
             module, metadata = modules[path]
