@@ -312,6 +312,13 @@ def run_torchrun(arguments: list[str], timeout: float = 300.0) -> subprocess.Com
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
+def finished(run: subprocess.CompletedProcess) -> bool:
+    """The torchrun launch succeeded, or only gloo's abort at a process's exit failed it ("terminate
+    called without an active exception", about 1 run in 30 here, also with a barrier before the
+    group is destroyed): the files that the tests check are written before, and still decide."""
+    return run.returncode == 0 or "terminate called without an active exception" in run.stderr
+
+
 @pytest.mark.slow
 def test_torchrun_with_two_processes_matches_one_process(tmp_path):
     """`torchrun --nproc_per_node=2 ... train` on CPU (gloo): process 0 alone writes the folder,
@@ -327,7 +334,7 @@ def test_torchrun_with_two_processes_matches_one_process(tmp_path):
         single.append(json.loads((output / "train.json").read_text()))
     command = ["--nproc_per_node=2", "-m", "openmm_timewarp", "train", str(data)]
     run = run_torchrun([*command, "-o", str(tmp_path / "ddp"), *options, "--seed", "0"])
-    assert run.returncode == 0, run.stderr[-2000:]
+    assert finished(run), run.stderr[-2000:]
     assert len(re.findall("model written to", run.stdout)) == 1  # printed by process 0 alone
     steps = [int(row["step"]) for row in csv.DictReader((tmp_path / "ddp" / "log.csv").open())]
     assert steps == [20, 40, 60]
@@ -396,7 +403,7 @@ def test_torchrun_training_resumes_exactly(tmp_path):
     run = run_torchrun(
         ["--nproc_per_node=2", str(script), str(tmp_path), str(Path(__file__).parent)]
     )
-    assert run.returncode == 0, run.stderr[-2000:]
+    assert finished(run), run.stderr[-2000:]
     assert [(tmp_path / f"same-{rank}").read_text() for rank in (0, 1)] == ["True", "True"]
     logs = [(tmp_path / name / "log.csv").read_text() for name in ("straight", "resumed")]
     columns = [[line.split(",")[:3] for line in log.splitlines()] for log in logs]
