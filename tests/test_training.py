@@ -314,8 +314,8 @@ def run_torchrun(arguments: list[str], timeout: float = 300.0) -> subprocess.Com
 
 def finished(run: subprocess.CompletedProcess) -> bool:
     """The torchrun launch succeeded, or only gloo's abort at a process's exit failed it ("terminate
-    called without an active exception", about 1 run in 30 here, also with a barrier before the
-    group is destroyed): the files that the tests check are written before, and still decide."""
+    called without an active exception", about 1 run in 30 here, also with a barrier before
+    ``destroy_process_group``): the files that the tests check are written before, and decide."""
     return run.returncode == 0 or "terminate called without an active exception" in run.stderr
 
 
