@@ -30,8 +30,7 @@ from openmm_timewarp import TimewarpIntegrator, export
 from openmm_timewarp.data.peptides import build_peptide, create_system
 from openmm_timewarp.data.splits import load_split
 from openmm_timewarp.evaluation.metrics import integrated_autocorrelation_time
-from openmm_timewarp.models.metadata import ModelMetadata
-from openmm_timewarp.models.resolve import load_model, resolve_model_path
+from openmm_timewarp.models.resolve import load_model, molecule_metadata, resolve_model_path
 from openmm_timewarp.proposals.backbone.proposal import backbone_proposal
 
 FRAME_INTERVAL = 10
@@ -73,7 +72,11 @@ def run_chain(path: Path, topology, system, positions, steps: int, seed: int):
     frames = []
     for _ in range(steps // FRAME_INTERVAL):
         integrator.step(FRAME_INTERVAL)
-        frames.append(context.getState(getPositions=True).getPositions(asNumpy=True)._value)
+        frames.append(
+            context.getState(getPositions=True)
+            .getPositions(asNumpy=True)
+            .value_in_unit(unit.nanometer)
+        )
     return integrator.getAcceptanceRate(), np.asarray(frames, dtype=np.float32)
 
 
@@ -103,15 +106,7 @@ def main() -> None:
             first = None
             for backbone_weight, rotor_weight in mixtures:
                 proposal = backbone_proposal(network, topology, backbone_weight, rotor_weight)
-                molecule = ModelMetadata.for_molecule(
-                    proposal.labels,
-                    name=f"{metadata.name} for {sequence}",
-                    family=metadata.family,
-                    tau_ps=metadata.tau_ps,
-                    temperature_K=metadata.temperature_K,
-                    forcefield=metadata.forcefield,
-                    training={},
-                )
+                molecule = molecule_metadata(metadata, proposal, topology)
                 path = export(proposal, Path(folder) / f"{sequence}.pt", molecule)
                 acceptance, frames = run_chain(
                     path, topology, system, positions, args.steps, args.seed

@@ -125,20 +125,8 @@ def test_compiled_peptides_proposal_is_cached_and_reaches_the_same_acceptance(
     for flags in ([], ["--compiled"]):
         output = tmp_path / f"chains{len(flags)}"
         arguments = ["sample", "peptides", "AS", "--termini", "zwitterionic", "--steps", "1000"]
-        assert (
-            cli_main(
-                [
-                    *arguments,
-                    "--chains-per-peptide",
-                    "2",
-                    "--no-progress",
-                    "-o",
-                    str(output),
-                    *flags,
-                ]
-            )
-            == 0
-        )
+        arguments += ["--chains-per-peptide", "2", "--no-progress", "-o", str(output), *flags]
+        assert cli_main(arguments) == 0
         records = [
             json.loads(path.read_text()) for path in sorted(output.glob("*/statistics.json"))
         ]

@@ -157,15 +157,7 @@ def model_file_for_topology(
         return cached
     network, _ = load_model(path)
     proposal = build_proposal(network, topology)
-    molecule = ModelMetadata.for_molecule(
-        proposal.labels,
-        name=f"{metadata.name} for {_sequence(topology)}",
-        family=metadata.family,
-        tau_ps=metadata.tau_ps,
-        temperature_K=metadata.temperature_K,
-        forcefield=metadata.forcefield,
-        training={"transferable_model": metadata.name, **metadata.training},
-    )
+    molecule = molecule_metadata(metadata, proposal, topology)
     # The model first, then its record: a file without a matching record is rebuilt, never
     # trusted.
     if compiled:
@@ -186,6 +178,21 @@ def model_file_for_topology(
     export(proposal, cached, molecule)
     write_atomically(record, file_sha256(cached))
     return cached
+
+
+def molecule_metadata(
+    metadata: ModelMetadata, proposal: torch.nn.Module, topology: app.Topology
+) -> ModelMetadata:
+    """The metadata of a transferable model's (``metadata``) proposal built for ``topology``."""
+    return ModelMetadata.for_molecule(
+        proposal.labels,
+        name=f"{metadata.name} for {_sequence(topology)}",
+        family=metadata.family,
+        tau_ps=metadata.tau_ps,
+        temperature_K=metadata.temperature_K,
+        forcefield=metadata.forcefield,
+        training={"transferable_model": metadata.name, **metadata.training},
+    )
 
 
 def _compile(proposal: torch.nn.Module, package: Path, molecule: ModelMetadata) -> None:
