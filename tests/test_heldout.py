@@ -74,6 +74,20 @@ def test_every_residue_with_a_backbone_dihedral_has_its_basins(sequence, termini
     assert set(populations) == {f"{r}:{b}" for r, basins in expected.items() for b in basins}
 
 
+def test_reference_basins_pool_md_thinned_to_the_reference_interval():
+    pdb = build_peptide("A", "capped")
+    topology = mdtraj.Topology.from_openmm(pdb.topology)
+    positions = np.array(pdb.positions.value_in_unit(unit.nanometer))
+    reference = mdtraj.Trajectory(np.repeat(positions[None], 4, axis=0), topology)
+    md = mdtraj.Trajectory(np.repeat(positions[None], 8, axis=0), topology)
+    ((name, _, labels, basins),) = heldout._residue_basins(reference)
+    pooled = heldout._reference_basins([reference], 1.0, md, 0.5)
+    # 4 reference frames and every second of MD's 8: one basin, fully populated.
+    assert pooled[f"{name}:{basins[labels[0]]}"]["population"] == 1.0
+    with pytest.raises(ValueError, match="cannot be thinned"):
+        heldout._reference_basins([reference], 1.0, md, 0.3)
+
+
 def _ess(value: float, error: float, closed: bool = True) -> dict:
     return {"ess_per_s": value, "ess_per_s_error": error, "window_closed": closed}
 
@@ -242,7 +256,10 @@ def test_short_evaluation_writes_results_and_resumes(
     assert result["states"] and set(result["states"]) <= {"beta", "alphaR", "alphaL", "C7ax"}
     mode = result["exploration_mode"]
     assert mode["wall_s"] >= 0.5 and mode["ratio"]["bound"] in (None, "lower", "upper")
-    assert json.loads((output / "A-capped" / heldout.RESULT_FILE).read_text()) == result
+    assert result["basin_reference"]["runs"] == ["reference", MD_PRACTICAL]
+    assert result["basin_reference"]["simulated_ns"] > result["md"]["simulated_ns"]
+    result_file = output / "A-capped" / heldout.RESULT_FILE
+    assert json.loads(result_file.read_text()) == result
     assert "| A (capped) | 22 |" in (output / heldout.TABLE_FILE).read_text()
 
     # A finished peptide is read back without running anything.
@@ -255,6 +272,18 @@ def test_short_evaluation_writes_results_and_resumes(
         ["A"], walk_model, output, settings, termini="capped", references=references, log=str
     )
     assert again == result
+    # A result from before the basins were pooled with MD's run is brought up to date on read-back
+    # from the saved frames, Timewarp's populations kept.
+    earlier = {k: v for k, v in result.items() if k != "basin_reference"}
+    earlier["basins"] = {
+        name: dict(record, reference=0.0, reference_error=1.0)
+        for name, record in result["basins"].items()
+    }
+    result_file.write_text(json.dumps(earlier))
+    (upgraded,) = heldout.run_heldout(
+        ["A"], walk_model, output, settings, termini="capped", references=references, log=str
+    )
+    assert upgraded == result and json.loads(result_file.read_text()) == result
     # A failing peptide is named: here its reference holds another molecule.
     (references / "G").symlink_to(reference_dir)
     with pytest.raises(RuntimeError, match=r"G \(capped\): the reference .* another molecule"):

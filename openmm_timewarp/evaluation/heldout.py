@@ -5,27 +5,30 @@ For peptides drawn at random (with a printed seed) from a held-out list, each in
 
 1. the reference MD (:mod:`openmm_timewarp.evaluation.md_reference`: a ``timewarp simulate``
    folder given per sequence, or the data-protocol run generated and cached) gives the TICA model,
-   the backbone-basin populations and the states to find;
+   the states to find and, with MD's long run (step 2), the backbone-basin populations;
 2. one MD baseline runs for ``md_budget_s`` exactly as ``timewarp md-rate`` runs it
    (:func:`~openmm_timewarp.evaluation.md_rates.record_long_runs`, in ``md/<baseline>/``, kept once
    complete); its rate per coordinate counts only where the run is 20 integrated autocorrelation
    times long with its window closed (:func:`~openmm_timewarp.evaluation.md_rates.long_run_rates`);
 3. Timewarp (MH) with the model runs for ``timewarp_budget_s`` on the same platform from the same
    start, then ``result.json`` is written (atomically, last): ESS/s ratios for MD's slowest
-   backbone dihedral and TIC0 with errors, backbone-basin populations against the reference, and
-   the time both took to visit every state the reference visits
-   (:mod:`openmm_timewarp.evaluation.heldout_table`); with ``exploration_budget_s``, also that of
-   Timewarp in exploration mode (not exact: an energy threshold instead of MH), run after MH.
+   backbone dihedral and TIC0 with errors, backbone-basin populations against the reference and
+   MD's long run together (one set of chains), and the time both took to visit every state
+   the reference visits (:mod:`openmm_timewarp.evaluation.heldout_table`); with
+   ``exploration_budget_s``, also that of Timewarp in exploration mode (not exact: an energy
+   threshold instead of MH), run after MH.
 
-A peptide with ``result.json`` is read back; an interrupted one resumes at the first unfinished
-step. ``request.json`` keeps what was asked (peptides, model, settings), and a rerun that asks for
-something else is refused. ``table.md`` holds the table of the finished peptides.
+A peptide with ``result.json`` is read back (one written before the basins were measured
+against MD's run too is brought up to date from its saved frames); an interrupted one resumes at
+the first unfinished step. ``request.json`` keeps what was asked (peptides, model, settings), and a
+rerun that asks for something else is refused. ``table.md`` holds the finished peptides' table.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -46,6 +49,7 @@ from openmm_timewarp.evaluation.md_rates import (
 from openmm_timewarp.evaluation.md_reference import (
     Reference,
     load_reference,
+    read_reference_trajectories,
     reference_folder,
     starting_frames,
 )
@@ -195,6 +199,67 @@ def _states_and_basins(trajectories: Sequence[mdtraj.Trajectory]) -> tuple[list,
     return states, populations
 
 
+def _reference_basins(
+    reference_trajectories: Sequence[mdtraj.Trajectory],
+    reference_interval_ps: float,
+    md_trajectory: mdtraj.Trajectory,
+    md_interval_ps: float,
+) -> dict:
+    """Every ``residue:basin`` population of the reference runs and MD's long run as one set of
+    chains, MD's frames thinned to the references' interval.
+
+    MD's run samples the same distribution (its masses and time step change the dynamics only)
+    and is often ten times longer than the references: it decides the rare basins, phi > 0
+    included, that short references miss. Chains of one frame interval share one
+    autocorrelation estimate; weighting separate runs by their ESS instead would let a short
+    reference that never left a basin outweigh a long run with its fast within-basin ESS.
+    """
+    stride = round(reference_interval_ps / md_interval_ps)
+    if stride < 1 or not math.isclose(stride * md_interval_ps, reference_interval_ps):
+        raise ValueError(
+            f"MD's frames ({md_interval_ps} ps apart) cannot be thinned to the reference's "
+            f"interval ({reference_interval_ps} ps); record MD with an --md-frame-interval-ps "
+            "that divides it"
+        )
+    _, populations = _states_and_basins([*reference_trajectories, md_trajectory[::stride]])
+    return populations
+
+
+def _basin_record(
+    timewarp_basins: dict, reference_basins: dict, reference_ns: float, md: dict
+) -> dict:
+    """The basins' deviations and what they were measured against."""
+    return {
+        "basins": {
+            name: heldout_table.population_deviation(timewarp_basins[name], reference_basins[name])
+            for name in reference_basins
+        },
+        "basin_reference": {
+            "runs": ["reference", md["baseline"]],
+            "simulated_ns": reference_ns + md["simulated_ns"],
+        },
+    }
+
+
+def _with_pooled_basins(
+    result: dict, folder: Path, settings: HeldoutSettings, reference_dir: Path
+) -> dict:
+    """A result written before the basins were measured against the reference and MD's run
+    together, brought up to date from its saved MD frames (Timewarp's populations are kept)."""
+    topology, _ = peptide_system(result["sequence"], result["termini"])
+    md_topology = mdtraj.Topology.from_openmm(topology)
+    references, interval_ps = read_reference_trajectories(reference_dir, topology)
+    frames = np.load(folder / "md" / settings.md_baseline / FRAMES_FILE)
+    pooled = _reference_basins(
+        references,
+        interval_ps,
+        mdtraj.Trajectory(frames, md_topology),
+        result["md"]["frame_interval_ps"],
+    )
+    reference_ns = sum(len(t) for t in references) * interval_ps / 1000.0
+    return dict(result, **_basin_record(result["basins"], pooled, reference_ns, result["md"]))
+
+
 def _first_visit_of_all(
     states: np.ndarray, times: np.ndarray, wanted: Sequence[str]
 ) -> float | None:
@@ -219,9 +284,13 @@ def evaluate_peptide(
 ) -> dict:
     """Evaluate one peptide in ``folder`` (or read back its finished result); see the module."""
     folder = Path(folder)
-    if (folder / RESULT_FILE).is_file():
-        return json.loads((folder / RESULT_FILE).read_text())
     bench = settings.benchmark
+    if (folder / RESULT_FILE).is_file():
+        result = json.loads((folder / RESULT_FILE).read_text())
+        if "basin_reference" not in result:
+            result = _with_pooled_basins(result, folder, settings, Path(result["reference"]))
+            write_json_atomically(folder / RESULT_FILE, result)
+        return result
     md_settings = BenchmarkSettings(
         **dict(
             asdict(bench),
@@ -352,13 +421,23 @@ def _compare(
         "slowest_dihedral": heldout_table.rate_ratio(timewarp["ess"][slowest], md["ess"][slowest]),
         "tic0": heldout_table.rate_ratio(timewarp["ess"]["tic0"], md["ess"]["tic0"]),
     }
-    reference_states, reference_basins = _states_and_basins(reference.trajectories)
+    reference_states, _ = _states_and_basins(reference.trajectories)
     (timewarp_states,), timewarp_basins = _states_and_basins([timewarp_trajectory])
     (md_states,), _ = _states_and_basins([md_trajectory])
-    basins = {
-        name: heldout_table.population_deviation(timewarp_basins[name], reference_basins[name])
-        for name in reference_basins
-    }
+    reference_ns = (
+        sum(len(t) for t in reference.trajectories) * reference.frame_interval_ps / 1000.0
+    )
+    basins = _basin_record(
+        timewarp_basins,
+        _reference_basins(
+            reference.trajectories,
+            reference.frame_interval_ps,
+            md_trajectory,
+            md["frame_interval_ps"],
+        ),
+        reference_ns,
+        md,
+    )
     pooled = np.concatenate(reference_states)
     names, counts = np.unique(pooled, return_counts=True)
     wanted = [
@@ -389,7 +468,7 @@ def _compare(
         "md_rates": {key: {k: rate[k] for k in kept} for key, rate in md["ess"].items()},
         "slowest_dihedral": slowest,
         "ratios": ratios,
-        "basins": basins,
+        **basins,
         "states": wanted,
         "exploration": {
             "times_s": list(times),

@@ -228,6 +228,7 @@ def table(results: Sequence[dict]) -> str:
         "autocorrelation times or its window did not close: its rate is not used (no median). "
         "‡ Timewarp's window did not close (its ESS an upper bound): not used in the median. "
         "Exploration: >= where MD never visited every state (its run length used), <= where "
-        "Timewarp never did; the exploration median takes such bounds at their value.",
+        "Timewarp never did; the exploration median takes such bounds at their value. Basins: "
+        "Timewarp's populations against the reference runs and MD's long run pooled.",
     ]
     return "\n".join(lines)
