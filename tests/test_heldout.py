@@ -261,6 +261,7 @@ def test_short_evaluation_writes_results_and_resumes(
     result_file = output / "A-capped" / heldout.RESULT_FILE
     assert json.loads(result_file.read_text()) == result
     assert "| A (capped) | 22 |" in (output / heldout.TABLE_FILE).read_text()
+    assert (output / heldout.PLOT_FILE).read_bytes().startswith(b"\x89PNG")
 
     # A finished peptide is read back without running anything.
     def no_run(*args, **kwargs):

@@ -21,7 +21,8 @@ For peptides drawn at random (with a printed seed) from a held-out list, each in
 A peptide with ``result.json`` is read back (one written before the basins were measured
 against MD's run too is brought up to date from its saved frames); an interrupted one resumes at
 the first unfinished step. ``request.json`` keeps what was asked (peptides, model, settings), and a
-rerun that asks for something else is refused. ``table.md`` holds the finished peptides' table.
+rerun that asks for something else is refused. ``table.md`` holds the finished peptides' table,
+``speedups.png`` their ratios with error bars.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from openmm_timewarp.evaluation.md_reference import (
     reference_folder,
     starting_frames,
 )
+from openmm_timewarp.evaluation.plots import write_heldout_plot
 from openmm_timewarp.evaluation.report import machine_record, model_summary
 from openmm_timewarp.evaluation.runs import Chain, budget_progress, peptide_system, run_chain
 from openmm_timewarp.evaluation.settings import (
@@ -69,6 +71,7 @@ mdtraj = require("mdtraj")
 REQUEST_FILE = "request.json"
 RESULT_FILE = "result.json"
 TABLE_FILE = "table.md"
+PLOT_FILE = "speedups.png"
 
 
 def _held_out(kind: str) -> Callable[[], Sequence[str]]:
@@ -531,4 +534,5 @@ def run_heldout(
             raise RuntimeError(f"{sequence} ({termini}): {error}") from error
         results.append(result)
         write_atomically(output_dir / TABLE_FILE, heldout_table.table(results) + "\n")
+    write_heldout_plot(results, output_dir / PLOT_FILE)
     return results

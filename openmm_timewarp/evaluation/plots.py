@@ -1,5 +1,5 @@
-"""The benchmark's PNG plots: Ramachandran free energies, TIC0 free energy, autocorrelation
-against wall-clock lag, discovery curves."""
+"""The PNG plots: the benchmark's Ramachandran free energies, TIC0 free energy, autocorrelation
+against wall-clock lag and discovery curves; the held-out evaluation's speed-ups per peptide."""
 
 from __future__ import annotations
 
@@ -93,6 +93,45 @@ def write_plots(report: dict, data: dict, reference: Reference, output_dir: Path
     files["discovery"] = _save(figure, output_dir / "discovery.png")
     plt.close("all")
     return files
+
+
+def write_heldout_plot(results: list[dict], path: Path) -> str:
+    """Timewarp's ESS/s over MD's per peptide, MD's slowest backbone dihedral and TIC0, with
+    error bars on a log axis; ratios that are not trusted (MD's run too short, Timewarp's window
+    open) drawn hollow. Returns the file name."""
+    require("matplotlib").use("Agg")
+    plt = require("matplotlib.pyplot")
+
+    figure, axis = plt.subplots(figsize=(max(5.0, 0.45 * len(results) + 2.5), 3.8))
+    positions = np.arange(len(results))
+    for key, label, marker, shift, color in (
+        ("slowest_dihedral", "MD's slowest backbone dihedral", "o", -0.12, "C0"),
+        ("tic0", "TIC0", "s", 0.12, "C1"),
+    ):
+        ratios = [result["ratios"][key] for result in results]
+        shown = [i for i, r in enumerate(ratios) if r["ratio"]]
+        values = np.array([ratios[i]["ratio"] for i in shown])
+        errors = np.array([ratios[i]["error"] for i in shown])
+        # A log axis cannot show a bar below zero: the lower bar stops at a tenth of the value.
+        lower = np.minimum(errors, 0.9 * values)
+        trusted = np.array([ratios[i]["trusted"] for i in shown], dtype=bool)
+        x = positions[shown] + shift
+        axis.errorbar(x, values, yerr=[lower, errors], fmt="none", capsize=2, lw=0.8, color=color)
+        axis.scatter(x[trusted], values[trusted], marker=marker, color=color, label=label)
+        axis.scatter(
+            x[~trusted], values[~trusted], marker=marker, facecolors="none", edgecolors=color
+        )
+        if trusted.any():
+            axis.axhline(np.median(values[trusted]), color=color, ls=":", lw=0.8)
+    axis.axhline(1.0, color="grey", lw=0.8)
+    axis.set_xticks(positions, [result["sequence"] for result in results], rotation=90)
+    axis.set(yscale="log", ylabel="ESS/s, Timewarp / MD")
+    axis.set_title("held-out peptides (dotted: medians; hollow: not trusted)", fontsize=9)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    name = _save(figure, path)
+    plt.close(figure)
+    return name
 
 
 def _save(figure, path: Path) -> str:
