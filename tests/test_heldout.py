@@ -263,6 +263,14 @@ def test_short_evaluation_writes_results_and_resumes(
     assert "| A (capped) | 22 |" in (output / heldout.TABLE_FILE).read_text()
     assert (output / heldout.PLOT_FILE).read_bytes().startswith(b"\x89PNG")
 
+    # The same evaluation with two processes gives the same result in another folder.
+    (parallel,) = heldout.run_heldout(
+        ["A"], walk_model, tmp_path / "jobs", settings, "capped", references, log=str, jobs=2
+    )
+    assert parallel["acceptance"] == pytest.approx(result["acceptance"], abs=0.2)
+    assert set(parallel["basins"]) == set(result["basins"])
+    assert (tmp_path / "jobs" / heldout.PLOT_FILE).is_file()
+
     # A finished peptide is read back without running anything.
     def no_run(*args, **kwargs):
         raise AssertionError("a finished peptide ran again")
@@ -287,10 +295,18 @@ def test_short_evaluation_writes_results_and_resumes(
     assert upgraded == result and json.loads(result_file.read_text()) == result
     # A failing peptide is named: here its reference holds another molecule.
     (references / "G").symlink_to(reference_dir)
-    with pytest.raises(RuntimeError, match=r"G \(capped\): the reference .* another molecule"):
-        heldout.run_heldout(
-            ["G"], walk_model, tmp_path / "g", settings, "capped", references, log=str
-        )
+    for jobs in (1, 2):
+        with pytest.raises(RuntimeError, match=r"G \(capped\): the reference .* another molecule"):
+            heldout.run_heldout(
+                ["G"],
+                walk_model,
+                tmp_path / "g",
+                settings,
+                "capped",
+                references,
+                log=str,
+                jobs=jobs,
+            )
     # Another request in the same folder is refused.
     with pytest.raises(ValueError, match="other settings"):
         heldout.run_heldout(

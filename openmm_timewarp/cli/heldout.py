@@ -93,6 +93,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "CPU (once per molecule, about a minute; several times faster per call)",
     )
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the samplers")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="peptides evaluated at once, one process each running its MD then its Timewarp "
+        "(one job per free core; progress bars off)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument(
         "--print-peptides",
@@ -147,6 +154,7 @@ def _heldout_command(args: argparse.Namespace) -> int:
         references=args.references,
         cache_dir=args.cache,
         show_progress=not args.no_progress,
+        jobs=args.jobs,
     )
     print((args.output / TABLE_FILE).read_text())
     return 0

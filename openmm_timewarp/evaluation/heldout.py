@@ -30,8 +30,10 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import multiprocessing
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -493,17 +495,23 @@ def run_heldout(
     cache_dir: str | os.PathLike = "data/benchmark",
     show_progress: bool = True,
     log: Callable[[str], None] = print,
+    jobs: int = 1,
 ) -> list[dict]:
-    """Evaluate every peptide in turn (each resumable) and write ``table.md``; returns the results.
+    """Evaluate every peptide (each resumable) and write ``table.md``; returns the results.
 
     ``references``: a folder holding a ``timewarp simulate`` folder per sequence
     (``references/<SEQUENCE>``); None: each gets the data-protocol reference generated (and
-    cached) under ``cache_dir``.
+    cached) under ``cache_dir``. ``jobs`` > 1 evaluates that many peptides at once, each in a
+    process of its own that runs its MD and then its Timewarp, so both see the same load: give
+    one job per free core (every process uses ``torch_threads`` threads). Progress bars are then
+    off and a line is logged as each peptide finishes.
     """
     if termini not in TERMINI:
         raise ValueError(f"unknown termini {termini!r}; use one of {TERMINI}")
     if not peptides:
         raise ValueError("no peptides to evaluate")
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
     output_dir = Path(output_dir)
     if references is not None:
         missing = [s for s in peptides if not (Path(references) / s).is_dir()]
@@ -514,25 +522,47 @@ def run_heldout(
             )
     model_summary(model)  # a missing or malformed model is refused before any run
     _check_request(output_dir, _request(peptides, termini, model, settings, references))
-    results = []
-    for number, sequence in enumerate(peptides, 1):
+
+    def arguments(sequence: str) -> tuple:
+        reference_dir = None if references is None else Path(references) / sequence
         folder = output_dir / f"{sequence}-{termini}"
-        state = "read back" if (folder / RESULT_FILE).is_file() else "running"
+        return (sequence, termini, model, folder, settings, reference_dir, cache_dir)
+
+    finished: dict[str, dict] = {}
+
+    def record(sequence: str, result: dict) -> None:
+        finished[sequence] = result
+        ordered = [finished[s] for s in peptides if s in finished]
+        write_atomically(output_dir / TABLE_FILE, heldout_table.table(ordered) + "\n")
+
+    for number, sequence in enumerate(peptides, 1):
+        state = "read back" if (arguments(sequence)[3] / RESULT_FILE).is_file() else "running"
         log(f"[{number}/{len(peptides)}] {sequence} ({termini}): {state}")
-        try:
-            result = evaluate_peptide(
-                sequence,
-                termini,
-                model,
-                folder,
-                settings,
-                reference_dir=None if references is None else Path(references) / sequence,
-                cache_dir=cache_dir,
-                show_progress=show_progress,
-            )
-        except (ValueError, RuntimeError) as error:  # say which peptide; the others are kept
-            raise RuntimeError(f"{sequence} ({termini}): {error}") from error
-        results.append(result)
-        write_atomically(output_dir / TABLE_FILE, heldout_table.table(results) + "\n")
+        if jobs == 1:
+            record(sequence, _named(sequence, termini, *arguments(sequence), show_progress))
+    if jobs > 1:
+        # spawn: a forked copy of a process that holds torch and OpenMM threads can deadlock.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            running = {
+                pool.submit(_named, sequence, termini, *arguments(sequence), False): sequence
+                for sequence in peptides
+            }
+            for future in as_completed(running):
+                try:
+                    record(running[future], future.result())
+                except RuntimeError:
+                    pool.shutdown(wait=True, cancel_futures=True)  # the running ones finish
+                    raise
+                log(f"{running[future]} ({termini}): finished ({len(finished)}/{len(peptides)})")
+    results = [finished[s] for s in peptides]
     write_heldout_plot(results, output_dir / PLOT_FILE)
     return results
+
+
+def _named(sequence: str, termini: str, *arguments) -> dict:
+    """:func:`evaluate_peptide`, its errors naming the peptide; the others' results are kept."""
+    try:
+        return evaluate_peptide(*arguments)
+    except (ValueError, RuntimeError) as error:
+        raise RuntimeError(f"{sequence} ({termini}): {error}") from error
