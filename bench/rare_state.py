@@ -5,8 +5,9 @@
 Two comparisons, each run one sampler after the other in this process
 (:mod:`openmm_timewarp.evaluation.rare_state` defines the statistic): alanine dipeptide's phi > 0
 population with the bundled "alanine-dipeptide" model, then one held-out dipeptide (zwitterionic,
-drawn from the split's held-out list with ``--heldout-seed``) with the bundled "dipeptides" model,
-on the Ramachandran basin least populated in its parallel-tempering run. Writes
+drawn from the split's held-out list with ``--heldout-seed``, or ``--heldout-sequence``) with the
+bundled "dipeptides" model (or ``--heldout-model``), on the Ramachandran basin least populated in
+its parallel-tempering run (or ``--heldout-state``). Writes
 OUTPUT/rare_state.json and each sampler's analysed phi and psi (radians) to
 OUTPUT/SEQUENCE-samples.npz, and prints one line per comparison.
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from openmm_timewarp.data.splits import load_split
-from openmm_timewarp.evaluation import rare_state
+from openmm_timewarp.evaluation import metrics, rare_state
 
 
 def held_out_sequence(seed: int) -> str:
@@ -35,6 +36,17 @@ def main() -> None:
     parser.add_argument("--tempering-cpu", type=float, default=240.0, help="CPU s of PT")
     parser.add_argument("--timewarp-budget", type=float, default=120.0, help="wall s of MH")
     parser.add_argument("--heldout-seed", type=int, default=0)
+    parser.add_argument(
+        "--heldout-sequence", help="this held-out dipeptide instead of one drawn with the seed"
+    )
+    parser.add_argument(
+        "--heldout-model", default="dipeptides", help="model of the held-out comparison"
+    )
+    parser.add_argument(
+        "--heldout-state",
+        choices=(rare_state.PHI_POSITIVE, *metrics.RAMACHANDRAN_STATES),
+        help="state of the held-out comparison (default: least populated in tempering)",
+    )
     parser.add_argument("--seed", type=int, default=1, help="Timewarp's random seed")
     parser.add_argument("--skip-alanine", action="store_true")
     parser.add_argument("--skip-heldout", action="store_true")
@@ -44,7 +56,10 @@ def main() -> None:
     if not args.skip_alanine:
         cases.append(("A", "capped", "alanine-dipeptide"))
     if not args.skip_heldout:
-        cases.append((held_out_sequence(args.heldout_seed), "zwitterionic", "dipeptides"))
+        sequence = args.heldout_sequence or held_out_sequence(args.heldout_seed)
+        if sequence not in load_split().held_out:
+            parser.error(f"{sequence} is not in the dipeptide split's held-out list")
+        cases.append((sequence, "zwitterionic", args.heldout_model))
     args.output.mkdir(parents=True, exist_ok=True)
     results = {}
     for sequence, termini, model in cases:
@@ -54,11 +69,10 @@ def main() -> None:
         timewarp = rare_state.run_timewarp(
             sequence, termini, model, args.timewarp_budget, args.seed
         )
-        state = (
-            rare_state.PHI_POSITIVE
-            if sequence == "A"
-            else rare_state.least_populated_basin(tempering)
-        )
+        if sequence == "A":
+            state = rare_state.PHI_POSITIVE
+        else:
+            state = args.heldout_state or rare_state.least_populated_basin(tempering)
         record = rare_state.compare(timewarp, tempering, state)
         record.update(sequence=sequence, termini=termini, model=model)
         results[sequence] = record
