@@ -15,13 +15,15 @@
 #       exploration mode for EXPLORATION_BUDGET_S); results and table.md in
 #       runs/heldout-<LIST>/; rerunning resumes.
 #
-# HELDOUT_LIST (dipeptides) and HELDOUT_SEED (1) choose the list and the draw.
+# HELDOUT_LIST (dipeptides) and HELDOUT_SEED (1) choose the list and the draw; HELDOUT_JOBS (1)
+# evaluates that many peptides at once, one process each (one per free core).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 list=${HELDOUT_LIST:-dipeptides}
 seed=${HELDOUT_SEED:-1}
 references=${HELDOUT_REFERENCES:-data/heldout-reference}
 reports=${HELDOUT_REPORTS:-runs/heldout-$list}
+jobs=${HELDOUT_JOBS:-1}
 TIMEFORMAT="%R s wall, %U s user, %S s system"
 
 mode=$1
@@ -44,7 +46,7 @@ evaluate)
     if [ $# -ge 4 ]; then exploration=(--exploration-budget "$4"); fi
     time timewarp heldout --held-out "$list" --count "$count" --draw-seed "$seed" --model "$1" \
         --references "$references" --md-budget "$2" --timewarp-budget "$3" "${exploration[@]}" \
-        --compiled --no-progress -o "$reports"
+        --compiled --jobs "$jobs" --no-progress -o "$reports"
     ;;
 *)
     echo "usage: $0 references COUNT LENGTH_NS... | evaluate COUNT MODEL MD_BUDGET_S TIMEWARP_BUDGET_S [EXPLORATION_BUDGET_S]" >&2
