@@ -12,7 +12,13 @@ import torch
 
 from openmm_timewarp import cli
 from openmm_timewarp.data.peptides import build_peptide
-from openmm_timewarp.evaluation import heldout, heldout_table, md_reference, metrics
+from openmm_timewarp.evaluation import (
+    heldout,
+    heldout_basins,
+    heldout_table,
+    md_reference,
+    metrics,
+)
 from openmm_timewarp.evaluation.settings import MD_PRACTICAL, BenchmarkSettings
 
 torch.set_num_threads(1)
@@ -67,9 +73,9 @@ def test_every_residue_with_a_backbone_dihedral_has_its_basins(sequence, termini
     pdb = build_peptide(sequence, termini)
     positions = np.repeat(np.array(pdb.positions.value_in_unit(unit.nanometer))[None], 3, axis=0)
     trajectory = mdtraj.Trajectory(positions, mdtraj.Topology.from_openmm(pdb.topology))
-    residues = heldout._residue_basins(trajectory)
+    residues = heldout_basins.residue_basins(trajectory)
     assert {name: basins for name, _, _, basins in residues} == expected
-    (states,), populations = heldout._states_and_basins([trajectory])
+    (states,), populations = heldout_basins.states_and_basins([trajectory])
     assert len(states) == 3 and states[0].count("/") == len(expected) - 1
     assert set(populations) == {f"{r}:{b}" for r, basins in expected.items() for b in basins}
 
@@ -80,12 +86,12 @@ def test_reference_basins_pool_md_thinned_to_the_reference_interval():
     positions = np.array(pdb.positions.value_in_unit(unit.nanometer))
     reference = mdtraj.Trajectory(np.repeat(positions[None], 4, axis=0), topology)
     md = mdtraj.Trajectory(np.repeat(positions[None], 8, axis=0), topology)
-    ((name, _, labels, basins),) = heldout._residue_basins(reference)
-    pooled = heldout._reference_basins([reference], 1.0, md, 0.5)
+    ((name, _, labels, basins),) = heldout_basins.residue_basins(reference)
+    pooled = heldout_basins.reference_basins([reference], 1.0, md, 0.5)
     # 4 reference frames and every second of MD's 8: one basin, fully populated.
     assert pooled[f"{name}:{basins[labels[0]]}"]["population"] == 1.0
     with pytest.raises(ValueError, match="cannot be thinned"):
-        heldout._reference_basins([reference], 1.0, md, 0.3)
+        heldout_basins.reference_basins([reference], 1.0, md, 0.3)
 
 
 def _ess(value: float, error: float, closed: bool = True) -> dict:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import math
 import multiprocessing
 import os
 from collections.abc import Callable, Sequence
@@ -41,7 +40,7 @@ import numpy as np
 
 from openmm_timewarp.data.peptides import FORCEFIELD_NAME, TERMINI
 from openmm_timewarp.data.splits import SPLIT_KINDS, load_split
-from openmm_timewarp.evaluation import heldout_table, metrics
+from openmm_timewarp.evaluation import heldout_basins, heldout_table
 from openmm_timewarp.evaluation.analysis import analyse_chains
 from openmm_timewarp.evaluation.md_rates import (
     FRAMES_FILE,
@@ -52,7 +51,6 @@ from openmm_timewarp.evaluation.md_rates import (
 from openmm_timewarp.evaluation.md_reference import (
     Reference,
     load_reference,
-    read_reference_trajectories,
     reference_folder,
     starting_frames,
 )
@@ -157,114 +155,6 @@ def _check_request(output_dir: Path, request: dict) -> None:
     write_json_atomically(path, request)
 
 
-def _residue_basins(trajectory: mdtraj.Trajectory) -> list[tuple[str, dict, np.ndarray, tuple]]:
-    """Per residue with a backbone dihedral: its name, its angles by kind (``phi``, ``psi``), its
-    basin labels and basin names."""
-    phi_atoms, phi = mdtraj.compute_phi(trajectory)
-    psi_atoms, psi = mdtraj.compute_psi(trajectory)
-    # phi is C-N-CA-C and psi N-CA-C-N: the residue of the CA.
-    residue_of = trajectory.topology.atom
-    by_residue: dict[int, dict] = {}
-    for atoms, values, kind in ((phi_atoms, phi, "phi"), (psi_atoms, psi, "psi")):
-        for column, quadruple in enumerate(atoms):
-            index = residue_of(int(quadruple[2 if kind == "phi" else 1])).residue.index
-            by_residue.setdefault(index, {})[kind] = values[:, column]
-    residues = []
-    for index in sorted(by_residue):
-        residue = trajectory.topology.residue(index)
-        angles = by_residue[index]
-        labels, basins = heldout_table.basin_labels(angles.get("phi"), angles.get("psi"))
-        residues.append((f"{residue.name}{residue.resSeq}", angles, labels, basins))
-    return residues
-
-
-def _states_and_basins(trajectories: Sequence[mdtraj.Trajectory]) -> tuple[list, dict]:
-    """Per trajectory its state of every frame, and the population of every ``residue:basin``
-    over all trajectories."""
-    states, indicators, angles = [], {}, {}
-    for trajectory in trajectories:
-        residues = _residue_basins(trajectory)
-        states.append(
-            np.asarray(
-                heldout_table.combined_states(
-                    [labels for _, _, labels, _ in residues], [basins for *_, basins in residues]
-                )
-            )
-        )
-        for name, residue_angles, labels, basins in residues:
-            for kind, values in residue_angles.items():
-                angles.setdefault(name, {}).setdefault(kind, []).append(values)
-            for b, basin in enumerate(basins):
-                indicators.setdefault(name, {}).setdefault(basin, []).append(labels == b)
-    populations = {}
-    for name, by_basin in indicators.items():
-        residue_ess = min(metrics.dihedral_autocorrelation(v).ess for v in angles[name].values())
-        for basin, values in by_basin.items():
-            populations[f"{name}:{basin}"] = heldout_table.population(values, residue_ess)
-    return states, populations
-
-
-def _reference_basins(
-    reference_trajectories: Sequence[mdtraj.Trajectory],
-    reference_interval_ps: float,
-    md_trajectory: mdtraj.Trajectory,
-    md_interval_ps: float,
-) -> dict:
-    """Every ``residue:basin`` population of the reference runs and MD's long run as one set of
-    chains, MD's frames thinned to the references' interval.
-
-    MD's run samples the same distribution (its masses and time step change the dynamics only)
-    and is often ten times longer than the references: it decides the rare basins, phi > 0
-    included, that short references miss. Chains of one frame interval share one
-    autocorrelation estimate; weighting separate runs by their ESS instead would let a short
-    reference that never left a basin outweigh a long run with its fast within-basin ESS.
-    """
-    stride = round(reference_interval_ps / md_interval_ps)
-    if stride < 1 or not math.isclose(stride * md_interval_ps, reference_interval_ps):
-        raise ValueError(
-            f"MD's frames ({md_interval_ps} ps apart) cannot be thinned to the reference's "
-            f"interval ({reference_interval_ps} ps); record MD with an --md-frame-interval-ps "
-            "that divides it"
-        )
-    _, populations = _states_and_basins([*reference_trajectories, md_trajectory[::stride]])
-    return populations
-
-
-def _basin_record(
-    timewarp_basins: dict, reference_basins: dict, reference_ns: float, md: dict
-) -> dict:
-    """The basins' deviations and what they were measured against."""
-    return {
-        "basins": {
-            name: heldout_table.population_deviation(timewarp_basins[name], reference_basins[name])
-            for name in reference_basins
-        },
-        "basin_reference": {
-            "runs": ["reference", md["baseline"]],
-            "simulated_ns": reference_ns + md["simulated_ns"],
-        },
-    }
-
-
-def _with_pooled_basins(
-    result: dict, folder: Path, settings: HeldoutSettings, reference_dir: Path
-) -> dict:
-    """A result written before the basins were measured against the reference and MD's run
-    together, brought up to date from its saved MD frames (Timewarp's populations are kept)."""
-    topology, _ = peptide_system(result["sequence"], result["termini"])
-    md_topology = mdtraj.Topology.from_openmm(topology)
-    references, interval_ps = read_reference_trajectories(reference_dir, topology)
-    frames = np.load(folder / "md" / settings.md_baseline / FRAMES_FILE)
-    pooled = _reference_basins(
-        references,
-        interval_ps,
-        mdtraj.Trajectory(frames, md_topology),
-        result["md"]["frame_interval_ps"],
-    )
-    reference_ns = sum(len(t) for t in references) * interval_ps / 1000.0
-    return dict(result, **_basin_record(result["basins"], pooled, reference_ns, result["md"]))
-
-
 def _first_visit_of_all(
     states: np.ndarray, times: np.ndarray, wanted: Sequence[str]
 ) -> float | None:
@@ -293,7 +183,8 @@ def evaluate_peptide(
     if (folder / RESULT_FILE).is_file():
         result = json.loads((folder / RESULT_FILE).read_text())
         if "basin_reference" not in result:
-            result = _with_pooled_basins(result, folder, settings, Path(result["reference"]))
+            frames = folder / "md" / settings.md_baseline / FRAMES_FILE
+            result = heldout_basins.with_pooled_basins(result, frames, Path(result["reference"]))
             write_json_atomically(folder / RESULT_FILE, result)
         return result
     md_settings = BenchmarkSettings(
@@ -426,15 +317,15 @@ def _compare(
         "slowest_dihedral": heldout_table.rate_ratio(timewarp["ess"][slowest], md["ess"][slowest]),
         "tic0": heldout_table.rate_ratio(timewarp["ess"]["tic0"], md["ess"]["tic0"]),
     }
-    reference_states, _ = _states_and_basins(reference.trajectories)
-    (timewarp_states,), timewarp_basins = _states_and_basins([timewarp_trajectory])
-    (md_states,), _ = _states_and_basins([md_trajectory])
+    reference_states, _ = heldout_basins.states_and_basins(reference.trajectories)
+    (timewarp_states,), timewarp_basins = heldout_basins.states_and_basins([timewarp_trajectory])
+    (md_states,), _ = heldout_basins.states_and_basins([md_trajectory])
     reference_ns = (
         sum(len(t) for t in reference.trajectories) * reference.frame_interval_ps / 1000.0
     )
-    basins = _basin_record(
+    basins = heldout_basins.basin_record(
         timewarp_basins,
-        _reference_basins(
+        heldout_basins.reference_basins(
             reference.trajectories,
             reference.frame_interval_ps,
             md_trajectory,
@@ -459,7 +350,9 @@ def _compare(
     exploration_mode = None
     if exploration is not None:
         md_topology = md_trajectory.topology
-        (states,), _ = _states_and_basins([mdtraj.Trajectory(exploration.positions, md_topology)])
+        (states,), _ = heldout_basins.states_and_basins(
+            [mdtraj.Trajectory(exploration.positions, md_topology)]
+        )
         found = _first_visit_of_all(states, exploration.times_s, wanted)
         exploration_mode = {
             "time_s": found,

@@ -1,0 +1,125 @@
+"""Backbone basins and states of held-out peptides' trajectories
+(:mod:`openmm_timewarp.evaluation.heldout`): per residue its basin in every frame, per trajectory
+the peptide's state in every frame, populations with errors, and the populations of the reference
+runs and MD's long run together against which Timewarp's are tested."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from openmm_timewarp.evaluation import heldout_table, metrics
+from openmm_timewarp.evaluation.md_reference import read_reference_trajectories
+from openmm_timewarp.evaluation.runs import peptide_system
+from openmm_timewarp.optional import require
+
+mdtraj = require("mdtraj")
+
+
+def residue_basins(trajectory: mdtraj.Trajectory) -> list[tuple[str, dict, np.ndarray, tuple]]:
+    """Per residue with a backbone dihedral: its name, its angles by kind (``phi``, ``psi``), its
+    basin labels and basin names."""
+    phi_atoms, phi = mdtraj.compute_phi(trajectory)
+    psi_atoms, psi = mdtraj.compute_psi(trajectory)
+    # phi is C-N-CA-C and psi N-CA-C-N: the residue of the CA.
+    residue_of = trajectory.topology.atom
+    by_residue: dict[int, dict] = {}
+    for atoms, values, kind in ((phi_atoms, phi, "phi"), (psi_atoms, psi, "psi")):
+        for column, quadruple in enumerate(atoms):
+            index = residue_of(int(quadruple[2 if kind == "phi" else 1])).residue.index
+            by_residue.setdefault(index, {})[kind] = values[:, column]
+    residues = []
+    for index in sorted(by_residue):
+        residue = trajectory.topology.residue(index)
+        angles = by_residue[index]
+        labels, basins = heldout_table.basin_labels(angles.get("phi"), angles.get("psi"))
+        residues.append((f"{residue.name}{residue.resSeq}", angles, labels, basins))
+    return residues
+
+
+def states_and_basins(trajectories: Sequence[mdtraj.Trajectory]) -> tuple[list, dict]:
+    """Per trajectory its state of every frame, and the population of every ``residue:basin``
+    over all trajectories."""
+    states, indicators, angles = [], {}, {}
+    for trajectory in trajectories:
+        residues = residue_basins(trajectory)
+        states.append(
+            np.asarray(
+                heldout_table.combined_states(
+                    [labels for _, _, labels, _ in residues], [basins for *_, basins in residues]
+                )
+            )
+        )
+        for name, residue_angles, labels, basins in residues:
+            for kind, values in residue_angles.items():
+                angles.setdefault(name, {}).setdefault(kind, []).append(values)
+            for b, basin in enumerate(basins):
+                indicators.setdefault(name, {}).setdefault(basin, []).append(labels == b)
+    populations = {}
+    for name, by_basin in indicators.items():
+        residue_ess = min(metrics.dihedral_autocorrelation(v).ess for v in angles[name].values())
+        for basin, values in by_basin.items():
+            populations[f"{name}:{basin}"] = heldout_table.population(values, residue_ess)
+    return states, populations
+
+
+def reference_basins(
+    reference_trajectories: Sequence[mdtraj.Trajectory],
+    reference_interval_ps: float,
+    md_trajectory: mdtraj.Trajectory,
+    md_interval_ps: float,
+) -> dict:
+    """Every ``residue:basin`` population of the reference runs and MD's long run as one set of
+    chains, MD's frames thinned to the references' interval.
+
+    MD's run samples the same distribution (its masses and time step change the dynamics only)
+    and is often ten times longer than the references: it decides the rare basins, phi > 0
+    included, that short references miss. Chains of one frame interval share one
+    autocorrelation estimate; weighting separate runs by their ESS instead would let a short
+    reference that never left a basin outweigh a long run with its fast within-basin ESS.
+    """
+    stride = round(reference_interval_ps / md_interval_ps)
+    if stride < 1 or not math.isclose(stride * md_interval_ps, reference_interval_ps):
+        raise ValueError(
+            f"MD's frames ({md_interval_ps} ps apart) cannot be thinned to the reference's "
+            f"interval ({reference_interval_ps} ps); record MD with an --md-frame-interval-ps "
+            "that divides it"
+        )
+    _, populations = states_and_basins([*reference_trajectories, md_trajectory[::stride]])
+    return populations
+
+
+def basin_record(
+    timewarp_basins: dict, reference_basins: dict, reference_ns: float, md: dict
+) -> dict:
+    """The basins' deviations and what they were measured against."""
+    return {
+        "basins": {
+            name: heldout_table.population_deviation(timewarp_basins[name], reference_basins[name])
+            for name in reference_basins
+        },
+        "basin_reference": {
+            "runs": ["reference", md["baseline"]],
+            "simulated_ns": reference_ns + md["simulated_ns"],
+        },
+    }
+
+
+def with_pooled_basins(result: dict, md_frames_file: Path, reference_dir: Path) -> dict:
+    """A result written before the basins were measured against the reference and MD's run
+    together, brought up to date from its saved MD frames (Timewarp's populations are kept)."""
+    topology, _ = peptide_system(result["sequence"], result["termini"])
+    md_topology = mdtraj.Topology.from_openmm(topology)
+    references, interval_ps = read_reference_trajectories(reference_dir, topology)
+    frames = np.load(md_frames_file)
+    pooled = reference_basins(
+        references,
+        interval_ps,
+        mdtraj.Trajectory(frames, md_topology),
+        result["md"]["frame_interval_ps"],
+    )
+    reference_ns = sum(len(t) for t in references) * interval_ps / 1000.0
+    return dict(result, **basin_record(result["basins"], pooled, reference_ns, result["md"]))
