@@ -320,19 +320,8 @@ def _compare(
     reference_states, _ = heldout_basins.states_and_basins(reference.trajectories)
     (timewarp_states,), timewarp_basins = heldout_basins.states_and_basins([timewarp_trajectory])
     (md_states,), _ = heldout_basins.states_and_basins([md_trajectory])
-    reference_ns = (
-        sum(len(t) for t in reference.trajectories) * reference.frame_interval_ps / 1000.0
-    )
     basins = heldout_basins.basin_record(
-        timewarp_basins,
-        heldout_basins.reference_basins(
-            reference.trajectories,
-            reference.frame_interval_ps,
-            md_trajectory,
-            md["frame_interval_ps"],
-        ),
-        reference_ns,
-        md,
+        timewarp_basins, reference.trajectories, reference.frame_interval_ps, md_trajectory, md
     )
     pooled = np.concatenate(reference_states)
     names, counts = np.unique(pooled, return_counts=True)

@@ -93,13 +93,22 @@ def reference_basins(
 
 
 def basin_record(
-    timewarp_basins: dict, reference_basins: dict, reference_ns: float, md: dict
+    timewarp_basins: dict,
+    reference_trajectories: Sequence[mdtraj.Trajectory],
+    reference_interval_ps: float,
+    md_trajectory: mdtraj.Trajectory,
+    md: dict,
 ) -> dict:
-    """The basins' deviations and what they were measured against."""
+    """Timewarp's basin populations against the references and MD's long run together
+    (:func:`reference_basins`), and what they were measured against."""
+    pooled = reference_basins(
+        reference_trajectories, reference_interval_ps, md_trajectory, md["frame_interval_ps"]
+    )
+    reference_ns = sum(len(t) for t in reference_trajectories) * reference_interval_ps / 1000.0
     return {
         "basins": {
-            name: heldout_table.population_deviation(timewarp_basins[name], reference_basins[name])
-            for name in reference_basins
+            name: heldout_table.population_deviation(timewarp_basins[name], pooled[name])
+            for name in pooled
         },
         "basin_reference": {
             "runs": ["reference", md["baseline"]],
@@ -114,12 +123,6 @@ def with_pooled_basins(result: dict, md_frames_file: Path, reference_dir: Path) 
     topology, _ = peptide_system(result["sequence"], result["termini"])
     md_topology = mdtraj.Topology.from_openmm(topology)
     references, interval_ps = read_reference_trajectories(reference_dir, topology)
-    frames = np.load(md_frames_file)
-    pooled = reference_basins(
-        references,
-        interval_ps,
-        mdtraj.Trajectory(frames, md_topology),
-        result["md"]["frame_interval_ps"],
-    )
-    reference_ns = sum(len(t) for t in references) * interval_ps / 1000.0
-    return dict(result, **basin_record(result["basins"], pooled, reference_ns, result["md"]))
+    md_trajectory = mdtraj.Trajectory(np.load(md_frames_file), md_topology)
+    record = basin_record(result["basins"], references, interval_ps, md_trajectory, result["md"])
+    return dict(result, **record)
