@@ -5,9 +5,11 @@
 Two comparisons, each run one sampler after the other in this process
 (:mod:`openmm_timewarp.evaluation.rare_state` defines the statistic): alanine dipeptide's phi > 0
 population with the bundled "alanine-dipeptide" model, then one held-out dipeptide (zwitterionic,
-drawn from the split's held-out list with ``--heldout-seed``, or ``--heldout-sequence``) with the
-bundled "dipeptides" model (or ``--heldout-model``), on the Ramachandran basin least populated in
-its parallel-tempering run (or ``--heldout-state``). Writes
+drawn from the split's held-out list with ``--heldout-seed``, or ``--heldout-sequence``, a held-out
+dipeptide or tetrapeptide) with the bundled "dipeptides" model (or ``--heldout-model``), on the
+Ramachandran basin least populated in its parallel-tempering run (or ``--heldout-state``) of its
+first phi and psi (or the ``--heldout-torsion``-th: 2 is a zwitterionic tetrapeptide's last
+residue's phi). Writes
 OUTPUT/rare_state.json and each sampler's analysed phi and psi (radians) to
 OUTPUT/SEQUENCE-samples.npz, and prints one line per comparison.
 """
@@ -22,6 +24,7 @@ import numpy as np
 
 from openmm_timewarp.data.splits import load_split
 from openmm_timewarp.evaluation import metrics, rare_state
+from openmm_timewarp.evaluation.heldout import HELD_OUT_LISTS, held_out_sequences
 
 
 def held_out_sequence(seed: int) -> str:
@@ -37,7 +40,8 @@ def main() -> None:
     parser.add_argument("--timewarp-budget", type=float, default=120.0, help="wall s of MH")
     parser.add_argument("--heldout-seed", type=int, default=0)
     parser.add_argument(
-        "--heldout-sequence", help="this held-out dipeptide instead of one drawn with the seed"
+        "--heldout-sequence",
+        help="this held-out dipeptide or tetrapeptide instead of a dipeptide drawn with the seed",
     )
     parser.add_argument(
         "--heldout-model", default="dipeptides", help="model of the held-out comparison"
@@ -47,6 +51,12 @@ def main() -> None:
         choices=(rare_state.PHI_POSITIVE, *metrics.RAMACHANDRAN_STATES),
         help="state of the held-out comparison (default: least populated in tempering)",
     )
+    parser.add_argument(
+        "--heldout-torsion",
+        type=int,
+        default=0,
+        help="which phi (and psi) of the held-out peptide, N- to C-terminus, from 0",
+    )
     parser.add_argument("--seed", type=int, default=1, help="Timewarp's random seed")
     parser.add_argument("--skip-alanine", action="store_true")
     parser.add_argument("--skip-heldout", action="store_true")
@@ -54,27 +64,31 @@ def main() -> None:
 
     cases = []
     if not args.skip_alanine:
-        cases.append(("A", "capped", "alanine-dipeptide"))
+        cases.append(("A", "capped", "alanine-dipeptide", 0))
     if not args.skip_heldout:
         sequence = args.heldout_sequence or held_out_sequence(args.heldout_seed)
-        if sequence not in load_split().held_out:
-            parser.error(f"{sequence} is not in the dipeptide split's held-out list")
-        cases.append((sequence, "zwitterionic", args.heldout_model))
+        if not any(sequence in held_out_sequences(name) for name in HELD_OUT_LISTS):
+            parser.error(f"{sequence} is in no split's held-out list ({', '.join(HELD_OUT_LISTS)})")
+        cases.append((sequence, "zwitterionic", args.heldout_model, args.heldout_torsion))
     args.output.mkdir(parents=True, exist_ok=True)
     results = {}
-    for sequence, termini, model in cases:
+    for sequence, termini, model, torsion in cases:
         tempering = rare_state.run_parallel_tempering(
-            sequence, termini, args.output / f"{sequence}-tempering", args.tempering_cpu
+            sequence,
+            termini,
+            args.output / f"{sequence}-tempering",
+            args.tempering_cpu,
+            torsion=torsion,
         )
         timewarp = rare_state.run_timewarp(
-            sequence, termini, model, args.timewarp_budget, args.seed
+            sequence, termini, model, args.timewarp_budget, args.seed, torsion
         )
         if sequence == "A":
             state = rare_state.PHI_POSITIVE
         else:
             state = args.heldout_state or rare_state.least_populated_basin(tempering)
         record = rare_state.compare(timewarp, tempering, state)
-        record.update(sequence=sequence, termini=termini, model=model)
+        record.update(sequence=sequence, termini=termini, model=model, torsion=torsion)
         results[sequence] = record
         np.savez(
             args.output / f"{sequence}-samples.npz",

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from openmm_timewarp.data import peptides
-from openmm_timewarp.data.peptides import build_peptide, create_system
+from openmm_timewarp.data.peptides import backbone_torsions, build_peptide, create_system
 from openmm_timewarp.evaluation import benchmark, comparisons, md_rates, md_reference, metrics, runs
 from openmm_timewarp.evaluation.report import markdown_summary
 from openmm_timewarp.evaluation.settings import (
@@ -255,6 +255,16 @@ def test_reference_backbone_atoms_give_phi():
     backbone = reference._backbone_trajectory(xyz[atoms][None])
     dihedrals = reference.mdtraj.compute_dihedrals(backbone, [phi_atoms, psi_atoms])[0]
     assert np.degrees(dihedrals) == pytest.approx([60.0, 40.0], abs=1.0)
+    # A zwitterionic tetrapeptide: its third phi is residue 4's, its third psi residue 3's.
+    tetrapeptide = build_peptide("YSKC", "zwitterionic")
+    phis, psis = backbone_torsions(tetrapeptide.topology)
+    atoms, phi_atoms, psi_atoms = reference._backbone_atoms(tetrapeptide.topology, 2)
+    assert [atoms[i] for i in phi_atoms] == list(phis[2])
+    assert [atoms[i] for i in psi_atoms] == list(psis[2])
+    residue = [a.residue.index for a in tetrapeptide.topology.atoms()]
+    assert (residue[phis[2][2]], residue[psis[2][1]]) == (3, 2)
+    with pytest.raises(ValueError, match="between 0 and 2, got 3"):
+        reference._backbone_atoms(tetrapeptide.topology, 3)
     assert reference.geometric_temperatures(310.0, 620.0, 3) == pytest.approx(
         [310.0, 310.0 * 2**0.5, 620.0]
     )

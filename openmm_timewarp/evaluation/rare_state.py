@@ -156,8 +156,10 @@ def run_parallel_tempering(
     output_dir: str | Path,
     cpu_budget_s: float,
     steps_per_iteration: int = reference.STEPS_PER_ITERATION,
+    torsion: int = 0,
 ) -> SamplerRun:
-    """The reference protocol for ``cpu_budget_s`` of process CPU time, in a fresh folder."""
+    """The reference protocol for ``cpu_budget_s`` of process CPU time, in a fresh folder,
+    recording the peptide's ``torsion``-th phi and psi (:func:`reference.run_reference`)."""
     require("openmmtools.multistate")  # imported before the clock starts
     output_dir = Path(output_dir)
     if (output_dir / reference.STORAGE_NAME).exists():
@@ -171,6 +173,7 @@ def run_parallel_tempering(
         termini=termini,
         cpu_budget_s=cpu_budget_s,
         chunk=1,
+        torsion=torsion,
     )
     cpu_s, wall_s = time.process_time() - cpu_begin, time.perf_counter() - wall_begin
     run = reference.read_run(output_dir, DISCARD_FRACTION)
@@ -187,9 +190,15 @@ def run_parallel_tempering(
 
 
 def run_timewarp(
-    sequence: str, termini: peptides.Termini, model: str, budget_s: float, seed: int = 1
+    sequence: str,
+    termini: peptides.Termini,
+    model: str,
+    budget_s: float,
+    seed: int = 1,
+    torsion: int = 0,
 ) -> SamplerRun:
-    """Timewarp MH from the minimised built peptide for ``budget_s`` wall seconds."""
+    """Timewarp MH from the minimised built peptide for ``budget_s`` wall seconds; its samples
+    are the peptide's ``torsion``-th phi and psi, as :func:`run_parallel_tempering`'s."""
     settings = BenchmarkSettings(samplers=(TIMEWARP,), seed=seed)
     cpu_begin, wall_begin = time.process_time(), time.perf_counter()
     modeller = peptides.build_peptide(sequence, termini)
@@ -203,7 +212,7 @@ def run_timewarp(
     )
     phi, psi = metrics.backbone_dihedrals(trajectory)
     details = dict(chain.counters, frames=len(chain.positions), steps_per_frame=chain.stride)
-    return SamplerRun("timewarp", phi[:, 0], psi[:, 0], cpu_s, wall_s, details)
+    return SamplerRun("timewarp", phi[:, torsion], psi[:, torsion], cpu_s, wall_s, details)
 
 
 def rare_indicator(run: SamplerRun, state: str) -> np.ndarray:

@@ -10,9 +10,10 @@ The run is resumable: its state lives in an openmmtools NetCDF storage in the ou
 calling :func:`run_reference` again continues from the last checkpoint up to the requested number of
 iterations. :func:`analyze_reference` reads the 310 K state's trajectory of the backbone atoms and
 returns the population of phi > 0 with two error estimates: from the integrated autocorrelation time
-of the indicator and from block averages. The same protocol runs any peptide with one phi and one
-psi (``sequence``, ``termini``: a zwitterionic dipeptide's phi of residue 2 and psi of residue 1),
-and can stop at a budget of process CPU seconds (``cpu_budget_s``), for timed comparisons.
+of the indicator and from block averages. The same protocol runs other peptides (``sequence``,
+``termini``), recording one phi and one psi (``torsion``: a zwitterionic dipeptide's phi of
+residue 2 and psi of residue 1; a longer peptide's k-th of each), and can stop at a budget of
+process CPU seconds (``cpu_budget_s``), for timed comparisons.
 
 Command line::
 
@@ -70,14 +71,22 @@ def geometric_temperatures(t_min: float, t_max: float, count: int) -> list[float
     return list(np.geomspace(t_min, t_max, count))
 
 
-def _backbone_atoms(topology: openmm.app.Topology) -> tuple[list[int], list[int], list[int]]:
-    """The atoms that define the peptide's one phi and one psi, in topology order, and the
-    positions of phi's and psi's four atoms among them (capped: C, N, CA, C, N)."""
+def _backbone_atoms(
+    topology: openmm.app.Topology, torsion: int = 0
+) -> tuple[list[int], list[int], list[int]]:
+    """The atoms that define the peptide's ``torsion``-th phi and psi (N- to C-terminus), in
+    topology order, and the positions of phi's and psi's four atoms among them (capped alanine
+    dipeptide: C, N, CA, C, N)."""
     phis, psis = peptides.backbone_torsions(topology)
-    if len(phis) != 1 or len(psis) != 1:
-        raise ValueError("expected a dipeptide with exactly one phi and one psi")
-    atoms = sorted(set(phis[0]) | set(psis[0]))
-    return atoms, [atoms.index(i) for i in phis[0]], [atoms.index(i) for i in psis[0]]
+    count = min(len(phis), len(psis))
+    if not 0 <= torsion < count:
+        raise ValueError(
+            f"the peptide has {len(phis)} phi and {len(psis)} psi torsions: torsion must be "
+            f"between 0 and {count - 1}, got {torsion}"
+        )
+    phi, psi = phis[torsion], psis[torsion]
+    atoms = sorted(set(phi) | set(psi))
+    return atoms, [atoms.index(i) for i in phi], [atoms.index(i) for i in psi]
 
 
 def run_reference(
@@ -90,8 +99,9 @@ def run_reference(
     sequence: str = "A",
     termini: peptides.Termini = "capped",
     cpu_budget_s: float | None = None,
+    torsion: int = 0,
 ) -> int:
-    """Run (or continue) parallel tempering of a dipeptide up to ``iterations`` iterations.
+    """Run (or continue) parallel tempering of a peptide up to ``iterations`` iterations.
 
     Args:
         output_dir: where the NetCDF storage lives; an existing storage there is resumed, and the
@@ -102,6 +112,9 @@ def run_reference(
         sequence, termini: the peptide (``peptides.build_peptide``); default capped alanine.
         cpu_budget_s: stop after the first chunk that ends past this many seconds of this
             process's CPU time (counted from the call), even before ``iterations``.
+        torsion: which phi and psi the run records (:func:`_backbone_atoms`): the first by
+            default; a zwitterionic peptide's k-th phi is residue k + 2's, its k-th psi residue
+            k + 1's.
 
     Returns:
         The number of completed iterations.
@@ -129,7 +142,7 @@ def run_reference(
         if not math.isclose(temperatures[0], TEMPERATURE_K):
             raise ValueError(f"the ladder must start at {TEMPERATURE_K} K, got {temperatures[0]}")
         modeller = peptides.build_peptide(sequence, termini)
-        atoms, phi_atoms, psi_atoms = _backbone_atoms(modeller.topology)
+        atoms, phi_atoms, psi_atoms = _backbone_atoms(modeller.topology, torsion)
         system = peptides.create_system(modeller.topology)
         context = openmm.Context(system, openmm.VerletIntegrator(0.001), platform)
         context.setPositions(modeller.positions)
@@ -162,7 +175,13 @@ def run_reference(
         )
         with open(output_dir / f"{sequence}-{termini}.pdb", "w") as handle:
             openmm.app.PDBFile.writeFile(modeller.topology, positions, handle)
-        peptide = {"sequence": sequence, "termini": termini, "phi": phi_atoms, "psi": psi_atoms}
+        peptide = {
+            "sequence": sequence,
+            "termini": termini,
+            "torsion": torsion,
+            "phi": phi_atoms,
+            "psi": psi_atoms,
+        }
         (output_dir / PEPTIDE_NAME).write_text(json.dumps(peptide) + "\n")
 
     for context_cache in ("energy_context_cache", "sampler_context_cache"):
