@@ -188,8 +188,9 @@ def drawn_angle_error(proposal: ICBackboneProposal, x: torch.Tensor, noise: torc
 
 
 #: A capped and a zwitterionic peptide covering every residue case: joint (A, W, G in GPA's
-#: middle... ), proline's conditional (P), a terminal marginal (first and last of GPA).
-CASES = [("APW", "capped"), ("GPA", "zwitterionic"), ("VGDK", "capped")]
+#: middle... ), proline's conditional (P), a terminal marginal (first and last of GPA), and an
+#: N-terminal proline, whose ring N is not a terminal atom to root the Z-matrix at (PYG).
+CASES = [("APW", "capped"), ("GPA", "zwitterionic"), ("VGDK", "capped"), ("PYG", "zwitterionic")]
 
 
 def built(
@@ -218,6 +219,7 @@ def test_residue_cases(sequence, termini):
         "APW": [(True, True, True, True), (False, True, True, True), (True, True, True, True)],
         "GPA": [(False, True, False, True), (False, True, True, True), (True, False, True, False)],
         "VGDK": [(True, True, True, True)] * 4,
+        "PYG": [(False, True, False, True), (True, True, True, True), (True, False, True, False)],
     }[sequence]
     assert cases == expected
 

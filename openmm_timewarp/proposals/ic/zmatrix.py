@@ -1,10 +1,10 @@
 """Z-matrix internal coordinates of a molecule, built from its bond graph.
 
 :func:`build_zmatrix` turns an OpenMM Topology into a Z-matrix: a spanning tree of the bond graph
-rooted at a terminal heavy atom, heavy atoms first (breadth first), hydrogens after them. Every atom
-``i`` after the first is placed from a bond to its parent ``j``; from the third atom on also from
-the angle ``i-j-k``; from the fourth on also from the torsion ``i-j-k-t``. Where ``j`` already
-holds a placed child ``s`` (a sibling of ``i``), the torsion is taken relative to it (``t = s``, as
+rooted at a terminal heavy atom (or at a peptide's N-terminal N where a ring holds it: proline),
+heavy atoms first (breadth first), hydrogens after them. Every atom ``i`` after the first is placed
+from a bond to its parent ``j``; from the third atom on also from the angle ``i-j-k``; from the
+fourth on also from the torsion ``i-j-k-t``. Where ``j`` already holds a placed child ``s`` (a sibling of ``i``), the torsion is taken relative to it (``t = s``, as
 bgflow does): around an sp3 or sp2 centre that torsion is nearly fixed, so only genuine rotors
 (backbone phi/psi, side-chain chi, methyl rotors) stay free. Otherwise it follows the chain.
 
@@ -129,11 +129,18 @@ def build_zmatrix(topology: app.Topology) -> ZMatrix:
     if not heavy_atoms:
         raise ValueError("the Topology has no heavy atoms to root the Z-matrix at")
 
-    # Root at the first terminal heavy atom so that the first bonds follow the chain.
+    # Root at the first terminal heavy atom so that the first bonds follow the chain; a peptide
+    # whose first atom is its N-terminal N in a ring (proline) roots there too, since rooting at
+    # the first residue's O would place the next N by a torsion about C=O, so psi would not be a
+    # sum of torsions about its own bond.
     def heavy_degree(a: int) -> int:
         return sum(heavy[b] for b in neighbours[a])
 
-    root = next((a for a in heavy_atoms if heavy_degree(a) == 1), heavy_atoms[0])
+    first = heavy_atoms[0]
+    if atoms[first].name == "N" and atoms[first].residue.index == 0:
+        root = first
+    else:
+        root = next((a for a in heavy_atoms if heavy_degree(a) == 1), first)
     parent = {root: -1}
     order = [root]
     queue = deque([root])
