@@ -269,6 +269,14 @@ def test_angles_read_from_torsions_are_the_placed_dihedrals(sequence, termini):
     assert _angle_read_error(proposal, q, scripted=True) < 1e-10
 
 
+def test_every_amino_acid_builds_as_the_n_terminus_of_a_zwitterion():
+    # The N-terminal residue decides where the Z-matrix is rooted (proline's N is in its ring).
+    for amino_acid in "ACDEFGHIKLMNPQRSTVWY":
+        modeller, proposal = built(f"{amino_acid}G", "zwitterionic")
+        q = _random_torsions(proposal, positions_of(modeller), seed=7)
+        assert _angle_read_error(proposal, q) < 1e-10, amino_acid
+
+
 def test_angles_read_without_sibling_offsets_are_caught():
     modeller, proposal = built("APW", "capped")
     q = _random_torsions(proposal, positions_of(modeller), seed=6)

@@ -4,9 +4,10 @@
 rooted at a terminal heavy atom (or at a peptide's N-terminal N where a ring holds it: proline),
 heavy atoms first (breadth first), hydrogens after them. Every atom ``i`` after the first is placed
 from a bond to its parent ``j``; from the third atom on also from the angle ``i-j-k``; from the
-fourth on also from the torsion ``i-j-k-t``. Where ``j`` already holds a placed child ``s`` (a sibling of ``i``), the torsion is taken relative to it (``t = s``, as
-bgflow does): around an sp3 or sp2 centre that torsion is nearly fixed, so only genuine rotors
-(backbone phi/psi, side-chain chi, methyl rotors) stay free. Otherwise it follows the chain.
+fourth on also from the torsion ``i-j-k-t``. Where ``j`` already holds a placed child ``s`` (a
+sibling of ``i``), the torsion is taken relative to it (``t = s``, as bgflow does): around an sp3 or
+sp2 centre that torsion is nearly fixed, so only genuine rotors (backbone phi/psi, side-chain chi,
+methyl rotors) stay free. Otherwise it follows the chain.
 
 :class:`InternalCoordinateTransform` converts batches of Cartesian positions to internal coordinates
 ``[bonds (N-1), angles (N-2), torsions (N-3)]`` plus the external frame (origin at the first atom,
