@@ -409,13 +409,17 @@ def test_a_long_run_counts_only_when_20_autocorrelation_times_long():
     assert md_rates.mark_long_enough(open_window, 1.0)["long_enough"] is False
 
 
-def _rate(value: float, error: float, long_enough: bool, times: float = 50.0) -> dict:
+def _rate(
+    value: float, error: float, long_enough: bool, times: float = 50.0, missed: float = 0.0
+) -> dict:
     return {
         "ess_per_s": value,
         "ess_per_s_error": error,
         "long_enough": long_enough,
         "tau_int_ps": 40.0,
         "autocorrelation_times": times,
+        "missed_reference_mass": missed,
+        "covers_reference": missed < 0.01,
     }
 
 
@@ -433,6 +437,12 @@ def test_fastest_long_run_and_timewarp_ratio_with_propagated_error():
     assert fastest["phi0"]["baseline"] is None and "ratio" not in fastest["phi0"]
     assert "longest: md-4fs-hmr, 15" in fastest["phi0"]["note"]
     assert "ratio" not in md_rates.fastest_long_runs(runs)["psi0"]
+    # A long run that never visited a region the reference populates is not used either.
+    runs[MD_HMR]["ess"]["psi0"] = _rate(0.9, 0.1, True, 50, missed=0.3)
+    assert md_rates.fastest_long_runs(runs)["psi0"]["baseline"] == MD_PRACTICAL
+    runs[MD_PRACTICAL]["ess"]["psi0"] = _rate(0.3, 0.03, True, 50, missed=0.3)
+    assert md_rates.fastest_long_runs(runs)["psi0"]["baseline"] is None
+    assert "missing 30.0% of the reference" in md_rates.fastest_long_runs(runs)["psi0"]["note"]
 
 
 def test_long_md_runs_feed_the_benchmark(tmp_path, reference_dir, capsys):

@@ -119,6 +119,32 @@ def test_rate_ratio_propagates_both_errors_and_uses_only_long_enough_md():
     assert empty["ratio"] is None and not empty["trusted"]
 
 
+def test_a_run_that_never_visited_a_populated_region_is_not_trusted():
+    # The reference spends 30% in a second basin; a run confined to the first misses it, a run
+    # that visited it once covers it, and a region holding under 1% may be missed.
+    edges = np.linspace(-math.pi, math.pi, metrics.COVERAGE_BINS + 1)
+    reference = np.concatenate([np.full(70, -2.0), np.full(29, 1.5), [3.0]])
+    confined = np.random.default_rng(0).normal(-2.0, 0.1, 1000)
+    assert metrics.missed_mass(confined, reference, edges) == pytest.approx(0.30)
+    assert metrics.missed_mass(np.append(confined, 1.5), reference, edges) == pytest.approx(0.01)
+    assert metrics.missed_mass(np.append(confined, 1.5), reference, edges) < 0.0101
+    # Either run failing to cover the reference leaves the ratio out, marked in the table.
+    ratios = {}
+    for name, md_covers, timewarp_covers in (
+        ("both", True, True),
+        ("md", False, True),
+        ("timewarp", True, False),
+        ("unchecked", True, None),
+    ):
+        md = dict(_md(2.0, 0.2), covers_reference=md_covers, missed_reference_mass=0.0)
+        timewarp = dict(_ess(10.0, 1.0), covers_reference=timewarp_covers)
+        ratios[name] = heldout_table.rate_ratio(timewarp, md)
+    assert ratios["both"]["trusted"] and ratios["unchecked"]["trusted"]
+    assert not ratios["md"]["trusted"] and not ratios["timewarp"]["trusted"]
+    assert heldout_table._ratio_text(ratios["md"]).endswith("§")
+    assert heldout_table._ratio_text(ratios["timewarp"]).endswith("¶")
+
+
 def test_exploration_ratio_is_censored_where_one_sampler_never_found_every_state():
     assert heldout_table.exploration_ratio(2.0, 100.0, 50.0, 1000.0, 4) == {
         "ratio": 25.0,
@@ -255,7 +281,12 @@ def test_short_evaluation_writes_results_and_resumes(
     for ratio in result["ratios"].values():
         assert ratio["ratio"] > 0 and ratio["error"] > 0
         # One second of MD is not 20 autocorrelation times of a slow dihedral: marked, not used.
-        assert ratio["trusted"] == ratio["md_long_enough"]
+        assert ratio["trusted"] == (
+            ratio["md_long_enough"]
+            and ratio["timewarp_window_closed"]
+            and ratio["md_covers_reference"]
+            and ratio["timewarp_covers_reference"]
+        )
     assert set(result["basins"]) == {
         f"ALA2:{name}" for name in ("beta", "alphaR", "alphaL", "C7ax")
     }
@@ -299,6 +330,26 @@ def test_short_evaluation_writes_results_and_resumes(
         ["A"], walk_model, output, settings, termini="capped", references=references, log=str
     )
     assert upgraded == result and json.loads(result_file.read_text()) == result
+    # A result from before the coverage check gets MD's coverage from the saved frames;
+    # Timewarp's frames were not kept, so its coverage is left unchecked.
+    for key in ("tic0", "slowest_dihedral"):
+        assert result["ratios"][key]["md_covers_reference"] in (True, False)
+        assert result["ratios"][key]["timewarp_covers_reference"] in (True, False)
+    coverage = ("md_covers_reference", "md_missed_reference_mass")
+    earlier = json.loads(json.dumps(result))
+    for record in earlier["ratios"].values():
+        for key in (*coverage, "timewarp_covers_reference", "timewarp_missed_reference_mass"):
+            del record[key]
+    for record in earlier["md_rates"].values():
+        del record["covers_reference"], record["missed_reference_mass"]
+    result_file.write_text(json.dumps(earlier))
+    (upgraded,) = heldout.run_heldout(
+        ["A"], walk_model, output, settings, termini="capped", references=references, log=str
+    )
+    assert upgraded["md_rates"] == result["md_rates"]
+    for name, record in upgraded["ratios"].items():
+        assert {k: record[k] for k in coverage} == {k: result["ratios"][name][k] for k in coverage}
+        assert record["timewarp_covers_reference"] is None
     # A failing peptide is named: here its reference holds another molecule.
     (references / "G").symlink_to(reference_dir)
     for jobs in (1, 2):

@@ -71,6 +71,43 @@ def ess_records(
     return ess
 
 
+def _coordinate_values(
+    angles: Sequence[tuple[np.ndarray, np.ndarray]], tics: Sequence[np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Pooled values of each coordinate of :func:`ess_records`, under the same keys."""
+    values = {"tic0": np.concatenate([t[:, 0] for t in tics])}
+    for kind, column in (("phi", 0), ("psi", 1)):
+        for residue in range(angles[0][column].shape[1]):
+            values[f"{kind}{residue}"] = np.concatenate([a[column][:, residue] for a in angles])
+    return values
+
+
+def mark_coverage(
+    ess: dict[str, dict],
+    angles: Sequence[tuple[np.ndarray, np.ndarray]],
+    tics: Sequence[np.ndarray],
+    reference: Reference,
+) -> dict[str, dict]:
+    """Add to each record of :func:`ess_records` the ``missed_reference_mass`` (the reference
+    runs' share in the coordinate's bins this run never visited) and ``covers_reference``
+    (:data:`~openmm_timewarp.evaluation.metrics.MAX_MISSED_MASS`)."""
+    values = _coordinate_values(angles, tics)
+    reference_values = _coordinate_values(
+        [metrics.backbone_dihedrals(t) for t in reference.trajectories], reference_tics(reference)
+    )
+    circle = np.linspace(-math.pi, math.pi, metrics.COVERAGE_BINS + 1)
+    for key, record in ess.items():
+        if key == "tic0":
+            low, high = reference_values[key].min(), reference_values[key].max()
+            edges = np.linspace(low, max(high, low + 1e-12), metrics.COVERAGE_BINS + 1)
+        else:
+            edges = circle
+        missed = metrics.missed_mass(values[key], reference_values[key], edges)
+        record["missed_reference_mass"] = missed
+        record["covers_reference"] = missed < metrics.MAX_MISSED_MASS
+    return ess
+
+
 def population_record(indicators: Sequence[np.ndarray]) -> dict:
     values = np.concatenate(indicators).astype(float)
     population = float(values.mean())
@@ -92,7 +129,7 @@ def analyse_chains(
     angles = [metrics.backbone_dihedrals(t) for t in trajectories]
     tics = [reference.tica.transform(metrics.dihedral_features(t)) for t in trajectories]
 
-    ess = ess_records(angles, tics, wall_s)
+    ess = mark_coverage(ess_records(angles, tics, wall_s), angles, tics, reference)
     dihedral_keys = [k for k in ess if k != "tic0"]
     slowest = min(dihedral_keys, key=lambda k: ess[k]["ess"])
 

@@ -47,6 +47,7 @@ from openmm_timewarp.evaluation.md_rates import (
     RUN_FILE,
     long_run_rates,
     record_long_runs,
+    with_md_coverage,
 )
 from openmm_timewarp.evaluation.md_reference import (
     Reference,
@@ -182,9 +183,14 @@ def evaluate_peptide(
     bench = settings.benchmark
     if (folder / RESULT_FILE).is_file():
         result = json.loads((folder / RESULT_FILE).read_text())
+        frames = folder / "md" / settings.md_baseline / FRAMES_FILE
         if "basin_reference" not in result:
-            frames = folder / "md" / settings.md_baseline / FRAMES_FILE
             result = heldout_basins.with_pooled_basins(result, frames, Path(result["reference"]))
+            write_json_atomically(folder / RESULT_FILE, result)
+        if "md_covers_reference" not in result["ratios"]["tic0"]:
+            topology, _ = peptide_system(sequence, termini)
+            reference = load_reference(Path(result["reference"]), topology, bench)
+            result = with_md_coverage(result, frames, reference, topology)
             write_json_atomically(folder / RESULT_FILE, result)
         return result
     md_settings = BenchmarkSettings(
@@ -350,7 +356,15 @@ def _compare(
                 found, exploration.wall_s, times[1], md["wall_s"], len(wanted)
             ),
         }
-    kept = ("ess_per_s", "ess_per_s_error", "tau_int_ps", "autocorrelation_times", "long_enough")
+    kept = (
+        "ess_per_s",
+        "ess_per_s_error",
+        "tau_int_ps",
+        "autocorrelation_times",
+        "long_enough",
+        "missed_reference_mass",
+        "covers_reference",
+    )
     return {
         "md_rates": {key: {k: rate[k] for k in kept} for key, rate in md["ess"].items()},
         "slowest_dihedral": slowest,

@@ -8,7 +8,9 @@
   peptide is the combination of its residues' basins (:func:`combined_states`).
 - ESS/s ratios (:func:`rate_ratio`): Timewarp's over MD's, the relative errors added in
   quadrature; ``trusted`` only where MD's run is long enough (20 integrated autocorrelation times,
-  window closed) and Timewarp's window closed.
+  window closed), Timewarp's window closed, and each run visited every region of the coordinate
+  that the reference runs populate (``covers_reference``): a run confined to one basin measures
+  the motion within it, not the slow process it never made.
 - Exploration (:func:`exploration_ratio`): MD's time to visit every reference state over
   Timewarp's, censored where one of them never got there.
 """
@@ -90,7 +92,9 @@ def rate_ratio(timewarp: dict, md: dict) -> dict:
     """Timewarp's ESS/s over MD's on one coordinate, with the propagated error.
 
     ``md`` is a long-run record (:func:`~openmm_timewarp.evaluation.md_rates.mark_long_enough`);
-    the ratio is ``trusted`` only where MD's run is long enough and Timewarp's window closed.
+    the ratio is ``trusted`` only where MD's run is long enough, Timewarp's window closed and both
+    runs cover the reference's range of the coordinate (a record without ``covers_reference``,
+    read back from before the check, counts as not checked: ``None``).
     """
     record = {
         "timewarp_ess_per_s": timewarp["ess_per_s"],
@@ -101,6 +105,10 @@ def rate_ratio(timewarp: dict, md: dict) -> dict:
         "md_tau_int_ps": md["tau_int_ps"],
         "md_autocorrelation_times": md["autocorrelation_times"],
         "md_long_enough": bool(md["long_enough"]),
+        "md_covers_reference": md.get("covers_reference"),
+        "md_missed_reference_mass": md.get("missed_reference_mass"),
+        "timewarp_covers_reference": timewarp.get("covers_reference"),
+        "timewarp_missed_reference_mass": timewarp.get("missed_reference_mass"),
         "ratio": None,
         "error": None,
     }
@@ -110,6 +118,8 @@ def rate_ratio(timewarp: dict, md: dict) -> dict:
         record["ratio"] is not None
         and record["md_long_enough"]
         and record["timewarp_window_closed"]
+        and record["md_covers_reference"] is not False
+        and record["timewarp_covers_reference"] is not False
     )
     return record
 
@@ -150,8 +160,11 @@ def spread(values: Sequence[float | None]) -> str:
 
 
 def _ratio_text(record: dict) -> str:
-    marks = ("" if record["md_long_enough"] else "†") + (
-        "" if record["timewarp_window_closed"] else "‡"
+    marks = (
+        ("" if record["md_long_enough"] else "†")
+        + ("" if record["timewarp_window_closed"] else "‡")
+        + ("" if record.get("md_covers_reference") is not False else "§")
+        + ("" if record.get("timewarp_covers_reference") is not False else "¶")
     )
     if record["ratio"] is None:
         return f"- {marks}"
@@ -227,6 +240,10 @@ def table(results: Sequence[dict]) -> str:
         "coordinate, with errors propagated from both. † MD's run is shorter than 20 integrated "
         "autocorrelation times or its window did not close: its rate is not used (no median). "
         "‡ Timewarp's window did not close (its ESS an upper bound): not used in the median. "
+        "§ MD's run (¶ Timewarp's) never visited bins of the coordinate holding >= "
+        f"{metrics.MAX_MISSED_MASS:.0%} of the reference runs' frames: its rate is the motion "
+        "within the part it sampled, not the slow process between the parts; not used in the "
+        "median. "
         "Exploration: >= where MD never visited every state (its run length used), <= where "
         "Timewarp never did; the exploration median takes such bounds at their value. Basins: "
         "Timewarp's populations against the reference runs and MD's long run pooled.",

@@ -13,9 +13,13 @@ seconds. So MD's rate is taken from separate long runs:
 - :func:`long_run_rates` (``timewarp benchmark --md-rates DIR``) gives, per baseline and coordinate,
   ESS per second = ESS of the run / its wall time, with ``long_enough`` true only where the run is
   at least ``MIN_AUTOCORRELATION_TIMES`` integrated autocorrelation times long (tau_int taken at
-  the upper end of its error: :func:`mark_long_enough`) and Sokal's window closed;
+  the upper end of its error: :func:`mark_long_enough`) and Sokal's window closed, and
+  ``covers_reference`` where the run visited every part of the coordinate's range that the
+  reference runs populate (:func:`~openmm_timewarp.evaluation.analysis.mark_coverage`): a run
+  that never left one basin closes its window on the motion within it;
 - :func:`fastest_long_runs` names, per coordinate, the fastest baseline among the long-enough runs
-  and Timewarp's ratio to it, with the relative errors of both rates added in quadrature.
+  that cover the reference, and Timewarp's ratio to it, with the relative errors of both rates
+  added in quadrature.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import openmm.app as app
 
 from openmm_timewarp.data.peptides import FORCEFIELD_NAME, TERMINI
 from openmm_timewarp.evaluation import metrics
-from openmm_timewarp.evaluation.analysis import ess_records
+from openmm_timewarp.evaluation.analysis import ess_records, mark_coverage
 from openmm_timewarp.evaluation.comparisons import ess_ratio
 from openmm_timewarp.evaluation.md_reference import (
     Reference,
@@ -179,8 +183,8 @@ def long_run_rates(
 ) -> dict[str, dict]:
     """Per baseline found in ``md_rates_dir``: its run record and, in ``ess``, per coordinate
     (``tic0`` of the reference's TICA, ``phi0``, ``psi0``, ...) the ESS per second of the whole
-    run, its integrated autocorrelation time in ps, the run's length in those times and
-    ``long_enough``."""
+    run, its integrated autocorrelation time in ps, the run's length in those times,
+    ``long_enough`` and ``covers_reference``."""
     folders = sorted(path for path in Path(md_rates_dir).glob(f"*/{RUN_FILE}"))
     if not folders:
         raise ValueError(
@@ -194,7 +198,7 @@ def long_run_rates(
         trajectory = mdtraj.Trajectory(positions, md_topology)
         angles = [metrics.backbone_dihedrals(trajectory)]
         tics = [reference.tica.transform(metrics.dihedral_features(trajectory))]
-        ess = ess_records(angles, tics, record["wall_s"])
+        ess = mark_coverage(ess_records(angles, tics, record["wall_s"]), angles, tics, reference)
         for rate in ess.values():
             mark_long_enough(rate, record["frame_interval_ps"])
         runs[record["baseline"]] = dict(
@@ -202,6 +206,30 @@ def long_run_rates(
         )
         runs[record["baseline"]]["ess"] = ess
     return runs
+
+
+def with_md_coverage(
+    result: dict, frames: Path, reference: Reference, topology: app.Topology
+) -> dict:
+    """A held-out result written before the coverage check, with MD's ``covers_reference``
+    recomputed from its saved run (``frames``) and each ratio's ``trusted`` updated; Timewarp's
+    frames were not kept, so its coverage stays unchecked (``None``)."""
+    trajectory = mdtraj.Trajectory(np.load(frames), mdtraj.Topology.from_openmm(topology))
+    angles = [metrics.backbone_dihedrals(trajectory)]
+    tics = [reference.tica.transform(metrics.dihedral_features(trajectory))]
+    ess = {key: {} for key in result["md_rates"]}
+    mark_coverage(ess, angles, tics, reference)
+    for key, rate in result["md_rates"].items():
+        rate.update(ess[key])
+    keys = {"slowest_dihedral": result["slowest_dihedral"], "tic0": "tic0"}
+    for name, key in keys.items():
+        ratio = result["ratios"][name]
+        ratio["md_covers_reference"] = ess[key]["covers_reference"]
+        ratio["md_missed_reference_mass"] = ess[key]["missed_reference_mass"]
+        ratio.setdefault("timewarp_covers_reference", None)
+        ratio.setdefault("timewarp_missed_reference_mass", None)
+        ratio["trusted"] = bool(ratio["trusted"] and ratio["md_covers_reference"])
+    return result
 
 
 def fastest_long_runs(runs: dict[str, dict], timewarp_ess: dict | None = None) -> dict[str, dict]:
@@ -215,14 +243,21 @@ def fastest_long_runs(runs: dict[str, dict], timewarp_ess: dict | None = None) -
     keys = next(iter(runs.values()))["ess"] if runs else {}
     fastest = {}
     for key in keys:
-        usable = [name for name in runs if runs[name]["ess"][key]["long_enough"]]
+        usable = [
+            name
+            for name in runs
+            if runs[name]["ess"][key]["long_enough"] and runs[name]["ess"][key]["covers_reference"]
+        ]
         if not usable:
             longest = max(runs, key=lambda name: runs[name]["ess"][key]["autocorrelation_times"])
             fastest[key] = {
                 "baseline": None,
                 "note": f"no run is {MIN_AUTOCORRELATION_TIMES:g} integrated autocorrelation "
-                f"times long with its window closed (longest: {longest}, "
-                f"{runs[longest]['ess'][key]['autocorrelation_times']:.3g}); no rate",
+                "times long with its window closed and visits every region the reference "
+                f"populates (longest: {longest}, "
+                f"{runs[longest]['ess'][key]['autocorrelation_times']:.3g}, missing "
+                f"{runs[longest]['ess'][key]['missed_reference_mass']:.1%} of the reference); "
+                "no rate",
             }
             continue
         name = max(usable, key=lambda baseline: runs[baseline]["ess"][key]["ess_per_s"])

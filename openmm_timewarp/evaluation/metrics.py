@@ -36,6 +36,15 @@ mdtraj = require("mdtraj")
 #: Ramachandran basins of a dipeptide, in the order of their state labels.
 RAMACHANDRAN_STATES = ("beta", "alphaR", "alphaL", "C7ax")
 
+#: A run covers a coordinate when the bins it never visits (12 on the coordinate's range: 30
+#: degrees of a dihedral, the references' range of TIC0) hold less than this share of the
+#: reference runs' frames. 1% of 2 x 2 ns is 40 ps: a populated region, not a start's transient.
+#: A run that stayed out of such a region measured its rate within part of the coordinate's range
+#: (its autocorrelation window closes on the fast motion there), so its rate says nothing about
+#: the slow process between the parts.
+COVERAGE_BINS = 12
+MAX_MISSED_MASS = 0.01
+
 
 @dataclass(frozen=True)
 class AutocorrelationEstimate:
@@ -312,3 +321,10 @@ def free_energy_profile(
     error[finite] = blocks[:, finite].std(axis=0, ddof=1) / math.sqrt(num_blocks)
     centers = 0.5 * (edges[1:] + edges[:-1])
     return centers, free_energy, error
+
+
+def missed_mass(values: np.ndarray, reference_values: np.ndarray, edges: np.ndarray) -> float:
+    """Share of ``reference_values`` in the bins (``edges``) where ``values`` has no entry."""
+    reference_counts = np.histogram(reference_values, edges)[0]
+    visited = np.histogram(values, edges)[0] > 0
+    return float(reference_counts[~visited].sum() / max(len(reference_values), 1))
