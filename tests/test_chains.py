@@ -452,7 +452,7 @@ def test_chirality_inverting_proposals_are_rejected_and_counted(dipeptide, tmp_p
     assert chain.statistics.accepted == 1
 
 
-def test_timewarp_sample_command(tmp_path, dipeptide):
+def test_timewarp_sample_command(tmp_path, dipeptide, capsys):
     walk = export_simple_proposal(
         GaussianRandomWalk(0.0005), tmp_path / "walk.pt", atom_types=ELEMENTS, temperature_K=310.0
     )
@@ -467,9 +467,14 @@ def test_timewarp_sample_command(tmp_path, dipeptide):
     for folder in folders:
         counters, frames = chain_record(tmp_path / "out" / folder)
         assert counters["steps"] == 40 and frames.shape[0] == 4
-    # Again: the chains are complete, nothing changes.
+    # Again: the chains are complete, nothing changes; the models run on one torch thread unless
+    # asked (more oversubscribe a busy CPU).
+    torch.set_num_threads(2)
     assert cli_main(arguments) == 0
     assert chain_record(tmp_path / "out" / folders[0])[0]["steps"] == 40
+    assert torch.get_num_threads() == 1
+    assert cli_main([*arguments, "--torch-threads", "0"]) == 2
+    assert "--torch-threads must be at least 1" in capsys.readouterr().err
 
 
 def test_chain_seeds_are_distinct_and_stable():

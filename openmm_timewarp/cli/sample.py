@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import torch
+
 from openmm_timewarp.data.peptides import TERMINI
 from openmm_timewarp.sampling.chain_specs import peptide_chains
 from openmm_timewarp.sampling.chains import ChainSampler
@@ -50,12 +52,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="run a transferable model's proposals as AOTInductor packages compiled for this "
         "CPU (once per molecule, about a minute; cached)",
     )
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="threads of the proposal models on the CPU (default 1, the fastest measured: "
+        "two processes with torch's default threads on two cores ran 6x slower, "
+        "docs/training.md)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     parser.set_defaults(handler=_sample_command)
 
 
 def _sample_command(args: argparse.Namespace) -> int:
+    if args.torch_threads < 1:
+        raise ValueError(f"--torch-threads must be at least 1, got {args.torch_threads}")
+    torch.set_num_threads(args.torch_threads)
     rank, world_size = process_rank()
     specs = peptide_chains(
         args.model, args.peptides, args.chains_per_peptide, args.seed, args.termini, args.system
