@@ -9,7 +9,9 @@ For peptides drawn at random (with a printed seed) from a held-out list, each in
 2. one MD baseline runs for ``md_budget_s`` exactly as ``timewarp md-rate`` runs it
    (:func:`~openmm_timewarp.evaluation.md_rates.record_long_runs`, in ``md/<baseline>/``, kept once
    complete); its rate per coordinate counts only where the run is 20 integrated autocorrelation
-   times long with its window closed (:func:`~openmm_timewarp.evaluation.md_rates.long_run_rates`);
+   times long with its window closed and visited every region of the coordinate that the
+   reference populates (:func:`~openmm_timewarp.evaluation.md_rates.long_run_rates`,
+   :func:`~openmm_timewarp.evaluation.analysis.mark_coverage`; Timewarp's likewise);
 3. Timewarp (MH) with the model runs for ``timewarp_budget_s`` on the same platform from the same
    start, then ``result.json`` is written (atomically, last): ESS/s ratios for MD's slowest
    backbone dihedral and TIC0 with errors, backbone-basin populations against the reference and
@@ -19,7 +21,8 @@ For peptides drawn at random (with a printed seed) from a held-out list, each in
    threshold instead of MH), run after MH.
 
 A peptide with ``result.json`` is read back (one written before the basins were measured
-against MD's run too is brought up to date from its saved frames); an interrupted one resumes at
+against MD's run too, or before the coverage check, is brought up to date from its saved MD
+frames); an interrupted one resumes at
 the first unfinished step. ``request.json`` keeps what was asked (peptides, model, settings), and a
 rerun that asks for something else is refused. ``table.md`` holds the finished peptides' table,
 ``speedups.png`` their ratios with error bars.
