@@ -175,6 +175,17 @@ def mark_long_enough(rate: dict, frame_interval_ps: float) -> dict:
     return rate
 
 
+def _run_coordinates(
+    trajectory: mdtraj.Trajectory, reference: Reference
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[np.ndarray]]:
+    """One run's backbone dihedrals and TICs (the reference's TICA), as ``ess_records`` and
+    ``mark_coverage`` take them."""
+    return (
+        [metrics.backbone_dihedrals(trajectory)],
+        [reference.tica.transform(metrics.dihedral_features(trajectory))],
+    )
+
+
 def long_run_rates(
     md_rates_dir: str | os.PathLike,
     expected: dict,
@@ -195,9 +206,7 @@ def long_run_rates(
     runs = {}
     for path in folders:
         record, positions = read_long_run(path.parent, expected)
-        trajectory = mdtraj.Trajectory(positions, md_topology)
-        angles = [metrics.backbone_dihedrals(trajectory)]
-        tics = [reference.tica.transform(metrics.dihedral_features(trajectory))]
+        angles, tics = _run_coordinates(mdtraj.Trajectory(positions, md_topology), reference)
         ess = mark_coverage(ess_records(angles, tics, record["wall_s"]), angles, tics, reference)
         for rate in ess.values():
             mark_long_enough(rate, record["frame_interval_ps"])
@@ -215,8 +224,7 @@ def with_md_coverage(
     recomputed from its saved run (``frames``) and each ratio's ``trusted`` updated; Timewarp's
     frames were not kept, so its coverage stays unchecked (``None``)."""
     trajectory = mdtraj.Trajectory(np.load(frames), mdtraj.Topology.from_openmm(topology))
-    angles = [metrics.backbone_dihedrals(trajectory)]
-    tics = [reference.tica.transform(metrics.dihedral_features(trajectory))]
+    angles, tics = _run_coordinates(trajectory, reference)
     ess = {key: {} for key in result["md_rates"]}
     mark_coverage(ess, angles, tics, reference)
     for key, rate in result["md_rates"].items():
