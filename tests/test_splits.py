@@ -180,6 +180,20 @@ def test_generation_script_reports_a_failed_sequence_and_exits_1(tmp_path):
     assert f"failed: {sequence}@0.001 (run again to retry)" in result.stderr
 
 
+def test_generation_script_puts_a_basin_start_next_to_the_extended_run(tmp_path):
+    # One molecule, one training folder: the alphaL-started trajectory joins the extended one.
+    sequence = dipeptide_split().training[0]
+    assert generate("dipeptides", "1", "0.001", tmp_path=tmp_path).returncode == 0
+    result = generate("--start", "alphaL", "dipeptides", "1", "0.001", tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    runs = sorted(p.name for p in (tmp_path / "data" / sequence).iterdir())
+    assert runs == ["00-alphaL", "00-extended"]
+    phi, _ = list_trajectories(tmp_path / "data" / sequence / "00-alphaL")[0].backbone_angles()
+    assert phi.size and np.all(phi > 0)
+    refused = generate("--start", "alphaQ", "dipeptides", "1", "0.001", tmp_path=tmp_path)
+    assert refused.returncode == 1 and "alphaQ" in refused.stderr
+
+
 @pytest.mark.slow
 def test_generation_script_killed_and_rerun_gives_the_uninterrupted_data(tmp_path):
     # The first training dipeptide in two rounds (4 then 8 frames); the killed job is stopped
