@@ -1,6 +1,7 @@
 """Tests of the held-out evaluation: its arithmetic against hand-computed values, the random draw,
 and a short resumable run on capped alanine."""
 
+import dataclasses
 import json
 import math
 
@@ -16,6 +17,7 @@ from openmm_timewarp.evaluation import (
     heldout,
     heldout_basins,
     heldout_table,
+    md_rates,
     md_reference,
     metrics,
 )
@@ -374,6 +376,37 @@ def test_short_evaluation_writes_results_and_resumes(
             termini="capped",
             references=references,
             log=str,
+        )
+
+    # A larger MD budget continues the saved run from its last frame and evaluates afresh; the
+    # run's first frames are kept, its record sums both segments.
+    monkeypatch.undo()
+    run_dir = output / "A-capped" / "md" / MD_PRACTICAL
+    before = json.loads((run_dir / md_rates.RUN_FILE).read_text())
+    first_frames = np.load(run_dir / md_rates.FRAMES_FILE)
+    longer = dataclasses.replace(settings, md_budget_s=2.0)
+    (extended,) = heldout.run_heldout(
+        ["A"], walk_model, output, longer, termini="capped", references=references, log=str
+    )
+    run = json.loads((run_dir / md_rates.RUN_FILE).read_text())
+    frames = np.load(run_dir / md_rates.FRAMES_FILE)
+    assert run["wall_s"] >= 2.0 and [s["seed"] for s in run["segments"]] == [
+        before["seed"],
+        before["seed"] + 1000,
+    ]
+    assert run["simulated_ns"] == pytest.approx(sum(s["simulated_ns"] for s in run["segments"]))
+    assert len(frames) == run["frames"] > before["frames"]
+    assert np.array_equal(frames[: before["frames"]], first_frames)
+    assert extended["md"]["wall_s"] == run["wall_s"] and extended["date"] > result["date"]
+    assert json.loads((output / "request.json").read_text())["settings"]["md_budget_s"] == 2.0
+    # Frames written by an extension whose record was never written are not read.
+    np.save(run_dir / md_rates.FRAMES_FILE, np.concatenate([frames, frames[:3]]))
+    expected = {key: run[key] for key in md_rates._MATCHING}
+    assert len(md_rates.read_long_run(run_dir, expected)[1]) == run["frames"]
+    # Runs are never shortened: a smaller budget is another request.
+    with pytest.raises(ValueError, match="other settings"):
+        heldout.run_heldout(
+            ["A"], walk_model, output, settings, termini="capped", references=references, log=str
         )
 
 

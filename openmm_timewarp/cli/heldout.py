@@ -55,7 +55,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--cache", type=Path, default=Path("data/benchmark"))
     parser.add_argument("--md-baseline", choices=tuple(MD_PROTOCOLS), default=MD_HMR)
     parser.add_argument(
-        "--md-budget", type=positive_float, default=settings.md_budget_s, help="wall s of MD"
+        "--md-budget",
+        type=positive_float,
+        default=settings.md_budget_s,
+        help="wall s of MD; rerun with a larger one to continue the saved MD runs (their "
+        "peptides are evaluated afresh)",
     )
     parser.add_argument(
         "--timewarp-budget",

@@ -8,7 +8,9 @@ For peptides drawn at random (with a printed seed) from a held-out list, each in
    the states to find and, with MD's long run (step 2), the backbone-basin populations;
 2. one MD baseline runs for ``md_budget_s`` exactly as ``timewarp md-rate`` runs it
    (:func:`~openmm_timewarp.evaluation.md_rates.record_long_runs`, in ``md/<baseline>/``, kept once
-   complete); its rate per coordinate counts only where the run is 20 integrated autocorrelation
+   complete; a rerun with a larger ``md_budget_s`` continues it,
+   :func:`~openmm_timewarp.evaluation.md_rates.extend_long_run`, and evaluates the peptide
+   afresh); its rate per coordinate counts only where the run is 20 integrated autocorrelation
    times long with its window closed and visited every region of the coordinate that the
    reference populates (:func:`~openmm_timewarp.evaluation.md_rates.long_run_rates`,
    :func:`~openmm_timewarp.evaluation.analysis.mark_coverage`; Timewarp's likewise);
@@ -48,6 +50,7 @@ from openmm_timewarp.evaluation.analysis import analyse_chains
 from openmm_timewarp.evaluation.md_rates import (
     FRAMES_FILE,
     RUN_FILE,
+    extend_long_run,
     long_run_rates,
     record_long_runs,
     with_md_coverage,
@@ -144,19 +147,30 @@ def _request(peptides, termini, model, settings, references) -> dict:
 
 
 def _check_request(output_dir: Path, request: dict) -> None:
-    """Write ``request.json``, or refuse when the folder holds another request."""
+    """Write ``request.json``, or refuse when the folder holds another request; a larger MD
+    budget is the same request grown (its runs are extended, :func:`evaluate_peptide`)."""
     path = output_dir / REQUEST_FILE
     if path.is_file():
         previous = json.loads(path.read_text())
-        if previous != request:
+        grown = json.loads(json.dumps(previous))
+        grown["settings"]["md_budget_s"] = max(
+            previous["settings"]["md_budget_s"], request["settings"]["md_budget_s"]
+        )
+        if grown != request:
             changed = sorted(key for key in request if previous.get(key) != request[key])
             raise ValueError(
                 f"{output_dir} holds an evaluation with other {', '.join(changed)}; resume it "
-                "with the same arguments or give another output folder"
+                "with the same arguments (a larger --md-budget extends its MD runs) or give "
+                "another output folder"
             )
-        return
+        if grown == previous:
+            return
     output_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomically(path, request)
+
+
+def _md_wall_s(run_file: Path) -> float:
+    return float(json.loads(run_file.read_text())["wall_s"])
 
 
 def _first_visit_of_all(
@@ -184,7 +198,9 @@ def evaluate_peptide(
     """Evaluate one peptide in ``folder`` (or read back its finished result); see the module."""
     folder = Path(folder)
     bench = settings.benchmark
-    if (folder / RESULT_FILE).is_file():
+    run_file = folder / "md" / settings.md_baseline / RUN_FILE
+    md_short = run_file.is_file() and _md_wall_s(run_file) < settings.md_budget_s
+    if (folder / RESULT_FILE).is_file() and not md_short:
         result = json.loads((folder / RESULT_FILE).read_text())
         frames = folder / "md" / settings.md_baseline / FRAMES_FILE
         if "basin_reference" not in result:
@@ -208,7 +224,9 @@ def evaluate_peptide(
     reference_dir = reference_folder(sequence, termini, bench, reference_dir, cache_dir)
     reference = load_reference(reference_dir, topology, bench)
     md_dir = folder / "md"
-    if not (md_dir / settings.md_baseline / RUN_FILE).is_file():
+    if md_short:  # a larger budget than the run's: continue it, then evaluate afresh
+        extend_long_run(run_file.parent, settings.md_budget_s, md_settings, None, show_progress)
+    elif not run_file.is_file():
         record_long_runs(
             sequence,
             md_dir,

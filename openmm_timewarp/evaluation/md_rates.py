@@ -10,6 +10,8 @@ seconds. So MD's rate is taken from separate long runs:
   start frame and frame recording), for a wall-clock budget, and writes
   ``DIR/<baseline>/frames.npy`` (positions, nm, float32, ``[frames, atoms, 3]``) and
   ``DIR/<baseline>/run.json`` (wall time, simulated time, machine);
+- :func:`extend_long_run` continues a run from its last frame to a larger budget (a slow
+  coordinate that a run did not cover 20 times over needs more of the same run, not another);
 - :func:`long_run_rates` (``timewarp benchmark --md-rates DIR``) gives, per baseline and coordinate,
   ESS per second = ESS of the run / its wall time, with ``long_enough`` true only where the run is
   at least ``MIN_AUTOCORRELATION_TIMES`` integrated autocorrelation times long (tau_int taken at
@@ -28,6 +30,7 @@ import datetime
 import json
 import os
 import platform as host
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -133,6 +136,76 @@ def record_long_runs(
     return records
 
 
+def _segment(record: dict) -> dict:
+    return {key: record[key] for key in ("date", "machine", "seed", "wall_s", "simulated_ns")}
+
+
+def extend_long_run(
+    folder: str | os.PathLike,
+    budget_s: float,
+    settings: BenchmarkSettings,
+    system_file: str | os.PathLike | None = None,
+    show_progress: bool = True,
+) -> dict:
+    """Continue the long run in ``folder`` (written by :func:`record_long_runs`) from its last
+    frame until its wall time reaches ``budget_s``; returns its record (unchanged when it is
+    already that long).
+
+    The continuation draws new velocities at the run's temperature (the run keeps no velocities);
+    the baselines' Langevin friction forgets velocities within picoseconds, far below the
+    autocorrelation times the extension is for. Frames keep the run's spacing. The record keeps
+    each segment (date, machine, seed, wall time, simulated time) and sums them; frames are
+    written before the record, and frames beyond the record's count (an extension interrupted
+    between the two writes) are dropped when read.
+    """
+    folder = Path(folder)
+    record = json.loads((folder / RUN_FILE).read_text())
+    remaining = budget_s - record["wall_s"]
+    if remaining <= 0:
+        return record
+    expected = {key: record[key] for key in _MATCHING}
+    record, positions = read_long_run(folder, expected)
+    topology, system = peptide_system(record["sequence"], record["termini"], system_file)
+    segments = record.get("segments", [_segment(record)])
+    seed = record["seed"] + 1000 * len(segments)
+    run_settings = BenchmarkSettings(
+        **dict(
+            asdict(settings),
+            temperature_K=record["temperature_K"],
+            platform=record["platform"],
+            md_frame_interval_ps=record["frame_interval_ps"],
+            max_frames=10**9,  # no thinning: the new frames keep the run's spacing
+        )
+    )
+    name = record["baseline"]
+    with budget_progress(f"{name} (extension)", remaining, show_progress) as progress:
+        chain = run_chain(
+            name, None, system, topology, positions[-1].astype(np.float64), remaining,
+            run_settings, seed=seed, progress=progress,
+        )  # fmt: skip
+    simulated_ns = chain.counters["simulated_ps"] / 1000.0
+    extension = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_record(record["platform"]),
+        "seed": seed,
+        "wall_s": chain.wall_s,
+        "simulated_ns": simulated_ns,
+    }
+    frames = np.concatenate([positions, chain.positions.astype(np.float32)])
+    record.update(
+        date=extension["date"],
+        wall_s=record["wall_s"] + chain.wall_s,
+        steps=record["steps"] + chain.steps,
+        simulated_ns=record["simulated_ns"] + simulated_ns,
+        frames=len(frames),
+        segments=[*segments, extension],
+    )
+    record["wall_s_per_ns"] = record["wall_s"] / record["simulated_ns"]
+    write_atomically(folder / FRAMES_FILE, lambda handle: np.save(handle, frames))
+    write_json_atomically(folder / RUN_FILE, record)
+    return record
+
+
 def read_long_run(folder: str | os.PathLike, expected: dict) -> tuple[dict, np.ndarray]:
     """A run's record and frames; refused unless it matches ``expected`` on every key of
     ``_MATCHING`` (the benchmark's peptide, System, temperature and platform)."""
@@ -150,6 +223,8 @@ def read_long_run(folder: str | os.PathLike, expected: dict) -> tuple[dict, np.n
                 f"{expected[key]!r}; record the runs with the benchmark's settings"
             )
     positions = np.load(folder / FRAMES_FILE)
+    if positions.shape[0] > record["frames"]:  # an extension interrupted before its record
+        positions = positions[: record["frames"]]
     if positions.shape != (record["frames"], record["atoms"], 3):
         raise ValueError(
             f"{folder / FRAMES_FILE} holds an array of shape {positions.shape}, the record "
