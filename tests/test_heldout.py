@@ -399,6 +399,13 @@ def test_short_evaluation_writes_results_and_resumes(
     assert np.array_equal(frames[: before["frames"]], first_frames)
     assert extended["md"]["wall_s"] == run["wall_s"] and extended["date"] > result["date"]
     assert json.loads((output / "request.json").read_text())["settings"]["md_budget_s"] == 2.0
+    # A result of the shorter run (as an extension interrupted before Timewarp reran leaves it)
+    # is not read back: the peptide is evaluated afresh against the continued run.
+    (output / "A-capped" / heldout.RESULT_FILE).write_text(json.dumps(result))
+    (again,) = heldout.run_heldout(
+        ["A"], walk_model, output, longer, termini="capped", references=references, log=str
+    )
+    assert again["md"]["wall_s"] == run["wall_s"] and again["date"] >= extended["date"]
     # Frames written by an extension whose record was never written are not read.
     np.save(run_dir / md_rates.FRAMES_FILE, np.concatenate([frames, frames[:3]]))
     expected = {key: run[key] for key in md_rates._MATCHING}

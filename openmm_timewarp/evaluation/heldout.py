@@ -199,10 +199,14 @@ def evaluate_peptide(
     folder = Path(folder)
     bench = settings.benchmark
     run_file = folder / "md" / settings.md_baseline / RUN_FILE
-    md_short = run_file.is_file() and _md_wall_s(run_file) < settings.md_budget_s
-    if (folder / RESULT_FILE).is_file() and not md_short:
-        result = json.loads((folder / RESULT_FILE).read_text())
-        frames = folder / "md" / settings.md_baseline / FRAMES_FILE
+    md_wall_s = _md_wall_s(run_file) if run_file.is_file() else None
+    md_short = md_wall_s is not None and md_wall_s < settings.md_budget_s
+    result_file = folder / RESULT_FILE
+    result = json.loads(result_file.read_text()) if result_file.is_file() else None
+    # Stale: a result while its MD run is shorter than the budget, or one of a shorter run than
+    # the saved one (a continuation interrupted before Timewarp reran).
+    if result is not None and not md_short and result["md"]["wall_s"] == md_wall_s:
+        frames = run_file.parent / FRAMES_FILE
         if "basin_reference" not in result:
             result = heldout_basins.with_pooled_basins(result, frames, Path(result["reference"]))
             write_json_atomically(folder / RESULT_FILE, result)
@@ -318,7 +322,7 @@ def evaluate_peptide(
             reference,
             mdtraj.Trajectory(chain.positions, md_topology),
             chain.times_s,
-            mdtraj.Trajectory(np.load(md_dir / settings.md_baseline / FRAMES_FILE), md_topology),
+            mdtraj.Trajectory(np.load(run_file.parent / FRAMES_FILE), md_topology),
             bench.min_state_population,
             exploration,
         ),
