@@ -235,6 +235,43 @@ def test_table_medians_leave_out_untrusted_md_rates():
         heldout.HeldoutSettings(exploration_budget_s=0.0)
 
 
+def _merge_folder(folder, peptides, model="peptides", **results) -> None:
+    """A ``timewarp heldout`` folder: a request and, per peptide, (ratio, MD wall s, run's)."""
+    settings = {"md_budget_s": 600.0, "md_baseline": "md-4fs-hmr", "timewarp_budget_s": 30.0}
+    request = {"peptides": peptides, "termini": "zwitterionic", "model": model}
+    folder.mkdir()
+    (folder / heldout.REQUEST_FILE).write_text(json.dumps(dict(request, settings=settings)))
+    for sequence, (ratio, wall_s, run_wall_s) in results.items():
+        run = folder / f"{sequence}-zwitterionic" / "md" / "md-4fs-hmr"
+        run.mkdir(parents=True)
+        (run / "run.json").write_text(json.dumps({"wall_s": run_wall_s}))
+        result = dict(_result(sequence, ratio, True), md={"wall_s": wall_s})
+        (run.parent.parent / heldout.RESULT_FILE).write_text(json.dumps(result))
+
+
+def test_heldout_table_takes_each_peptide_from_its_longest_finished_md_run(tmp_path, capsys):
+    first, longer, unfinished = tmp_path / "first", tmp_path / "longer", tmp_path / "unfinished"
+    _merge_folder(first, ["AA", "CC"], AA=(2.0, 600.0, 600.0), CC=(3.0, 600.0, 600.0))
+    _merge_folder(longer, ["CC"], CC=(7.0, 1200.0, 1200.0))
+    # AA's MD run continued to 1200 s there, its rerun unfinished: the old result is not read.
+    _merge_folder(unfinished, ["AA"], AA=(50.0, 600.0, 1200.0))
+    out = tmp_path / "table"
+    folders = [str(first), str(longer), str(unfinished)]
+    assert cli.main(["heldout-table", *folders, "-o", str(out)]) == 0
+    assert f"CC: {longer} (MD 1200 s)" in capsys.readouterr().out
+    assert json.loads((out / "sources.json").read_text()) == {"AA": str(first), "CC": str(longer)}
+    rows = (out / heldout.TABLE_FILE).read_text().splitlines()
+    assert rows[2].startswith("| AA") and "(2 ± " in rows[2]  # after header and rule
+    assert rows[3].startswith("| CC") and "(7 ± " in rows[3]
+    assert (out / heldout.PLOT_FILE).is_file()
+
+    _merge_folder(tmp_path / "other", ["GG"], model="dipeptides", GG=(1.0, 600.0, 600.0))
+    assert cli.main(["heldout-table", str(first), str(tmp_path / "other"), "-o", str(out)]) == 2
+    assert "differs in model" in capsys.readouterr().err
+    assert cli.main(["heldout-table", str(first), str(tmp_path), "-o", str(out)]) == 2
+    assert "is not a `timewarp heldout` folder" in capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def reference_dir(tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
