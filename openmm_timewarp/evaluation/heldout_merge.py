@@ -26,7 +26,16 @@ def _read_request(folder: Path) -> dict:
     path = folder / REQUEST_FILE
     if not path.is_file():
         raise ValueError(f"{folder} is not a `timewarp heldout` folder (no {REQUEST_FILE})")
-    return json.loads(path.read_text())
+    request = json.loads(path.read_text())
+    if not (
+        isinstance(request, dict)
+        and isinstance(request.get("peptides"), list)
+        and isinstance(request.get("settings"), dict)
+        and "termini" in request
+        and "md_baseline" in request["settings"]
+    ):
+        raise ValueError(f"{path} is not a `timewarp heldout` request")
+    return request
 
 
 def _evaluation(request: dict) -> dict:
@@ -45,8 +54,12 @@ def _finished_result(folder: Path, sequence: str, termini: str, baseline: str) -
         return None
     result = json.loads(path.read_text())
     run_file = peptide / "md" / baseline / "run.json"
-    if run_file.is_file() and json.loads(run_file.read_text())["wall_s"] != result["md"]["wall_s"]:
-        return None
+    try:
+        wall_s = float(result["md"]["wall_s"])
+        if run_file.is_file() and float(json.loads(run_file.read_text())["wall_s"]) != wall_s:
+            return None
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"{path} or its MD run.json is not a `timewarp heldout` record") from error
     return result
 
 
