@@ -270,6 +270,8 @@ def test_heldout_table_takes_each_peptide_from_its_longest_finished_md_run(tmp_p
     assert "differs in model" in capsys.readouterr().err
     assert cli.main(["heldout-table", str(first), str(tmp_path), "-o", str(out)]) == 2
     assert "is not a `timewarp heldout` folder" in capsys.readouterr().err
+    assert cli.main(["heldout-table", str(first), str(longer), "-o", str(longer)]) == 2
+    assert "is one of the folders merged" in capsys.readouterr().err
     (tmp_path / "other" / heldout.REQUEST_FILE).write_text('{"peptides": "GG"}')
     assert cli.main(["heldout-table", str(tmp_path / "other"), "-o", str(out)]) == 2
     assert "is not a `timewarp heldout` request" in capsys.readouterr().err

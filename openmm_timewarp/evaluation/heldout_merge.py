@@ -75,6 +75,8 @@ def merge_heldout(
     folders = [Path(folder) for folder in folders]
     if not folders:
         raise ValueError("give at least one `timewarp heldout` folder")
+    if Path(output_dir).resolve() in {folder.resolve() for folder in folders}:
+        raise ValueError(f"{output_dir} is one of the folders merged: give another output folder")
     requests = [_read_request(folder) for folder in folders]
     first = _evaluation(requests[0])
     for folder, request in zip(folders[1:], requests[1:], strict=True):
