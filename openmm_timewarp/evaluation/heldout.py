@@ -169,7 +169,8 @@ def _check_request(output_dir: Path, request: dict) -> None:
     write_json_atomically(path, request)
 
 
-def _md_wall_s(run_file: Path) -> float:
+def saved_md_wall_s(run_file: Path) -> float:
+    """The wall seconds of the saved MD run recorded in ``run_file`` (all its segments)."""
     return float(json.loads(run_file.read_text())["wall_s"])
 
 
@@ -199,7 +200,7 @@ def evaluate_peptide(
     folder = Path(folder)
     bench = settings.benchmark
     run_file = folder / "md" / settings.md_baseline / RUN_FILE
-    md_wall_s = _md_wall_s(run_file) if run_file.is_file() else None
+    md_wall_s = saved_md_wall_s(run_file) if run_file.is_file() else None
     md_short = md_wall_s is not None and md_wall_s < settings.md_budget_s
     result_file = folder / RESULT_FILE
     result = json.loads(result_file.read_text()) if result_file.is_file() else None

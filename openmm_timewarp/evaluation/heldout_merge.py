@@ -15,7 +15,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from openmm_timewarp.evaluation import heldout_table
-from openmm_timewarp.evaluation.heldout import PLOT_FILE, REQUEST_FILE, RESULT_FILE, TABLE_FILE
+from openmm_timewarp.evaluation.heldout import (
+    PLOT_FILE,
+    REQUEST_FILE,
+    RESULT_FILE,
+    TABLE_FILE,
+    saved_md_wall_s,
+)
+from openmm_timewarp.evaluation.md_rates import RUN_FILE
 from openmm_timewarp.evaluation.plots import write_heldout_plot
 from openmm_timewarp.files import write_atomically, write_json_atomically
 
@@ -53,10 +60,10 @@ def _finished_result(folder: Path, sequence: str, termini: str, baseline: str) -
     if not path.is_file():
         return None
     result = json.loads(path.read_text())
-    run_file = peptide / "md" / baseline / "run.json"
+    run_file = peptide / "md" / baseline / RUN_FILE
     try:
         wall_s = float(result["md"]["wall_s"])
-        if run_file.is_file() and float(json.loads(run_file.read_text())["wall_s"]) != wall_s:
+        if run_file.is_file() and saved_md_wall_s(run_file) != wall_s:
             return None
     except (KeyError, TypeError) as error:
         raise ValueError(f"{path} or its MD run.json is not a `timewarp heldout` record") from error
