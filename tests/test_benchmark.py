@@ -273,6 +273,38 @@ def test_reference_backbone_atoms_give_phi():
 
 
 @pytest.mark.slow
+def test_parallel_tempering_records_every_residue(tmp_path):
+    """A tempering run of a tetrapeptide gives each residue's backbone angles at 310 K: the same
+    phi as the run's recorded torsion, and every residue's basins."""
+    pytest.importorskip("openmmtools")
+    from openmm_timewarp.evaluation import heldout_basins, reference
+
+    reference.run_reference(
+        tmp_path, 6, steps_per_iteration=10, sequence="YSKC", termini="zwitterionic", torsion=2
+    )
+    trajectory = reference.read_state_trajectory(tmp_path, discard_fraction=0.0)
+    assert trajectory.n_frames == 6  # iterations 1..6 (0 is the start)
+    assert [r.name for r in trajectory.topology.residues] == ["TYR", "SER", "LYS", "CYS"]
+    # Its last phi (CYS4's) is the run's recorded torsion 2, frame by frame at 310 K.
+    _, phi = reference.mdtraj.compute_phi(trajectory)
+    recorded = reference.read_run(tmp_path, discard_fraction=0.0)
+    np.testing.assert_allclose(phi[:, 2], recorded.phi_by_state[:, 0], atol=1e-5)
+    # A hotter state holds other frames.
+    hot = reference.read_state_trajectory(tmp_path, discard_fraction=0.0, state=5)
+    assert not np.allclose(hot.xyz, trajectory.xyz)
+    _, populations = heldout_basins.states_and_basins([trajectory])
+    assert {name.split(":")[0] for name in populations} == {"TYR1", "SER2", "LYS3", "CYS4"}
+    with pytest.raises(ValueError, match="state must be in"):
+        reference.read_state_trajectory(tmp_path, state=6)
+    # A run stored before every torsion was recorded is refused with a clear message.
+    peptide = json.loads((tmp_path / reference.PEPTIDE_NAME).read_text())
+    del peptide["atoms"]
+    (tmp_path / reference.PEPTIDE_NAME).write_text(json.dumps(peptide))
+    with pytest.raises(ValueError, match="one phi and one psi only"):
+        reference.read_state_trajectory(tmp_path)
+
+
+@pytest.mark.slow
 def test_parallel_tempering_reference_resumes_and_analyses(tmp_path, reference_dir):
     pytest.importorskip("openmmtools")
     from openmm_timewarp.evaluation import reference

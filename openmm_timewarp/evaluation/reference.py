@@ -11,9 +11,10 @@ calling :func:`run_reference` again continues from the last checkpoint up to the
 iterations. :func:`analyze_reference` reads the 310 K state's trajectory of the backbone atoms and
 returns the population of phi > 0 with two error estimates: from the integrated autocorrelation time
 of the indicator and from block averages. The same protocol runs other peptides (``sequence``,
-``termini``), recording one phi and one psi (``torsion``: a zwitterionic dipeptide's phi of
-residue 2 and psi of residue 1; a longer peptide's k-th of each), and can stop at a budget of
-process CPU seconds (``cpu_budget_s``), for timed comparisons.
+``termini``), analysing one phi and one psi (``torsion``: a zwitterionic dipeptide's phi of
+residue 2 and psi of residue 1; a longer peptide's k-th of each) but recording the atoms of every
+backbone torsion, so that :func:`read_state_trajectory` gives each residue's basins at 310 K; it
+can stop at a budget of process CPU seconds (``cpu_budget_s``), for timed comparisons.
 
 Command line::
 
@@ -74,9 +75,12 @@ def geometric_temperatures(t_min: float, t_max: float, count: int) -> list[float
 def _backbone_atoms(
     topology: openmm.app.Topology, torsion: int = 0
 ) -> tuple[list[int], list[int], list[int]]:
-    """The atoms that define the peptide's ``torsion``-th phi and psi (N- to C-terminus), in
-    topology order, and the positions of phi's and psi's four atoms among them (capped alanine
-    dipeptide: C, N, CA, C, N)."""
+    """The atoms of every phi and psi of the peptide, in topology order (capped alanine
+    dipeptide: C, N, CA, C, N), and the positions among them of the four atoms of its
+    ``torsion``-th phi and psi (N- to C-terminus).
+
+    Every torsion's atoms are recorded, not only the chosen pair's, so that a run also gives each
+    residue's basins (:func:`read_state_trajectory`); they are a few atoms per residue."""
     phis, psis = peptides.backbone_torsions(topology)
     count = min(len(phis), len(psis))
     if not 0 <= torsion < count:
@@ -84,9 +88,8 @@ def _backbone_atoms(
             f"the peptide has {len(phis)} phi and {len(psis)} psi torsions: torsion must be "
             f"between 0 and {count - 1}, got {torsion}"
         )
-    phi, psi = phis[torsion], psis[torsion]
-    atoms = sorted(set(phi) | set(psi))
-    return atoms, [atoms.index(i) for i in phi], [atoms.index(i) for i in psi]
+    atoms = sorted({i for quadruple in (*phis, *psis) for i in quadruple})
+    return atoms, [atoms.index(i) for i in phis[torsion]], [atoms.index(i) for i in psis[torsion]]
 
 
 def run_reference(
@@ -179,6 +182,7 @@ def run_reference(
             "sequence": sequence,
             "termini": termini,
             "torsion": torsion,
+            "atoms": atoms,
             "phi": phi_atoms,
             "psi": psi_atoms,
         }
@@ -215,7 +219,22 @@ class ReplicaRun:
     wall_seconds_per_iteration: float | None
 
 
-def read_run(output_dir: str | Path, discard_fraction: float = 0.1) -> ReplicaRun:
+@dataclass
+class _StoredRun:
+    """A stored run's recorded positions after equilibration and its statistics."""
+
+    positions: np.ndarray  # [iterations, replicas, recorded atoms, 3], nm
+    replica_states: np.ndarray  # [iterations, replicas]: each replica's thermodynamic state
+    last_iteration: int
+    temperatures_K: list[float]
+    steps_per_iteration: int
+    timestep_fs: float
+    exchange_acceptance_neighbours: list[float]
+    wall_seconds_per_iteration: float | None
+    peptide: dict
+
+
+def _read_storage(output_dir: str | Path, discard_fraction: float) -> _StoredRun:
     """Read a stored run (also while it is still running), dropping the first iterations."""
     # Read while the run is still writing: HDF5's file lock would refuse the second open. HDF5
     # reads this when it loads, so it is set before netCDF4 (and openmmtools) are imported.
@@ -242,34 +261,75 @@ def read_run(output_dir: str | Path, discard_fraction: float = 0.1) -> ReplicaRu
     first = max(1, int(discard_fraction * last))
     if last < first:
         raise ValueError(f"the run at {storage} has no iterations after equilibration yet")
-    # The backbone atoms' positions (nm) of every replica and iteration, read in one go.
+    # The recorded atoms' positions (nm) of every replica and iteration, read in one go.
     with netCDF4.Dataset(storage) as dataset:
         positions = np.asarray(dataset.variables["positions"][first : last + 1])
-    # Runs stored before other peptides were supported hold alanine dipeptide's C, N, CA, C, N.
+    # Runs stored before other peptides were supported have no peptide file.
     peptide_file = Path(output_dir) / PEPTIDE_NAME
-    peptide = json.loads(peptide_file.read_text()) if peptide_file.exists() else {}
-    torsions = [peptide.get("phi", [0, 1, 2, 3]), peptide.get("psi", [1, 2, 3, 4])]
-    # Dihedrals of every replica, then re-ordered by thermodynamic state: [iterations, states].
-    num_iterations, num_replicas, num_atoms = positions.shape[:3]
-    flat = _backbone_trajectory(positions.reshape(-1, num_atoms, 3))
-    dihedrals = mdtraj.compute_dihedrals(flat, torsions)
-    rows = np.arange(num_iterations)[:, None]
-    states = replica_states[first : last + 1]
-    by_state = []
-    for column in range(2):
-        ordered = np.empty((num_iterations, num_replicas))
-        ordered[rows, states] = dihedrals[:, column].reshape(num_iterations, num_replicas)
-        by_state.append(ordered)
-    return ReplicaRun(
-        phi_by_state=by_state[0],
-        psi_by_state=by_state[1],
-        iterations=int(last),
+    return _StoredRun(
+        positions=positions,
+        replica_states=np.asarray(replica_states[first : last + 1]),
+        last_iteration=int(last),
         temperatures_K=[s.temperature.value_in_unit(unit.kelvin) for s in thermodynamic_states],
         steps_per_iteration=int(move.n_steps),
         timestep_fs=float(move.timestep.value_in_unit(unit.femtoseconds)),
         exchange_acceptance_neighbours=_neighbour_acceptance(accepted, proposed),
         wall_seconds_per_iteration=_seconds_per_iteration(timestamps, last),
+        peptide=json.loads(peptide_file.read_text()) if peptide_file.exists() else {},
     )
+
+
+def read_run(output_dir: str | Path, discard_fraction: float = 0.1) -> ReplicaRun:
+    """Read a stored run's recorded phi and psi (also while it is still running), dropping the
+    first iterations."""
+    run = _read_storage(output_dir, discard_fraction)
+    # Runs stored before other peptides were supported hold alanine dipeptide's C, N, CA, C, N.
+    torsions = [run.peptide.get("phi", [0, 1, 2, 3]), run.peptide.get("psi", [1, 2, 3, 4])]
+    # Dihedrals of every replica, then re-ordered by thermodynamic state: [iterations, states].
+    num_iterations, num_replicas, num_atoms = run.positions.shape[:3]
+    flat = _backbone_trajectory(run.positions.reshape(-1, num_atoms, 3))
+    dihedrals = mdtraj.compute_dihedrals(flat, torsions)
+    rows = np.arange(num_iterations)[:, None]
+    by_state = []
+    for column in range(2):
+        ordered = np.empty((num_iterations, num_replicas))
+        ordered[rows, run.replica_states] = dihedrals[:, column].reshape(
+            num_iterations, num_replicas
+        )
+        by_state.append(ordered)
+    return ReplicaRun(
+        phi_by_state=by_state[0],
+        psi_by_state=by_state[1],
+        iterations=run.last_iteration,
+        temperatures_K=run.temperatures_K,
+        steps_per_iteration=run.steps_per_iteration,
+        timestep_fs=run.timestep_fs,
+        exchange_acceptance_neighbours=run.exchange_acceptance_neighbours,
+        wall_seconds_per_iteration=run.wall_seconds_per_iteration,
+    )
+
+
+def read_state_trajectory(
+    output_dir: str | Path, discard_fraction: float = 0.1, state: int = 0
+) -> mdtraj.Trajectory:
+    """The recorded backbone atoms in thermodynamic state ``state`` (0: 310 K), one frame per
+    iteration after equilibration, with the peptide's residues: each residue's phi and psi, for
+    its basins (:func:`openmm_timewarp.evaluation.heldout_basins.states_and_basins`)."""
+    run = _read_storage(output_dir, discard_fraction)
+    peptide = run.peptide
+    if "atoms" not in peptide:
+        raise ValueError(
+            f"the run at {output_dir} recorded one phi and one psi only (it predates recording "
+            "every backbone torsion): start a new run for every residue's basins"
+        )
+    structure = Path(output_dir) / f"{peptide['sequence']}-{peptide['termini']}.pdb"
+    topology = mdtraj.load_topology(str(structure)).subset(peptide["atoms"])
+    if not 0 <= state < run.replica_states.shape[1]:
+        raise ValueError(f"state must be in [0, {run.replica_states.shape[1]}), got {state}")
+    # The replica that held ``state`` at each iteration.
+    replica = np.argmax(run.replica_states == state, axis=1)
+    xyz = run.positions[np.arange(len(replica)), replica]
+    return mdtraj.Trajectory(xyz, topology)
 
 
 def analyze_reference(
