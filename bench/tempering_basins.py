@@ -24,17 +24,19 @@ import json
 from pathlib import Path
 
 from openmm_timewarp.evaluation import heldout_basins, heldout_table, reference
+from openmm_timewarp.evaluation.heldout import RESULT_FILE
+from openmm_timewarp.evaluation.heldout_merge import SOURCES_FILE
 
 
 def heldout_result(folder: Path, sequence: str, termini: str) -> dict:
     """The peptide's result.json in a heldout folder, or in the folder a merged table names."""
     name = f"{sequence}-{termini}"
-    sources = folder / "sources.json"
-    if not (folder / name / "result.json").is_file() and sources.is_file():
+    sources = folder / SOURCES_FILE
+    if not (folder / name / RESULT_FILE).is_file() and sources.is_file():
         folder = Path(json.loads(sources.read_text()).get(sequence, folder))
-    path = folder / name / "result.json"
+    path = folder / name / RESULT_FILE
     if not path.is_file():
-        raise SystemExit(f"no {name}/result.json in {folder}: run `timewarp heldout` first")
+        raise SystemExit(f"no {name}/{RESULT_FILE} in {folder}: run `timewarp heldout` first")
     return json.loads(path.read_text())
 
 

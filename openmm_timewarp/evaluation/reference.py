@@ -221,17 +221,13 @@ class ReplicaRun:
 
 @dataclass
 class _StoredRun:
-    """A stored run's recorded positions after equilibration and its statistics."""
+    """A stored run's recorded positions after equilibration, its peptide file and the run
+    statistics a :class:`ReplicaRun` reports (its fields other than the dihedrals)."""
 
     positions: np.ndarray  # [iterations, replicas, recorded atoms, 3], nm
     replica_states: np.ndarray  # [iterations, replicas]: each replica's thermodynamic state
-    last_iteration: int
-    temperatures_K: list[float]
-    steps_per_iteration: int
-    timestep_fs: float
-    exchange_acceptance_neighbours: list[float]
-    wall_seconds_per_iteration: float | None
     peptide: dict
+    statistics: dict
 
 
 def _read_storage(output_dir: str | Path, discard_fraction: float) -> _StoredRun:
@@ -269,13 +265,17 @@ def _read_storage(output_dir: str | Path, discard_fraction: float) -> _StoredRun
     return _StoredRun(
         positions=positions,
         replica_states=np.asarray(replica_states[first : last + 1]),
-        last_iteration=int(last),
-        temperatures_K=[s.temperature.value_in_unit(unit.kelvin) for s in thermodynamic_states],
-        steps_per_iteration=int(move.n_steps),
-        timestep_fs=float(move.timestep.value_in_unit(unit.femtoseconds)),
-        exchange_acceptance_neighbours=_neighbour_acceptance(accepted, proposed),
-        wall_seconds_per_iteration=_seconds_per_iteration(timestamps, last),
         peptide=json.loads(peptide_file.read_text()) if peptide_file.exists() else {},
+        statistics={
+            "iterations": int(last),
+            "temperatures_K": [
+                s.temperature.value_in_unit(unit.kelvin) for s in thermodynamic_states
+            ],
+            "steps_per_iteration": int(move.n_steps),
+            "timestep_fs": float(move.timestep.value_in_unit(unit.femtoseconds)),
+            "exchange_acceptance_neighbours": _neighbour_acceptance(accepted, proposed),
+            "wall_seconds_per_iteration": _seconds_per_iteration(timestamps, last),
+        },
     )
 
 
@@ -297,16 +297,7 @@ def read_run(output_dir: str | Path, discard_fraction: float = 0.1) -> ReplicaRu
             num_iterations, num_replicas
         )
         by_state.append(ordered)
-    return ReplicaRun(
-        phi_by_state=by_state[0],
-        psi_by_state=by_state[1],
-        iterations=run.last_iteration,
-        temperatures_K=run.temperatures_K,
-        steps_per_iteration=run.steps_per_iteration,
-        timestep_fs=run.timestep_fs,
-        exchange_acceptance_neighbours=run.exchange_acceptance_neighbours,
-        wall_seconds_per_iteration=run.wall_seconds_per_iteration,
-    )
+    return ReplicaRun(phi_by_state=by_state[0], psi_by_state=by_state[1], **run.statistics)
 
 
 def read_state_trajectory(
