@@ -1,17 +1,20 @@
-"""Every backbone basin of a held-out peptide: a `timewarp heldout` result against tempering.
+"""Every backbone basin of held-out peptides: `timewarp heldout` results against tempering.
 
-    python bench/tempering_basins.py PYGK --heldout runs/tetra-md3600 --tempering-cpu 3600 \
-        -o runs/tempering-PYGK
+    python bench/tempering_basins.py PYGK YSKC --heldout runs/tetra-r1 --tempering-cpu 1800 \
+        -o runs/tempering
 
 The held-out table tests Timewarp's basin populations against the reference runs and MD's long
 run together (:mod:`openmm_timewarp.evaluation.heldout_basins`); a basin that MD enters a handful
 of times in 50 ns (a C-terminal phi > 0) is then decided by those few entries. Parallel tempering
 (the reference protocol of :mod:`openmm_timewarp.evaluation.reference`, its 310 K state) is a third
-sampler of the same Boltzmann distribution that crosses such barriers at the hot replicas. This
-script runs it (or continues a run in OUTPUT, for ``--tempering-cpu`` more CPU seconds; 0 only
-reads it), takes every residue's basin populations from its 310 K frames with the table's errors,
-and prints each basin's Timewarp, tempering and MD + references populations with the deviations
-in combined standard errors; OUTPUT/basins.json keeps them.
+sampler of the same Boltzmann distribution that crosses such barriers at the hot replicas. For
+each SEQUENCE this script runs it in OUTPUT/SEQUENCE (or continues that run, for
+``--tempering-cpu`` more CPU seconds; 0 only reads it), takes every residue's basin populations
+from its 310 K frames with the table's errors, and prints each basin's Timewarp, tempering and
+MD + references populations with the deviations in combined standard errors
+(OUTPUT/SEQUENCE/basins.json keeps them). Over all the peptides in OUTPUT it then writes
+OUTPUT/basins.md (a row per peptide, totals against the 95.4% of basins an exact sampler puts
+within 2 sigma) and OUTPUT/basins.png (every basin's deviation, both samplers).
 
 ``--heldout`` is a `timewarp heldout` folder holding SEQUENCE-TERMINI/result.json, or a
 `timewarp heldout-table` folder (its sources.json names the folder of each peptide's row).
@@ -21,11 +24,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from openmm_timewarp.evaluation import heldout_basins, heldout_table, reference
 from openmm_timewarp.evaluation.heldout import RESULT_FILE
 from openmm_timewarp.evaluation.heldout_merge import SOURCES_FILE
+
+BASINS_FILE = "basins.json"
+# Two-sided probability of |z| <= 2 for a normal deviation: an exact sampler's expected share.
+WITHIN_2_SIGMA = math.erf(2 / math.sqrt(2))
 
 
 def heldout_result(folder: Path, sequence: str, termini: str) -> dict:
@@ -57,28 +65,17 @@ def run_tempering(output: Path, sequence: str, termini: str, cpu_s: float) -> in
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sequence")
-    parser.add_argument("--termini", default="zwitterionic", choices=("zwitterionic", "capped"))
-    parser.add_argument("--heldout", type=Path, required=True, help="timewarp heldout folder")
-    parser.add_argument("--tempering-cpu", type=float, default=3600.0, help="more CPU s of PT")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="tempering run folder")
-    args = parser.parse_args()
-
-    result = heldout_result(args.heldout, args.sequence, args.termini)
-    if args.tempering_cpu > 0:
-        run_tempering(args.output, args.sequence, args.termini, args.tempering_cpu)
-    trajectory = reference.read_state_trajectory(args.output, discard_fraction=0.1)
+def compare(result: dict, run: Path, sequence: str, termini: str) -> dict:
+    """Every basin of ``result`` against the tempering run's 310 K frames, printed and returned."""
+    trajectory = reference.read_state_trajectory(run, discard_fraction=0.1)
     _, tempering = heldout_basins.states_and_basins([trajectory])
-
     rows = {}
-    print(f"{args.sequence}: {trajectory.n_frames} tempering frames at 310 K")
+    print(f"{sequence}: {trajectory.n_frames} tempering frames at 310 K")
     print("| basin | Timewarp | tempering | sigma | MD + references | sigma |")
     print("|---|---|---|---|---|---|")
     for basin, timewarp in result["basins"].items():
         if basin not in tempering:
-            raise SystemExit(f"the tempering run has no basin {basin}: another peptide?")
+            raise SystemExit(f"the tempering run in {run} has no basin {basin}: another peptide?")
         against_tempering = heldout_table.population_deviation(timewarp, tempering[basin])
         against_md = {"population": timewarp["reference"], "error": timewarp["reference_error"]}
         md_sigma = heldout_table.population_deviation(against_md, tempering[basin])["sigma"]
@@ -95,15 +92,116 @@ def main() -> None:
             f"| {timewarp['reference']:.4f} ± {timewarp['reference_error']:.4f} | {md_sigma:+.1f} |"
         )
     within = sum(row["within_2_sigma"] for row in rows.values())
-    print(f"Timewarp within 2 sigma of tempering: {within} of {len(rows)} basins")
-    record = {
-        "sequence": args.sequence,
-        "termini": args.termini,
+    print(f"Timewarp within 2 sigma of tempering: {within} of {len(rows)} basins\n")
+    return {
+        "sequence": sequence,
+        "termini": termini,
         "tempering_frames": trajectory.n_frames,
         "model": result.get("model"),
         "basins": rows,
     }
-    (args.output / "basins.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+def deviations(record: dict) -> tuple[list[float], list[float]]:
+    """Timewarp's and MD + references' deviations from tempering, in sigma, basin by basin."""
+    rows = record["basins"].values()
+    return [r["sigma"] for r in rows], [r["md_references_sigma_from_tempering"] for r in rows]
+
+
+def summary_table(records: list[dict]) -> str:
+    """One row per peptide (basins within 2 sigma of tempering, worst basin) and the totals."""
+
+    def cell(sigmas: list[float], names: list[str]) -> str:
+        worst = max(range(len(sigmas)), key=lambda i: abs(sigmas[i]))
+        within = sum(abs(s) <= 2 for s in sigmas)
+        return f"{within} of {len(sigmas)} (worst {names[worst]} {sigmas[worst]:+.1f})"
+
+    lines = [
+        "| peptide | tempering frames at 310 K | Timewarp within 2 sigma of tempering "
+        "| MD + references within 2 sigma of tempering |",
+        "|---|---|---|---|",
+    ]
+    totals = [0, 0, 0]
+    for record in records:
+        timewarp, md = deviations(record)
+        names = list(record["basins"])
+        lines.append(
+            f"| {record['sequence']} ({record['termini']}) | {record['tempering_frames']} "
+            f"| {cell(timewarp, names)} | {cell(md, names)} |"
+        )
+        totals[0] += len(names)
+        totals[1] += sum(abs(s) <= 2 for s in timewarp)
+        totals[2] += sum(abs(s) <= 2 for s in md)
+    count, timewarp_within, md_within = totals
+    lines.append(
+        f"| all ({len(records)} peptides) | | {timewarp_within} of {count} | "
+        f"{md_within} of {count} |"
+    )
+    lines.append(
+        f"\nAn exact sampler puts {WITHIN_2_SIGMA:.1%} of basins within 2 sigma "
+        f"({WITHIN_2_SIGMA * count:.1f} of {count}); the basins of one residue share its "
+        "frames, so the counts are correlated (a two-basin residue's two deviations are equal)."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def plot(records: list[dict], path: Path) -> None:
+    """Every basin's deviation from tempering, Timewarp and MD + references, a column a peptide."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(max(5.5, 1.0 + 0.6 * len(records)), 4.0))
+    for column, record in enumerate(records):
+        timewarp, md = deviations(record)
+        axes.scatter([column - 0.12] * len(timewarp), timewarp, s=14, color="tab:blue")
+        axes.scatter([column + 0.12] * len(md), md, s=14, color="tab:orange", marker="s")
+    axes.scatter([], [], color="tab:blue", label="Timewarp (MH)")
+    axes.scatter([], [], color="tab:orange", marker="s", label="MD + references")
+    axes.axhspan(-2, 2, color="0.9", zorder=0, label="within 2 sigma")
+    axes.axhline(0, color="0.5", linewidth=0.8)
+    axes.set_xticks(range(len(records)), [r["sequence"] for r in records])
+    axes.set_xlim(-0.6, len(records) - 0.4)
+    axes.set_ylabel("deviation from parallel tempering (sigma)")
+    axes.set_title("backbone basins vs parallel tempering, 310 K", fontsize=10)
+    axes.legend(fontsize=8, loc="best")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sequences", nargs="+")
+    parser.add_argument("--termini", default="zwitterionic", choices=("zwitterionic", "capped"))
+    parser.add_argument("--heldout", type=Path, required=True, help="timewarp heldout folder")
+    parser.add_argument("--tempering-cpu", type=float, default=3600.0, help="more CPU s of PT")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="folder of the PT runs")
+    args = parser.parse_args()
+
+    results = {s: heldout_result(args.heldout, s, args.termini) for s in args.sequences}
+    for sequence, result in results.items():
+        run = args.output / sequence
+        if args.tempering_cpu > 0:
+            run_tempering(run, sequence, args.termini, args.tempering_cpu)
+        record = compare(result, run, sequence, args.termini)
+        (run / BASINS_FILE).write_text(json.dumps(record, indent=2) + "\n")
+
+    # The summary takes every peptide in OUTPUT compared with this model, not only those named.
+    model = next(iter(results.values())).get("model")
+    records = []
+    for path in sorted(args.output.glob(f"*/{BASINS_FILE}")):
+        record = json.loads(path.read_text())
+        if record.get("model") == model:
+            records.append(record)
+        else:
+            print(f"left out of the summary: {path} compared another model")
+    table = summary_table(records)
+    (args.output / "basins.md").write_text(table)
+    plot(records, args.output / "basins.png")
+    print(table)
+    print(f"wrote {args.output / 'basins.md'} and {args.output / 'basins.png'}")
 
 
 if __name__ == "__main__":
