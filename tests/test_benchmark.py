@@ -305,6 +305,20 @@ def test_parallel_tempering_records_every_residue(tmp_path):
 
 
 @pytest.mark.slow
+def test_parallel_tempering_cpu_budget_ends_at_a_checkpoint(tmp_path):
+    """A run ended by its CPU budget stops where a resumed run restarts, so no iteration is lost."""
+    pytest.importorskip("openmmtools")
+    from openmm_timewarp.evaluation import reference
+
+    done = reference.run_reference(
+        tmp_path, 10**6, steps_per_iteration=5, chunk=10, cpu_budget_s=0.5
+    )
+    assert done > 0 and done % reference.CHECKPOINT_INTERVAL == 0
+    assert reference.run_reference(tmp_path, done + 10, chunk=10) == done + 10
+    assert reference.read_run(tmp_path, discard_fraction=0.0).iterations == done + 10
+
+
+@pytest.mark.slow
 def test_parallel_tempering_reference_resumes_and_analyses(tmp_path, reference_dir):
     pytest.importorskip("openmmtools")
     from openmm_timewarp.evaluation import reference

@@ -113,8 +113,9 @@ def run_reference(
             replica by ``steps_per_iteration`` steps of ``timestep_fs``.
         temperatures: the ladder in K (first one the target, 310 K); default 6 replicas, 310-700 K.
         sequence, termini: the peptide (``peptides.build_peptide``); default capped alanine.
-        cpu_budget_s: stop after the first chunk that ends past this many seconds of this
-            process's CPU time (counted from the call), even before ``iterations``.
+        cpu_budget_s: stop at the first checkpoint (every :data:`CHECKPOINT_INTERVAL`
+            iterations, where a resumed run restarts) past this many seconds of this process's
+            CPU time (counted from the call), even before ``iterations``.
         torsion: which phi and psi the run records (:func:`_backbone_atoms`): the first by
             default; a zwitterionic peptide's k-th phi is residue k + 2's, its k-th psi residue
             k + 1's.
@@ -191,15 +192,26 @@ def run_reference(
     for context_cache in ("energy_context_cache", "sampler_context_cache"):
         setattr(sampler, context_cache, cache.ContextCache(platform=platform))
 
-    with progress_bar(
-        total=iterations, initial=min(sampler.iteration, iterations), desc="parallel tempering"
-    ) as progress:
+    # With a CPU budget the budget ends the run, so the bar counts its CPU seconds.
+    if cpu_budget_s is None:
+        bar = {"total": iterations, "initial": min(sampler.iteration, iterations)}
+    else:
+        bar = {"total": round(cpu_budget_s), "unit": " CPU s"}
+    with progress_bar(desc="parallel tempering", **bar) as progress:
         while sampler.iteration < iterations:
-            if cpu_budget_s is not None and time.process_time() - cpu_begin >= cpu_budget_s:
+            # A resumed run restarts at its last checkpoint, so a budget ends the run at one.
+            at_checkpoint = sampler.iteration % reporter.checkpoint_interval == 0
+            spent = time.process_time() - cpu_begin
+            if cpu_budget_s is not None and spent >= cpu_budget_s and at_checkpoint:
                 break
             before = sampler.iteration
             sampler.extend(min(chunk, iterations - before))
-            progress.update(sampler.iteration - before)
+            if cpu_budget_s is None:
+                progress.update(sampler.iteration - before)
+            else:
+                shown = min(round(time.process_time() - cpu_begin), progress.total)
+                progress.update(shown - progress.n)
+                progress.set_postfix(iteration=sampler.iteration, refresh=False)
     completed = sampler.iteration
     reporter.close()
     return completed
