@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 from openmm_timewarp.evaluation import heldout_basins, heldout_table, reference
@@ -32,8 +31,6 @@ from openmm_timewarp.evaluation.heldout import RESULT_FILE
 from openmm_timewarp.evaluation.heldout_merge import SOURCES_FILE
 
 BASINS_FILE = "basins.json"
-# Two-sided probability of |z| <= 2 for a normal deviation: an exact sampler's expected share.
-WITHIN_2_SIGMA = math.erf(2 / math.sqrt(2))
 
 
 def heldout_result(folder: Path, sequence: str, termini: str) -> dict:
@@ -137,10 +134,11 @@ def summary_table(records: list[dict]) -> str:
         f"| all ({len(records)} peptides) | | {timewarp_within} of {count} | "
         f"{md_within} of {count} |"
     )
+    exact = heldout_table.EXACT_WITHIN_2_SIGMA
     lines.append(
-        f"\nAn exact sampler puts {WITHIN_2_SIGMA:.1%} of basins within 2 sigma "
-        f"({WITHIN_2_SIGMA * count:.1f} of {count}); the basins of one residue share its "
-        "frames, so the counts are correlated (a two-basin residue's two deviations are equal)."
+        f"\nAn exact sampler puts {exact:.1%} of basins within 2 sigma ({exact * count:.1f} of "
+        f"{count}); the basins of one residue share its frames, so the counts are correlated "
+        "(a two-basin residue's two deviations are equal)."
     )
     return "\n".join(lines) + "\n"
 
