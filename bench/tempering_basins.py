@@ -183,6 +183,8 @@ def main() -> None:
         run = args.output / sequence
         if args.tempering_cpu > 0:
             run_tempering(run, sequence, args.termini, args.tempering_cpu)
+        elif not (run / reference.STORAGE_NAME).is_file():
+            raise SystemExit(f"no tempering run in {run}: give --tempering-cpu to run one")
         record = compare(result, run, sequence, args.termini)
         (run / BASINS_FILE).write_text(json.dumps(record, indent=2) + "\n")
 
