@@ -199,13 +199,15 @@ def run_reference(
         bar = {"total": round(cpu_budget_s), "unit": " CPU s"}
     with progress_bar(desc="parallel tempering", **bar) as progress:
         while sampler.iteration < iterations:
-            # A resumed run restarts at its last checkpoint, so a budget ends the run at one.
-            at_checkpoint = sampler.iteration % reporter.checkpoint_interval == 0
-            spent = time.process_time() - cpu_begin
-            if cpu_budget_s is not None and spent >= cpu_budget_s and at_checkpoint:
-                break
+            steps = min(chunk, iterations - sampler.iteration)
+            if cpu_budget_s is not None and time.process_time() - cpu_begin >= cpu_budget_s:
+                # A resumed run restarts at its last checkpoint, so a budget ends the run at one.
+                to_checkpoint = -sampler.iteration % reporter.checkpoint_interval
+                if to_checkpoint == 0:
+                    break
+                steps = min(steps, to_checkpoint)
             before = sampler.iteration
-            sampler.extend(min(chunk, iterations - before))
+            sampler.extend(steps)
             if cpu_budget_s is None:
                 progress.update(sampler.iteration - before)
             else:
