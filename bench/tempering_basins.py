@@ -105,20 +105,24 @@ def deviations(record: dict) -> tuple[list[float], list[float]]:
     return [r["sigma"] for r in rows], [r["md_references_sigma_from_tempering"] for r in rows]
 
 
+def within(sigmas: list[float]) -> int:
+    """How many deviations are within 2 sigma, as ``heldout_table.population_deviation`` counts."""
+    return sum(abs(sigma) <= 2.0 for sigma in sigmas)
+
+
 def summary_table(records: list[dict]) -> str:
     """One row per peptide (basins within 2 sigma of tempering, worst basin) and the totals."""
 
     def cell(sigmas: list[float], names: list[str]) -> str:
         worst = max(range(len(sigmas)), key=lambda i: abs(sigmas[i]))
-        within = sum(abs(s) <= 2 for s in sigmas)
-        return f"{within} of {len(sigmas)} (worst {names[worst]} {sigmas[worst]:+.1f})"
+        return f"{within(sigmas)} of {len(sigmas)} (worst {names[worst]} {sigmas[worst]:+.1f})"
 
     lines = [
         "| peptide | tempering frames at 310 K | Timewarp within 2 sigma of tempering "
         "| MD + references within 2 sigma of tempering |",
         "|---|---|---|---|",
     ]
-    totals = [0, 0, 0]
+    all_timewarp, all_md = [], []
     for record in records:
         timewarp, md = deviations(record)
         names = list(record["basins"])
@@ -126,10 +130,9 @@ def summary_table(records: list[dict]) -> str:
             f"| {record['sequence']} ({record['termini']}) | {record['tempering_frames']} "
             f"| {cell(timewarp, names)} | {cell(md, names)} |"
         )
-        totals[0] += len(names)
-        totals[1] += sum(abs(s) <= 2 for s in timewarp)
-        totals[2] += sum(abs(s) <= 2 for s in md)
-    count, timewarp_within, md_within = totals
+        all_timewarp += timewarp
+        all_md += md
+    count, timewarp_within, md_within = len(all_timewarp), within(all_timewarp), within(all_md)
     lines.append(
         f"| all ({len(records)} peptides) | | {timewarp_within} of {count} | "
         f"{md_within} of {count} |"

@@ -26,9 +26,9 @@ from openmm_timewarp.evaluation import metrics
 from openmm_timewarp.evaluation.comparisons import ess_ratio
 
 PHI_ONLY_BASINS = ("phi-", "phi+")
+PSI_ONLY_BASINS = ("beta", "alpha")
 #: The share of normal deviations within 2 sigma: what an exact sampler's basins give.
 EXACT_WITHIN_2_SIGMA = math.erf(2 / math.sqrt(2))
-PSI_ONLY_BASINS = ("beta", "alpha")
 
 
 def basin_labels(

@@ -116,7 +116,7 @@ def run_reference(
         cpu_budget_s: stop at the first checkpoint (every :data:`CHECKPOINT_INTERVAL`
             iterations, where a resumed run restarts) past this many seconds of this process's
             CPU time (counted from the call), even before ``iterations``.
-        torsion: which phi and psi the run records (:func:`_backbone_atoms`): the first by
+        torsion: which phi and psi the run analyses (:func:`_backbone_atoms`): the first by
             default; a zwitterionic peptide's k-th phi is residue k + 2's, its k-th psi residue
             k + 1's.
 
@@ -193,11 +193,17 @@ def run_reference(
         setattr(sampler, context_cache, cache.ContextCache(platform=platform))
 
     # With a CPU budget the budget ends the run, so the bar counts its CPU seconds.
-    if cpu_budget_s is None:
-        bar = {"total": iterations, "initial": min(sampler.iteration, iterations)}
-    else:
-        bar = {"total": round(cpu_budget_s), "unit": " CPU s"}
-    with progress_bar(desc="parallel tempering", **bar) as progress:
+    total = iterations if cpu_budget_s is None else round(cpu_budget_s)
+
+    def done() -> int:
+        if cpu_budget_s is None:
+            return min(sampler.iteration, total)
+        return min(round(time.process_time() - cpu_begin), total)
+
+    unit_name = "it" if cpu_budget_s is None else " CPU s"
+    with progress_bar(
+        desc="parallel tempering", total=total, initial=done(), unit=unit_name
+    ) as progress:
         while sampler.iteration < iterations:
             steps = min(chunk, iterations - sampler.iteration)
             if cpu_budget_s is not None and time.process_time() - cpu_begin >= cpu_budget_s:
@@ -206,14 +212,9 @@ def run_reference(
                 if to_checkpoint == 0:
                     break
                 steps = min(steps, to_checkpoint)
-            before = sampler.iteration
             sampler.extend(steps)
-            if cpu_budget_s is None:
-                progress.update(sampler.iteration - before)
-            else:
-                shown = min(round(time.process_time() - cpu_begin), progress.total)
-                progress.update(shown - progress.n)
-                progress.set_postfix(iteration=sampler.iteration, refresh=False)
+            progress.set_postfix(iteration=sampler.iteration, refresh=False)
+            progress.update(done() - progress.n)
     completed = sampler.iteration
     reporter.close()
     return completed
