@@ -15,12 +15,14 @@
 #       exploration mode for EXPLORATION_BUDGET_S); results and table.md in
 #       runs/heldout-<LIST>/; rerunning resumes.
 #
-# HELDOUT_LIST (dipeptides) and HELDOUT_SEED (1) choose the list and the draw; HELDOUT_JOBS (1)
-# evaluates that many peptides at once, one process each (one per free core).
+# HELDOUT_LIST (dipeptides) and HELDOUT_SEED (1) choose the list and the draw, HELDOUT_SKIP (0)
+# leaves out the first peptides of that draw (an earlier table's: the next COUNT are fresh);
+# HELDOUT_JOBS (1) evaluates that many peptides at once, one process each (one per free core).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 list=${HELDOUT_LIST:-dipeptides}
 seed=${HELDOUT_SEED:-1}
+skip=${HELDOUT_SKIP:-0}
 references=${HELDOUT_REFERENCES:-data/heldout-reference}
 reports=${HELDOUT_REPORTS:-runs/heldout-$list}
 jobs=${HELDOUT_JOBS:-1}
@@ -31,7 +33,8 @@ count=$2
 shift 2
 case "$mode" in
 references)
-    sequences=$(timewarp heldout --held-out "$list" --count "$count" --draw-seed "$seed" --print-peptides)
+    sequences=$(timewarp heldout --held-out "$list" --count "$count" --draw-seed "$seed" \
+        --skip "$skip" --print-peptides)
     for length in "$@"; do
         for sequence in $sequences; do
             echo "$(date -u +%FT%TZ) $sequence to $length ns"
@@ -44,9 +47,9 @@ references)
 evaluate)
     exploration=()
     if [ $# -ge 4 ]; then exploration=(--exploration-budget "$4"); fi
-    time timewarp heldout --held-out "$list" --count "$count" --draw-seed "$seed" --model "$1" \
-        --references "$references" --md-budget "$2" --timewarp-budget "$3" "${exploration[@]}" \
-        --compiled --jobs "$jobs" --no-progress -o "$reports"
+    time timewarp heldout --held-out "$list" --count "$count" --draw-seed "$seed" --skip "$skip" \
+        --model "$1" --references "$references" --md-budget "$2" --timewarp-budget "$3" \
+        "${exploration[@]}" --compiled --jobs "$jobs" --no-progress -o "$reports"
     ;;
 *)
     echo "usage: $0 references COUNT LENGTH_NS... | evaluate COUNT MODEL MD_BUDGET_S TIMEWARP_BUDGET_S [EXPLORATION_BUDGET_S]" >&2

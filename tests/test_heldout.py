@@ -193,6 +193,15 @@ def test_draw_is_reproducible_and_refuses_bad_input():
     assert first != heldout.draw_peptides(held_out, 16, seed=4)
     with pytest.raises(ValueError, match="count must be between 1 and 200"):
         heldout.draw_peptides(held_out, 201, seed=3)
+    # Skipping continues the same draw: the earlier table's peptides never come back.
+    assert (
+        heldout.draw_peptides(held_out, 8, seed=3, skip=16)
+        == heldout.draw_peptides(held_out, 24, seed=3)[16:]
+    )
+    with pytest.raises(ValueError, match="between 1 and 8 after skipping 192, got 9"):
+        heldout.draw_peptides(held_out, 9, seed=3, skip=192)
+    with pytest.raises(ValueError, match="skip must be >= 0"):
+        heldout.draw_peptides(held_out, 1, seed=3, skip=-1)
     with pytest.raises(ValueError, match="unknown held-out list"):
         heldout.held_out_sequences("nonapeptides")
     with pytest.raises(ValueError, match="unknown MD baseline"):
@@ -466,6 +475,10 @@ def test_command_line_prints_the_draw_and_refuses_bad_input(tmp_path, capsys):
     assert cli.main([*draw, "--print-peptides"]) == 0
     expected = heldout.draw_peptides(heldout.held_out_sequences("dipeptides"), 3, 1)
     assert capsys.readouterr().out.split() == expected
+    assert cli.main([*draw, "--skip", "2", "--print-peptides"]) == 0
+    assert capsys.readouterr().out.split() == heldout.draw_peptides(
+        heldout.held_out_sequences("dipeptides"), 3, 1, skip=2
+    )
     assert cli.main(draw) == 2
     assert "give --model and -o" in capsys.readouterr().err
     references = ["--references", str(tmp_path), "--model", "dipeptides", "-o", str(tmp_path)]

@@ -40,6 +40,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     peptides.add_argument("--sequences", nargs="+", help="these sequences (one-letter codes)")
     parser.add_argument("--count", type=int, default=16, help="peptides drawn from --held-out")
     parser.add_argument("--draw-seed", type=int, default=1, help="seed of the random draw")
+    parser.add_argument(
+        "--skip",
+        type=int,
+        default=0,
+        help="leave out the first SKIP peptides of the draw (those an earlier table of the same "
+        "seed used): the next COUNT, none of them seen before",
+    )
     parser.add_argument("--model", help="proposal-model file or bundled name (required to run)")
     parser.add_argument("--termini", choices=TERMINI, default="zwitterionic")
     parser.add_argument("-o", "--output", type=Path, help="evaluation folder (required to run)")
@@ -115,13 +122,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _heldout_command(args: argparse.Namespace) -> int:
     if args.held_out is not None:
-        peptides = draw_peptides(held_out_sequences(args.held_out), args.count, args.draw_seed)
+        peptides = draw_peptides(
+            held_out_sequences(args.held_out), args.count, args.draw_seed, skip=args.skip
+        )
         if args.print_peptides:
             print("\n".join(peptides))
             return 0
+        after = f" after the first {args.skip}" if args.skip else ""
         print(
             f"{args.count} of the {args.held_out} held-out list drawn with seed "
-            f"{args.draw_seed}: {' '.join(peptides)}"
+            f"{args.draw_seed}{after}: {' '.join(peptides)}"
         )
     else:
         peptides = [sequence.upper() for sequence in args.sequences]

@@ -101,12 +101,19 @@ def held_out_sequences(name: str) -> tuple[str, ...]:
     return tuple(HELD_OUT_LISTS[name]())
 
 
-def draw_peptides(sequences: Sequence[str], count: int, seed: int) -> list[str]:
-    """``count`` of ``sequences`` drawn at random without replacement with ``seed``."""
-    if not 1 <= count <= len(sequences):
-        raise ValueError(f"count must be between 1 and {len(sequences)}, got {count}")
+def draw_peptides(sequences: Sequence[str], count: int, seed: int, skip: int = 0) -> list[str]:
+    """``count`` of ``sequences`` drawn at random without replacement with ``seed``.
+
+    ``skip`` leaves out the first ``skip`` of the same draw: a draw of ``skip + count`` is the
+    draw of ``skip`` followed by these, so peptides an earlier table used never come back.
+    """
+    if skip < 0:
+        raise ValueError(f"skip must be >= 0, got {skip}")
+    if not 1 <= count <= len(sequences) - skip:
+        after = f" after skipping {skip}" if skip else ""
+        raise ValueError(f"count must be between 1 and {len(sequences) - skip}{after}, got {count}")
     order = np.random.default_rng(seed).permutation(len(sequences))
-    return [sequences[i] for i in order[:count]]
+    return [sequences[i] for i in order[skip : skip + count]]
 
 
 @dataclass
