@@ -168,7 +168,7 @@ def _check_request(output_dir: Path, request: dict) -> None:
             raise ValueError(
                 f"{output_dir} holds an evaluation with other {', '.join(changed)}; resume it "
                 "with the same arguments (a larger --md-budget extends its MD runs) or give "
-                "another output folder"
+                "another output folder (`timewarp heldout-table` puts several in one table)"
             )
         if grown == previous:
             return
