@@ -24,7 +24,7 @@ import numpy as np
 
 from openmm_timewarp.data.splits import load_split
 from openmm_timewarp.evaluation import metrics, rare_state
-from openmm_timewarp.evaluation.heldout import HELD_OUT_LISTS, held_out_sequences
+from openmm_timewarp.evaluation.heldout_draw import HELD_OUT_LISTS, held_out_sequences
 
 
 def held_out_sequence(seed: int) -> str:

@@ -16,6 +16,7 @@ from openmm_timewarp.data.peptides import build_peptide
 from openmm_timewarp.evaluation import (
     heldout,
     heldout_basins,
+    heldout_draw,
     heldout_table,
     md_rates,
     md_reference,
@@ -185,25 +186,25 @@ def test_population_errors_and_two_sigma_test():
 
 
 def test_draw_is_reproducible_and_refuses_bad_input():
-    held_out = heldout.held_out_sequences("dipeptides")
+    held_out = heldout_draw.held_out_sequences("dipeptides")
     assert len(held_out) == 200
-    first = heldout.draw_peptides(held_out, 16, seed=3)
-    assert first == heldout.draw_peptides(held_out, 16, seed=3)
+    first = heldout_draw.draw_peptides(held_out, 16, seed=3)
+    assert first == heldout_draw.draw_peptides(held_out, 16, seed=3)
     assert len(set(first)) == 16 and set(first) <= set(held_out)
-    assert first != heldout.draw_peptides(held_out, 16, seed=4)
+    assert first != heldout_draw.draw_peptides(held_out, 16, seed=4)
     with pytest.raises(ValueError, match="count must be between 1 and 200"):
-        heldout.draw_peptides(held_out, 201, seed=3)
+        heldout_draw.draw_peptides(held_out, 201, seed=3)
     # Skipping continues the same draw: the earlier table's peptides never come back.
     assert (
-        heldout.draw_peptides(held_out, 8, seed=3, skip=16)
-        == heldout.draw_peptides(held_out, 24, seed=3)[16:]
+        heldout_draw.draw_peptides(held_out, 8, seed=3, skip=16)
+        == heldout_draw.draw_peptides(held_out, 24, seed=3)[16:]
     )
     with pytest.raises(ValueError, match="between 1 and 8 after skipping 192, got 9"):
-        heldout.draw_peptides(held_out, 9, seed=3, skip=192)
+        heldout_draw.draw_peptides(held_out, 9, seed=3, skip=192)
     with pytest.raises(ValueError, match="skip must be >= 0"):
-        heldout.draw_peptides(held_out, 1, seed=3, skip=-1)
+        heldout_draw.draw_peptides(held_out, 1, seed=3, skip=-1)
     with pytest.raises(ValueError, match="unknown held-out list"):
-        heldout.held_out_sequences("nonapeptides")
+        heldout_draw.held_out_sequences("nonapeptides")
     with pytest.raises(ValueError, match="unknown MD baseline"):
         heldout.HeldoutSettings(md_baseline="md-10fs")
 
@@ -369,10 +370,11 @@ def test_short_evaluation_writes_results_and_resumes(
 
     monkeypatch.setattr(heldout, "run_chain", no_run)
     monkeypatch.setattr(heldout, "record_long_runs", no_run)
+    logged: list[str] = []
     (again,) = heldout.run_heldout(
-        ["A"], walk_model, output, settings, termini="capped", references=references, log=str
+        ["A"], walk_model, output, settings, "capped", references, log=logged.append
     )
-    assert again == result
+    assert again == result and logged == ["[1/1] A (capped): read back"]
     # A result from before the basins were pooled with MD's run is brought up to date on read-back
     # from the saved frames, Timewarp's populations kept.
     earlier = {k: v for k, v in result.items() if k != "basin_reference"}
@@ -438,9 +440,13 @@ def test_short_evaluation_writes_results_and_resumes(
     before = json.loads((run_dir / md_rates.RUN_FILE).read_text())
     first_frames = np.load(run_dir / md_rates.FRAMES_FILE)
     longer = dataclasses.replace(settings, md_budget_s=2.0)
+    logged.clear()
     (extended,) = heldout.run_heldout(
-        ["A"], walk_model, output, longer, termini="capped", references=references, log=str
+        ["A"], walk_model, output, longer, "capped", references, log=logged.append
     )
+    # The log says the saved result is not read back but the run continued.
+    assert logged[0].startswith("[1/1] A (capped): continuing its MD run from ")
+    assert logged[0].endswith(" s to 2 s, then Timewarp afresh")
     run = json.loads((run_dir / md_rates.RUN_FILE).read_text())
     frames = np.load(run_dir / md_rates.FRAMES_FILE)
     assert run["wall_s"] >= 2.0 and [s["seed"] for s in run["segments"]] == [
@@ -455,9 +461,11 @@ def test_short_evaluation_writes_results_and_resumes(
     # A result of the shorter run (as an extension interrupted before Timewarp reran leaves it)
     # is not read back: the peptide is evaluated afresh against the continued run.
     (output / "A-capped" / heldout.RESULT_FILE).write_text(json.dumps(result))
+    logged.clear()
     (again,) = heldout.run_heldout(
-        ["A"], walk_model, output, longer, termini="capped", references=references, log=str
+        ["A"], walk_model, output, longer, "capped", references, log=logged.append
     )
+    assert logged == ["[1/1] A (capped): Timewarp afresh against its continued MD run"]
     assert again["md"]["wall_s"] == run["wall_s"] and again["date"] >= extended["date"]
     # Frames written by an extension whose record was never written are not read.
     np.save(run_dir / md_rates.FRAMES_FILE, np.concatenate([frames, frames[:3]]))
@@ -473,11 +481,11 @@ def test_short_evaluation_writes_results_and_resumes(
 def test_command_line_prints_the_draw_and_refuses_bad_input(tmp_path, capsys):
     draw = ["heldout", "--held-out", "dipeptides", "--count", "3", "--draw-seed", "1"]
     assert cli.main([*draw, "--print-peptides"]) == 0
-    expected = heldout.draw_peptides(heldout.held_out_sequences("dipeptides"), 3, 1)
+    expected = heldout_draw.draw_peptides(heldout_draw.held_out_sequences("dipeptides"), 3, 1)
     assert capsys.readouterr().out.split() == expected
     assert cli.main([*draw, "--skip", "2", "--print-peptides"]) == 0
-    assert capsys.readouterr().out.split() == heldout.draw_peptides(
-        heldout.held_out_sequences("dipeptides"), 3, 1, skip=2
+    assert capsys.readouterr().out.split() == heldout_draw.draw_peptides(
+        heldout_draw.held_out_sequences("dipeptides"), 3, 1, skip=2
     )
     assert cli.main(draw) == 2
     assert "give --model and -o" in capsys.readouterr().err

@@ -7,13 +7,11 @@ from pathlib import Path
 
 from openmm_timewarp.cli.common import positive_float
 from openmm_timewarp.data.peptides import TERMINI
-from openmm_timewarp.evaluation.heldout import (
+from openmm_timewarp.evaluation.heldout import TABLE_FILE, HeldoutSettings, run_heldout
+from openmm_timewarp.evaluation.heldout_draw import (
     HELD_OUT_LISTS,
-    TABLE_FILE,
-    HeldoutSettings,
     draw_peptides,
     held_out_sequences,
-    run_heldout,
 )
 from openmm_timewarp.evaluation.settings import MD_HMR, MD_PROTOCOLS, BenchmarkSettings
 

@@ -44,7 +44,6 @@ from pathlib import Path
 import numpy as np
 
 from openmm_timewarp.data.peptides import FORCEFIELD_NAME, TERMINI
-from openmm_timewarp.data.splits import SPLIT_KINDS, load_split
 from openmm_timewarp.evaluation import heldout_basins, heldout_table
 from openmm_timewarp.evaluation.analysis import analyse_chains
 from openmm_timewarp.evaluation.md_rates import (
@@ -79,41 +78,6 @@ REQUEST_FILE = "request.json"
 RESULT_FILE = "result.json"
 TABLE_FILE = "table.md"
 PLOT_FILE = "speedups.png"
-
-
-def _held_out(kind: str) -> Callable[[], Sequence[str]]:
-    def sequences() -> Sequence[str]:
-        return load_split(kind).held_out
-
-    return sequences
-
-
-#: Named held-out lists: a split name resolves to its sequences through these functions.
-HELD_OUT_LISTS: dict[str, Callable[[], Sequence[str]]] = {
-    kind: _held_out(kind) for kind in SPLIT_KINDS
-}
-
-
-def held_out_sequences(name: str) -> tuple[str, ...]:
-    """The held-out sequences of the split called ``name`` (a key of :data:`HELD_OUT_LISTS`)."""
-    if name not in HELD_OUT_LISTS:
-        raise ValueError(f"unknown held-out list {name!r}; choose from {sorted(HELD_OUT_LISTS)}")
-    return tuple(HELD_OUT_LISTS[name]())
-
-
-def draw_peptides(sequences: Sequence[str], count: int, seed: int, skip: int = 0) -> list[str]:
-    """``count`` of ``sequences`` drawn at random without replacement with ``seed``.
-
-    ``skip`` leaves out the first ``skip`` of the same draw: a draw of ``skip + count`` is the
-    draw of ``skip`` followed by these, so peptides an earlier table used never come back.
-    """
-    if skip < 0:
-        raise ValueError(f"skip must be >= 0, got {skip}")
-    if not 1 <= count <= len(sequences) - skip:
-        after = f" after skipping {skip}" if skip else ""
-        raise ValueError(f"count must be between 1 and {len(sequences) - skip}{after}, got {count}")
-    order = np.random.default_rng(seed).permutation(len(sequences))
-    return [sequences[i] for i in order[skip : skip + count]]
 
 
 @dataclass
@@ -181,6 +145,36 @@ def saved_md_wall_s(run_file: Path) -> float:
     return float(json.loads(run_file.read_text())["wall_s"])
 
 
+def _saved(folder: Path, settings: HeldoutSettings) -> tuple[float | None, dict | None]:
+    """The saved MD run's wall seconds and the saved result, None where absent. A result is
+    returned only while current: stale is one saved while the MD run was shorter than the
+    budget, or one of a shorter run than the saved one (a continuation interrupted before
+    Timewarp reran)."""
+    run_file = folder / "md" / settings.md_baseline / RUN_FILE
+    md_wall_s = saved_md_wall_s(run_file) if run_file.is_file() else None
+    result_file = folder / RESULT_FILE
+    result = json.loads(result_file.read_text()) if result_file.is_file() else None
+    md_short = md_wall_s is not None and md_wall_s < settings.md_budget_s
+    if result is None or md_short or result["md"]["wall_s"] != md_wall_s:
+        return md_wall_s, None
+    return md_wall_s, result
+
+
+def _plan(folder: Path, settings: HeldoutSettings) -> str:
+    """What evaluating ``folder`` will do, for the progress log."""
+    md_wall_s, result = _saved(folder, settings)
+    if result is not None:
+        return "read back"
+    if md_wall_s is not None and md_wall_s < settings.md_budget_s:
+        return (
+            f"continuing its MD run from {md_wall_s:.0f} s to {settings.md_budget_s:.0f} s, "
+            "then Timewarp afresh"
+        )
+    if (folder / RESULT_FILE).is_file():
+        return "Timewarp afresh against its continued MD run"
+    return "running"
+
+
 def _first_visit_of_all(
     states: np.ndarray, times: np.ndarray, wanted: Sequence[str]
 ) -> float | None:
@@ -207,13 +201,9 @@ def evaluate_peptide(
     folder = Path(folder)
     bench = settings.benchmark
     run_file = folder / "md" / settings.md_baseline / RUN_FILE
-    md_wall_s = saved_md_wall_s(run_file) if run_file.is_file() else None
+    md_wall_s, result = _saved(folder, settings)
     md_short = md_wall_s is not None and md_wall_s < settings.md_budget_s
-    result_file = folder / RESULT_FILE
-    result = json.loads(result_file.read_text()) if result_file.is_file() else None
-    # Stale: a result while its MD run is shorter than the budget, or one of a shorter run than
-    # the saved one (a continuation interrupted before Timewarp reran).
-    if result is not None and not md_short and result["md"]["wall_s"] == md_wall_s:
+    if result is not None:
         frames = run_file.parent / FRAMES_FILE
         if "basin_reference" not in result:
             result = heldout_basins.with_pooled_basins(result, frames, Path(result["reference"]))
@@ -465,8 +455,8 @@ def run_heldout(
         write_atomically(output_dir / TABLE_FILE, heldout_table.table(ordered) + "\n")
 
     for number, sequence in enumerate(peptides, 1):
-        state = "read back" if (arguments(sequence)[3] / RESULT_FILE).is_file() else "running"
-        log(f"[{number}/{len(peptides)}] {sequence} ({termini}): {state}")
+        plan = _plan(arguments(sequence)[3], settings)
+        log(f"[{number}/{len(peptides)}] {sequence} ({termini}): {plan}")
         if jobs == 1:
             record(sequence, _named(sequence, termini, *arguments(sequence), show_progress))
     if jobs > 1:
