@@ -145,17 +145,25 @@ def saved_md_wall_s(run_file: Path) -> float:
     return float(json.loads(run_file.read_text())["wall_s"])
 
 
+def _md_run_file(folder: Path, settings: HeldoutSettings) -> Path:
+    return folder / "md" / settings.md_baseline / RUN_FILE
+
+
+def _md_short(md_wall_s: float | None, settings: HeldoutSettings) -> bool:
+    """Whether a saved MD run is shorter than the budget (a rerun continues it)."""
+    return md_wall_s is not None and md_wall_s < settings.md_budget_s
+
+
 def _saved(folder: Path, settings: HeldoutSettings) -> tuple[float | None, dict | None]:
     """The saved MD run's wall seconds and the saved result, None where absent. A result is
     returned only while current: stale is one saved while the MD run was shorter than the
     budget, or one of a shorter run than the saved one (a continuation interrupted before
     Timewarp reran)."""
-    run_file = folder / "md" / settings.md_baseline / RUN_FILE
+    run_file = _md_run_file(folder, settings)
     md_wall_s = saved_md_wall_s(run_file) if run_file.is_file() else None
     result_file = folder / RESULT_FILE
     result = json.loads(result_file.read_text()) if result_file.is_file() else None
-    md_short = md_wall_s is not None and md_wall_s < settings.md_budget_s
-    if result is None or md_short or result["md"]["wall_s"] != md_wall_s:
+    if result is None or _md_short(md_wall_s, settings) or result["md"]["wall_s"] != md_wall_s:
         return md_wall_s, None
     return md_wall_s, result
 
@@ -165,7 +173,7 @@ def _plan(folder: Path, settings: HeldoutSettings) -> str:
     md_wall_s, result = _saved(folder, settings)
     if result is not None:
         return "read back"
-    if md_wall_s is not None and md_wall_s < settings.md_budget_s:
+    if _md_short(md_wall_s, settings):
         return (
             f"continuing its MD run from {md_wall_s:.0f} s to {settings.md_budget_s:.0f} s, "
             "then Timewarp afresh"
@@ -200,9 +208,8 @@ def evaluate_peptide(
     """Evaluate one peptide in ``folder`` (or read back its finished result); see the module."""
     folder = Path(folder)
     bench = settings.benchmark
-    run_file = folder / "md" / settings.md_baseline / RUN_FILE
+    run_file = _md_run_file(folder, settings)
     md_wall_s, result = _saved(folder, settings)
-    md_short = md_wall_s is not None and md_wall_s < settings.md_budget_s
     if result is not None:
         frames = run_file.parent / FRAMES_FILE
         if "basin_reference" not in result:
@@ -226,7 +233,7 @@ def evaluate_peptide(
     reference_dir = reference_folder(sequence, termini, bench, reference_dir, cache_dir)
     reference = load_reference(reference_dir, topology, bench)
     md_dir = folder / "md"
-    if md_short:  # a larger budget than the run's: continue it, then evaluate afresh
+    if _md_short(md_wall_s, settings):  # a larger budget: continue the run, evaluate afresh
         extend_long_run(run_file.parent, settings.md_budget_s, md_settings, None, show_progress)
     elif not run_file.is_file():
         record_long_runs(
