@@ -6,13 +6,15 @@
 The held-out table tests Timewarp's basin populations against the reference runs and MD's long
 run together (:mod:`openmm_timewarp.evaluation.heldout_basins`); a basin that MD enters a handful
 of times in 50 ns (a C-terminal phi > 0) is then decided by those few entries. Parallel tempering
-(the reference protocol of :mod:`openmm_timewarp.evaluation.reference`, its 310 K state) is a third
-sampler of the same Boltzmann distribution that crosses such barriers at the hot replicas. For
+(the reference protocol of :mod:`openmm_timewarp.evaluation.reference`) is a third sampler of the
+same Boltzmann distribution that crosses such barriers at the hot replicas. For
 each SEQUENCE this script runs it in OUTPUT/SEQUENCE (or continues that run, for
 ``--tempering-cpu`` more CPU seconds; 0 only reads it), takes every residue's basin populations
-from its 310 K frames with the table's errors, and prints each basin's Timewarp, tempering and
-MD + references populations with the deviations in combined standard errors
-(OUTPUT/SEQUENCE/basins.json keeps them). Over all the peptides in OUTPUT it then writes
+at 310 K from the frames of all its temperatures, reweighted by MBAR
+(:mod:`openmm_timewarp.evaluation.reference_reweighting`; the 310 K frames alone, with the table's
+errors, are printed beside them), and prints each basin's Timewarp, tempering and MD + references
+populations with the deviations in combined standard errors (OUTPUT/SEQUENCE/basins.json keeps
+them). Over all the peptides in OUTPUT it then writes
 OUTPUT/basins.md (a row per peptide, totals against the 95.4% of basins an exact sampler puts
 within 2 sigma) and OUTPUT/basins.png (every basin's deviation, both samplers).
 
@@ -26,7 +28,12 @@ import argparse
 import json
 from pathlib import Path
 
-from openmm_timewarp.evaluation import heldout_basins, heldout_table, reference
+from openmm_timewarp.evaluation import (
+    heldout_basins,
+    heldout_table,
+    reference,
+    reference_reweighting,
+)
 from openmm_timewarp.evaluation.heldout import RESULT_FILE
 from openmm_timewarp.evaluation.heldout_merge import SOURCES_FILE
 
@@ -63,13 +70,18 @@ def run_tempering(output: Path, sequence: str, termini: str, cpu_s: float) -> in
 
 
 def compare(result: dict, run: Path, sequence: str, termini: str) -> dict:
-    """Every basin of ``result`` against the tempering run's 310 K frames, printed and returned."""
-    trajectory = reference.read_state_trajectory(run, discard_fraction=0.1)
-    _, tempering = heldout_basins.states_and_basins([trajectory])
+    """Every basin of ``result`` against the tempering run's populations at 310 K (all its
+    temperatures reweighted), printed and returned."""
+    at_310K = reference.read_state_trajectory(run, discard_fraction=0.1)
+    _, from_310K = heldout_basins.states_and_basins([at_310K])
+    tempering, frames = reference_reweighting.reweighted_basins(run, discard_fraction=0.1)
     rows = {}
-    print(f"{sequence}: {trajectory.n_frames} tempering frames at 310 K")
-    print("| basin | Timewarp | tempering | sigma | MD + references | sigma |")
-    print("|---|---|---|---|---|---|")
+    print(f"{sequence}: {frames} tempering frames, {at_310K.n_frames} of them at 310 K")
+    print(
+        "| basin | Timewarp | tempering, all temperatures | sigma | tempering, 310 K frames only "
+        "| MD + references | sigma |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for basin, timewarp in result["basins"].items():
         if basin not in tempering:
             raise SystemExit(f"the tempering run in {run} has no basin {basin}: another peptide?")
@@ -78,6 +90,8 @@ def compare(result: dict, run: Path, sequence: str, termini: str) -> dict:
         md_sigma = heldout_table.population_deviation(against_md, tempering[basin])["sigma"]
         rows[basin] = {
             **against_tempering,
+            "tempering_310K_frames": from_310K[basin]["population"],
+            "tempering_310K_frames_error": from_310K[basin]["error"],
             "md_references": timewarp["reference"],
             "md_references_error": timewarp["reference_error"],
             "md_references_sigma_from_tempering": md_sigma,
@@ -86,6 +100,7 @@ def compare(result: dict, run: Path, sequence: str, termini: str) -> dict:
             f"| {basin} | {timewarp['population']:.4f} ± {timewarp['error']:.4f} "
             f"| {tempering[basin]['population']:.4f} ± {tempering[basin]['error']:.4f} "
             f"| {against_tempering['sigma']:+.1f} "
+            f"| {from_310K[basin]['population']:.4f} ± {from_310K[basin]['error']:.4f} "
             f"| {timewarp['reference']:.4f} ± {timewarp['reference_error']:.4f} | {md_sigma:+.1f} |"
         )
     within = sum(row["within_2_sigma"] for row in rows.values())
@@ -93,7 +108,8 @@ def compare(result: dict, run: Path, sequence: str, termini: str) -> dict:
     return {
         "sequence": sequence,
         "termini": termini,
-        "tempering_frames": trajectory.n_frames,
+        "tempering_frames": at_310K.n_frames,
+        "tempering_frames_all_temperatures": frames,
         "model": result.get("model"),
         "basins": rows,
     }
@@ -118,7 +134,8 @@ def summary_table(records: list[dict]) -> str:
         return f"{within(sigmas)} of {len(sigmas)} (worst {names[worst]} {sigmas[worst]:+.1f})"
 
     lines = [
-        "| peptide | tempering frames at 310 K | Timewarp within 2 sigma of tempering "
+        "| peptide | tempering frames at 310 K (all temperatures) "
+        "| Timewarp within 2 sigma of tempering "
         "| MD + references within 2 sigma of tempering |",
         "|---|---|---|---|",
     ]
@@ -128,6 +145,7 @@ def summary_table(records: list[dict]) -> str:
         names = list(record["basins"])
         lines.append(
             f"| {record['sequence']} ({record['termini']}) | {record['tempering_frames']} "
+            f"({record.get('tempering_frames_all_temperatures', 'not reweighted')}) "
             f"| {cell(timewarp, names)} | {cell(md, names)} |"
         )
         all_timewarp += timewarp

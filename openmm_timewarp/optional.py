@@ -18,6 +18,7 @@ EXTRA_OF_MODULE = {
     "deeptime": "analysis",
     "matplotlib": "analysis",
     "openmmtools": "reference",
+    "pymbar": "reference",  # installed with openmmtools
 }
 
 

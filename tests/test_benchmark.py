@@ -277,7 +277,7 @@ def test_parallel_tempering_records_every_residue(tmp_path):
     """A tempering run of a tetrapeptide gives each residue's backbone angles at 310 K: the same
     phi as the run's recorded torsion, and every residue's basins."""
     pytest.importorskip("openmmtools")
-    from openmm_timewarp.evaluation import heldout_basins, reference
+    from openmm_timewarp.evaluation import heldout_basins, reference, reference_reweighting
 
     reference.run_reference(
         tmp_path, 6, steps_per_iteration=10, sequence="YSKC", termini="zwitterionic", torsion=2
@@ -294,6 +294,14 @@ def test_parallel_tempering_records_every_residue(tmp_path):
     assert not np.allclose(hot.xyz, trajectory.xyz)
     _, populations = heldout_basins.states_and_basins([trajectory])
     assert {name.split(":")[0] for name in populations} == {"TYR1", "SER2", "LYS3", "CYS4"}
+    # Every replica's frames reweighted to 310 K give the same basins, each residue's summing to 1.
+    reweighted, frames = reference_reweighting.reweighted_basins(tmp_path, discard_fraction=0.0)
+    assert frames == 6 * reference.NUM_REPLICAS
+    assert set(reweighted) == set(populations)
+    for residue in ("TYR1", "SER2", "LYS3", "CYS4"):
+        total = sum(v["population"] for k, v in reweighted.items() if k.startswith(residue + ":"))
+        assert total == pytest.approx(1.0)
+    assert all(v["error"] > 0 for v in reweighted.values())
     with pytest.raises(ValueError, match="state must be in"):
         reference.read_state_trajectory(tmp_path, state=6)
     # A run stored before every torsion was recorded is refused with a clear message.

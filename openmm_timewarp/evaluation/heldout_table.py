@@ -68,12 +68,14 @@ def population(indicators: Sequence[np.ndarray], fallback_ess: float | None = No
     else:
         chains = [np.asarray(i, dtype=float) for i in indicators]
         ess = metrics.integrated_autocorrelation_time(chains).ess
+    return {"population": p, "error": binomial_error(p, ess), "ess": ess}
+
+
+def binomial_error(p: float, ess: float) -> float:
+    """Standard error of a population ``p`` from ``ess`` effective samples, never below that of a
+    population of one effective sample (a rare basin seen a few times is not known to 1/ess)."""
     floor = min(max(p, 1.0 / ess), 1.0 - 1.0 / ess) if ess > 2 else 0.5
-    return {
-        "population": p,
-        "error": math.sqrt(max(floor * (1.0 - floor), p * (1.0 - p)) / ess),
-        "ess": ess,
-    }
+    return math.sqrt(max(floor * (1.0 - floor), p * (1.0 - p)) / ess)
 
 
 def population_deviation(sampled: dict, reference: dict) -> dict:

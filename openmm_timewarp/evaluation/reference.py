@@ -241,6 +241,7 @@ class _StoredRun:
 
     positions: np.ndarray  # [iterations, replicas, recorded atoms, 3], nm
     replica_states: np.ndarray  # [iterations, replicas]: each replica's thermodynamic state
+    reduced_potentials: np.ndarray  # [iterations, replicas, states]: each frame at every state
     peptide: dict
     statistics: dict
 
@@ -265,6 +266,7 @@ def _read_storage(output_dir: str | Path, discard_fraction: float) -> _StoredRun
         replica_states = reporter.read_replica_thermodynamic_states()
         thermodynamic_states, _ = reporter.read_thermodynamic_states()
         accepted, proposed = reporter.read_mixing_statistics()
+        reduced_potentials, _, _ = reporter.read_energies()
         move = reporter.read_mcmc_moves()[0]
         timestamps = reporter.read_timestamp()
     finally:
@@ -280,6 +282,7 @@ def _read_storage(output_dir: str | Path, discard_fraction: float) -> _StoredRun
     return _StoredRun(
         positions=positions,
         replica_states=np.asarray(replica_states[first : last + 1]),
+        reduced_potentials=np.asarray(reduced_potentials[first : last + 1]),
         peptide=json.loads(peptide_file.read_text()) if peptide_file.exists() else {},
         statistics={
             "iterations": int(last),
@@ -322,20 +325,48 @@ def read_state_trajectory(
     iteration after equilibration, with the peptide's residues: each residue's phi and psi, for
     its basins (:func:`openmm_timewarp.evaluation.heldout_basins.states_and_basins`)."""
     run = _read_storage(output_dir, discard_fraction)
-    peptide = run.peptide
-    if "atoms" not in peptide:
-        raise ValueError(
-            f"the run at {output_dir} recorded one phi and one psi only (it predates recording "
-            "every backbone torsion): start a new run for every residue's basins"
-        )
-    structure = Path(output_dir) / f"{peptide['sequence']}-{peptide['termini']}.pdb"
-    topology = mdtraj.load_topology(str(structure)).subset(peptide["atoms"])
+    topology = _recorded_topology(output_dir, run.peptide)
     if not 0 <= state < run.replica_states.shape[1]:
         raise ValueError(f"state must be in [0, {run.replica_states.shape[1]}), got {state}")
     # The replica that held ``state`` at each iteration.
     replica = np.argmax(run.replica_states == state, axis=1)
     xyz = run.positions[np.arange(len(replica)), replica]
     return mdtraj.Trajectory(xyz, topology)
+
+
+@dataclass
+class ReplicaFrames:
+    """Every replica's recorded frames after equilibration, for reweighting to one temperature."""
+
+    trajectory: mdtraj.Trajectory  # iterations x replicas frames, iteration-major
+    replica_states: np.ndarray  # [iterations, replicas]: each frame's thermodynamic state
+    reduced_potentials: np.ndarray  # [iterations, replicas, states]: each frame at every state
+    temperatures_K: list[float]
+
+
+def read_replica_frames(output_dir: str | Path, discard_fraction: float = 0.1) -> ReplicaFrames:
+    """The recorded backbone atoms of every replica and iteration after equilibration, with the
+    peptide's residues, and each frame's reduced potential at every temperature of the ladder."""
+    run = _read_storage(output_dir, discard_fraction)
+    topology = _recorded_topology(output_dir, run.peptide)
+    num_atoms = run.positions.shape[2]
+    return ReplicaFrames(
+        trajectory=mdtraj.Trajectory(run.positions.reshape(-1, num_atoms, 3), topology),
+        replica_states=run.replica_states,
+        reduced_potentials=run.reduced_potentials,
+        temperatures_K=run.statistics["temperatures_K"],
+    )
+
+
+def _recorded_topology(output_dir: str | Path, peptide: dict) -> mdtraj.Topology:
+    """The peptide's topology restricted to the atoms a run recorded (every backbone torsion's)."""
+    if "atoms" not in peptide:
+        raise ValueError(
+            f"the run at {output_dir} recorded one phi and one psi only (it predates recording "
+            "every backbone torsion): start a new run for every residue's basins"
+        )
+    structure = Path(output_dir) / f"{peptide['sequence']}-{peptide['termini']}.pdb"
+    return mdtraj.load_topology(str(structure)).subset(peptide["atoms"])
 
 
 def analyze_reference(
