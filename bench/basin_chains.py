@@ -1,23 +1,35 @@
-"""A peptide's backbone basins from independent Timewarp chains: their spread tests the error bars.
+"""A peptide's backbone basins from independent chains: their spread tests the error bars, and MD
+beside Timewarp at a hot temperature tests exactness where a rare basin is common.
 
-    python bench/basin_chains.py DF --model peptides --references data/heldout-reference \
-        --chains 6 --budget 100 --compiled -o runs/basin-chains/DF.json
+    # independent Timewarp chains at 310 K
+    python bench/basin_chains.py DF --references data/heldout-reference --chains 6 --budget 90 \
+        --compiled -o runs/basin-chains/DF-310K.json
+    # Timewarp MH and MD (0.5 fs, no constraints: the same energy) at 505 K
+    python bench/basin_chains.py DF --references data/heldout-reference --chains 4 --budget 75 \
+        --temperature 505 --md --compiled -o runs/basin-chains/DF-505K.json
 
-The held-out table's basin errors come from each basin indicator's autocorrelation within one
-chain (:func:`openmm_timewarp.evaluation.heldout_table.population`); for a basin of 1-2% entered a
-few dozen times that estimate is itself uncertain. Here ``--chains`` Timewarp MH chains of
-``--budget`` wall seconds each (seeds 300, 301, ..., started from reference frames spread over the
-pooled reference runs, equilibrium samples, so no burn-in) give every ``residue:basin`` population
-twice: pooled with the autocorrelation error, and as the mean of the chains with the standard
-error of their spread, which assumes nothing about the autocorrelation. One torch thread,
-Reference platform; zwitterionic peptides with a `timewarp simulate` folder under
-``--references``. The JSON keeps both and each chain's populations.
+The held-out table's basin errors come from each basin indicator's autocorrelation within one chain
+(:func:`openmm_timewarp.evaluation.heldout_table.population`); for a basin of 1-2% entered a few
+dozen times that estimate is itself uncertain. Here ``--chains`` Timewarp MH chains of ``--budget``
+wall seconds each (seeds 300, 301, ..., started from reference frames spread over the pooled
+reference runs; the first tenth of each dropped) give every ``residue:basin`` population twice:
+pooled with the autocorrelation error, and as the mean of the chains with the standard error of
+their spread, which assumes nothing about the autocorrelation. With ``--md``, as many MD chains of
+the unconstrained 0.5 fs protocol (``md-0.5fs``: the potential Timewarp samples, integrator error
+negligible) from the same starts, each right after its Timewarp chain so both see the same load,
+and each basin's deviation between the two in combined chain-spread errors. A proposal ratio that
+biased a basin would bias it at any temperature by the same factor (it does not depend on the
+energy); at ``--temperature`` of 450-550 K MD crosses into a C-terminal phi > 0 basin dozens of
+times per nanosecond, so the comparison is sharp there. The proposal model was trained at 310 K; MH
+is exact at any temperature, only slower. One torch thread, Reference platform; zwitterionic
+peptides with a `timewarp simulate` folder under ``--references``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 import mdtraj
@@ -27,9 +39,26 @@ import torch
 from openmm_timewarp.evaluation import heldout_basins
 from openmm_timewarp.evaluation.md_reference import load_reference, starting_frames
 from openmm_timewarp.evaluation.runs import peptide_system, run_chain
-from openmm_timewarp.evaluation.settings import TIMEWARP, BenchmarkSettings
+from openmm_timewarp.evaluation.settings import MD_DATA_PROTOCOL, TIMEWARP, BenchmarkSettings
 
 FIRST_SEED = 300
+
+
+def basins_of(trajectories: list[mdtraj.Trajectory]) -> dict:
+    """Each basin pooled over the chains (autocorrelation error) and as the chains' mean (error
+    from their spread), with every chain's population."""
+    _, pooled = heldout_basins.states_and_basins(trajectories)
+    per_chain = [heldout_basins.states_and_basins([t])[1] for t in trajectories]
+    basins = {}
+    for basin, population in pooled.items():
+        values = np.array([chain[basin]["population"] for chain in per_chain])
+        basins[basin] = {
+            **population,
+            "chains_mean": float(values.mean()),
+            "chains_error": float(values.std(ddof=1) / math.sqrt(len(values))),
+            "chains": values.tolist(),
+        }
+    return basins
 
 
 def main() -> None:
@@ -38,7 +67,9 @@ def main() -> None:
     parser.add_argument("--model", default="peptides")
     parser.add_argument("--references", type=Path, required=True)
     parser.add_argument("--chains", type=int, default=6)
-    parser.add_argument("--budget", type=float, default=100.0, help="wall s per chain")
+    parser.add_argument("--budget", type=float, default=90.0, help="wall s per chain")
+    parser.add_argument("--temperature", type=float, default=310.0, help="K")
+    parser.add_argument("--md", action="store_true", help="MD chains (md-0.5fs) beside them")
     parser.add_argument("--compiled", action="store_true")
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args()
@@ -47,41 +78,59 @@ def main() -> None:
     torch.set_num_threads(1)
 
     topology, system = peptide_system(args.sequence, "zwitterionic")
-    settings = BenchmarkSettings(compiled=args.compiled)
+    settings = BenchmarkSettings(compiled=args.compiled, temperature_K=args.temperature)
     reference = load_reference(args.references / args.sequence, topology, settings)
     md_topology = mdtraj.Topology.from_openmm(topology)
-    trajectories, acceptance = [], []
+    samplers = [TIMEWARP, MD_DATA_PROTOCOL] if args.md else [TIMEWARP]
+    trajectories = {name: [] for name in samplers}
+    acceptance = []
     for index, start in enumerate(starting_frames(reference, args.chains)):
-        chain = run_chain(
-            TIMEWARP, args.model, system, topology, start, args.budget, settings, FIRST_SEED + index
-        )
-        trajectories.append(mdtraj.Trajectory(chain.positions, md_topology))
-        acceptance.append(chain.counters["accepted"] / chain.counters["proposals"])
-        print(f"chain {index + 1}/{args.chains}: {len(chain.positions)} frames", flush=True)
+        for name in samplers:
+            chain = run_chain(
+                name, args.model, system, topology, start, args.budget, settings, FIRST_SEED + index
+            )
+            # The starts are 310 K frames: the first tenth of each chain relaxes to --temperature.
+            kept = chain.positions[len(chain.positions) // 10 :]
+            trajectories[name].append(mdtraj.Trajectory(kept, md_topology))
+            if name == TIMEWARP:
+                acceptance.append(chain.counters["accepted"] / chain.counters["proposals"])
+            print(
+                f"{name} chain {index + 1}/{args.chains}: {len(chain.positions)} frames", flush=True
+            )
 
-    _, pooled = heldout_basins.states_and_basins(trajectories)
-    per_chain = [heldout_basins.states_and_basins([t])[1] for t in trajectories]
-    basins = {}
-    print(f"{args.sequence}, {args.chains} chains x {args.budget:.0f} s, model {args.model}")
-    print("| basin | pooled (autocorrelation error) | chains' mean (their spread) | chains |")
-    print("|---|---|---|---|")
-    for basin, population in pooled.items():
-        values = np.array([chain[basin]["population"] for chain in per_chain])
-        spread_error = float(values.std(ddof=1) / np.sqrt(len(values)))
-        basins[basin] = {
-            **population,
-            "chains_mean": float(values.mean()),
-            "chains_error": spread_error,
-            "chains": values.tolist(),
-        }
-        print(
-            f"| {basin} | {population['population']:.4f} ± {population['error']:.4f} "
-            f"| {values.mean():.4f} ± {spread_error:.4f} | {' '.join(f'{v:.4f}' for v in values)} |"
-        )
+    basins = {name: basins_of(runs) for name, runs in trajectories.items()}
+    print(
+        f"{args.sequence} at {args.temperature:.0f} K, {args.chains} chains x {args.budget:.0f} s "
+        f"per sampler, model {args.model}, acceptance {np.mean(acceptance):.3f}"
+    )
+    header = "| basin | sampler | pooled (autocorrelation error) | chains' mean (spread) | chains |"
+    print(
+        header
+        + (" sigma |" if args.md else "")
+        + "\n|---|---|---|---|---|"
+        + ("---|" if args.md else "")
+    )
+    for basin in basins[TIMEWARP]:
+        sigma = ""
+        if args.md:
+            a, b = basins[TIMEWARP][basin], basins[MD_DATA_PROTOCOL][basin]
+            spread = math.hypot(a["chains_error"], b["chains_error"])
+            deviation = (a["chains_mean"] - b["chains_mean"]) / spread if spread > 0 else 0.0
+            basins[TIMEWARP][basin]["sigma_from_md"] = deviation
+            sigma = f" {deviation:+.1f} |"
+        for name in samplers:
+            row = basins[name][basin]
+            print(
+                f"| {basin} | {name} | {row['population']:.4f} ± {row['error']:.4f} "
+                f"| {row['chains_mean']:.4f} ± {row['chains_error']:.4f} "
+                f"| {' '.join(f'{v:.4f}' for v in row['chains'])} |"
+                + (sigma if name == TIMEWARP else (" |" if args.md else ""))
+            )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "sequence": args.sequence,
         "model": args.model,
+        "temperature_K": args.temperature,
         "chains": args.chains,
         "budget_s": args.budget,
         "acceptance": acceptance,
