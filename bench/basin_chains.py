@@ -17,12 +17,12 @@ pooled with the autocorrelation error, and as the mean of the chains with the st
 their spread, which assumes nothing about the autocorrelation. With ``--md``, as many MD chains of
 the unconstrained 0.5 fs protocol (``md-0.5fs``: the potential Timewarp samples, integrator error
 negligible) from the same starts, each right after its Timewarp chain so both see the same load,
-and each basin's deviation between the two in combined chain-spread errors. A proposal ratio that
-biased a basin would bias it at any temperature by the same factor (it does not depend on the
-energy); at ``--temperature`` of 450-550 K MD crosses into a C-terminal phi > 0 basin dozens of
-times per nanosecond, so the comparison is sharp there. The proposal model was trained at 310 K; MH
-is exact at any temperature, only slower. One torch thread, Reference platform; zwitterionic
-peptides with a `timewarp simulate` folder under ``--references``.
+and each basin's deviation between the two in combined chain-spread errors. A proposal ratio off by
+a function of the state (a density or a Jacobian evaluated wrongly) biases the sampled distribution
+by that function at any temperature; at 505 K MD enters DF's C-terminal phi > 0 basin about 20
+times per nanosecond (parallel tempering's 505 K state), so the comparison is sharp there. The
+proposal model was trained at 310 K; MH is exact at any temperature, only slower. One torch thread,
+Reference platform; zwitterionic peptides with a `timewarp simulate` folder under ``--references``.
 """
 
 from __future__ import annotations
