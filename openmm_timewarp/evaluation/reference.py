@@ -13,8 +13,9 @@ returns the population of phi > 0 with two error estimates: from the integrated 
 of the indicator and from block averages. The same protocol runs other peptides (``sequence``,
 ``termini``), analysing one phi and one psi (``torsion``: a zwitterionic dipeptide's phi of
 residue 2 and psi of residue 1; a longer peptide's k-th of each) but recording the atoms of every
-backbone torsion, so that :func:`read_state_trajectory` gives each residue's basins at 310 K; it
-can stop at a budget of process CPU seconds (``cpu_budget_s``), for timed comparisons.
+backbone torsion, so that :func:`read_state_trajectory` gives each residue's basins at 310 K (and
+:func:`read_replica_frames` every temperature's frames, for reweighting); it can stop at a budget
+of process CPU seconds (``cpu_budget_s``), for timed comparisons.
 
 Command line::
 
@@ -341,7 +342,6 @@ class ReplicaFrames:
     trajectory: mdtraj.Trajectory  # iterations x replicas frames, iteration-major
     replica_states: np.ndarray  # [iterations, replicas]: each frame's thermodynamic state
     reduced_potentials: np.ndarray  # [iterations, replicas, states]: each frame at every state
-    temperatures_K: list[float]
 
 
 def read_replica_frames(output_dir: str | Path, discard_fraction: float = 0.1) -> ReplicaFrames:
@@ -354,7 +354,6 @@ def read_replica_frames(output_dir: str | Path, discard_fraction: float = 0.1) -
         trajectory=mdtraj.Trajectory(run.positions.reshape(-1, num_atoms, 3), topology),
         replica_states=run.replica_states,
         reduced_potentials=run.reduced_potentials,
-        temperatures_K=run.statistics["temperatures_K"],
     )
 
 
