@@ -72,9 +72,10 @@ def run_tempering(output: Path, sequence: str, termini: str, cpu_s: float) -> in
 def compare(result: dict, run: Path, sequence: str, termini: str) -> dict:
     """Every basin of ``result`` against the tempering run's populations at 310 K (all its
     temperatures reweighted), printed and returned."""
-    at_310K = reference.read_state_trajectory(run, discard_fraction=0.1)
+    replica_frames = reference.read_replica_frames(run, discard_fraction=0.1)
+    at_310K = replica_frames.at_state(0)
     _, from_310K = heldout_basins.states_and_basins([at_310K])
-    tempering, frames = reference_reweighting.reweighted_basins(run, discard_fraction=0.1)
+    tempering, frames = reference_reweighting.reweighted_basins(replica_frames)
     rows = {}
     print(f"{sequence}: {frames} tempering frames, {at_310K.n_frames} of them at 310 K")
     print(

@@ -295,7 +295,8 @@ def test_parallel_tempering_records_every_residue(tmp_path):
     _, populations = heldout_basins.states_and_basins([trajectory])
     assert {name.split(":")[0] for name in populations} == {"TYR1", "SER2", "LYS3", "CYS4"}
     # Every replica's frames reweighted to 310 K give the same basins, each residue's summing to 1.
-    reweighted, frames = reference_reweighting.reweighted_basins(tmp_path, discard_fraction=0.0)
+    replica_frames = reference.read_replica_frames(tmp_path, discard_fraction=0.0)
+    reweighted, frames = reference_reweighting.reweighted_basins(replica_frames)
     assert frames == 6 * reference.NUM_REPLICAS
     assert set(reweighted) == set(populations)
     for residue in ("TYR1", "SER2", "LYS3", "CYS4"):

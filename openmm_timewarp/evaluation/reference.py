@@ -325,14 +325,7 @@ def read_state_trajectory(
     """The recorded backbone atoms in thermodynamic state ``state`` (0: 310 K), one frame per
     iteration after equilibration, with the peptide's residues: each residue's phi and psi, for
     its basins (:func:`openmm_timewarp.evaluation.heldout_basins.states_and_basins`)."""
-    run = _read_storage(output_dir, discard_fraction)
-    topology = _recorded_topology(output_dir, run.peptide)
-    if not 0 <= state < run.replica_states.shape[1]:
-        raise ValueError(f"state must be in [0, {run.replica_states.shape[1]}), got {state}")
-    # The replica that held ``state`` at each iteration.
-    replica = np.argmax(run.replica_states == state, axis=1)
-    xyz = run.positions[np.arange(len(replica)), replica]
-    return mdtraj.Trajectory(xyz, topology)
+    return read_replica_frames(output_dir, discard_fraction).at_state(state)
 
 
 @dataclass
@@ -342,6 +335,15 @@ class ReplicaFrames:
     trajectory: mdtraj.Trajectory  # iterations x replicas frames, iteration-major
     replica_states: np.ndarray  # [iterations, replicas]: each frame's thermodynamic state
     reduced_potentials: np.ndarray  # [iterations, replicas, states]: each frame at every state
+
+    def at_state(self, state: int) -> mdtraj.Trajectory:
+        """The frames of thermodynamic state ``state``, one per iteration."""
+        iterations, replicas = self.replica_states.shape
+        if not 0 <= state < replicas:
+            raise ValueError(f"state must be in [0, {replicas}), got {state}")
+        # The replica that held ``state`` at each iteration.
+        replica = np.argmax(self.replica_states == state, axis=1)
+        return self.trajectory[np.arange(iterations) * replicas + replica]
 
 
 def read_replica_frames(output_dir: str | Path, discard_fraction: float = 0.1) -> ReplicaFrames:

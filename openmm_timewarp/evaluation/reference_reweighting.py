@@ -18,8 +18,6 @@ autocorrelation times: on a two-level system it is calibrated with about 300 per
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from openmm_timewarp.evaluation import heldout_basins, heldout_table, metrics, reference
@@ -95,12 +93,11 @@ def reweighted_populations(
     return results
 
 
-def reweighted_basins(output_dir: str | Path, discard_fraction: float = 0.1) -> tuple[dict, int]:
-    """Every ``residue:basin`` population at 310 K from all replicas of the run in
-    ``output_dir`` (same names and basins as
+def reweighted_basins(frames: reference.ReplicaFrames) -> tuple[dict, int]:
+    """Every ``residue:basin`` population at 310 K from all replicas' ``frames`` of a run
+    (:func:`~openmm_timewarp.evaluation.reference.read_replica_frames`; same names and basins as
     :func:`~openmm_timewarp.evaluation.heldout_basins.states_and_basins`), and the number of
     frames they come from."""
-    frames = reference.read_replica_frames(output_dir, discard_fraction)
     iterations, replicas = frames.replica_states.shape
     names, columns = [], []
     for residue, _, labels, basins in heldout_basins.residue_basins(frames.trajectory):
