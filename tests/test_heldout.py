@@ -83,18 +83,26 @@ def test_every_residue_with_a_backbone_dihedral_has_its_basins(sequence, termini
     assert set(populations) == {f"{r}:{b}" for r, basins in expected.items() for b in basins}
 
 
-def test_reference_basins_pool_md_thinned_to_the_reference_interval():
+def test_reference_basins_pool_at_the_coarser_frame_interval():
     pdb = build_peptide("A", "capped")
     topology = mdtraj.Topology.from_openmm(pdb.topology)
-    positions = np.array(pdb.positions.value_in_unit(unit.nanometer))
-    reference = mdtraj.Trajectory(np.repeat(positions[None], 4, axis=0), topology)
-    md = mdtraj.Trajectory(np.repeat(positions[None], 8, axis=0), topology)
-    ((name, _, labels, basins),) = heldout_basins.residue_basins(reference)
-    pooled = heldout_basins.reference_basins([reference], 1.0, md, 0.5)
-    # 4 reference frames and every second of MD's 8: one basin, fully populated.
-    assert pooled[f"{name}:{basins[labels[0]]}"]["population"] == 1.0
+    built = np.array(pdb.positions.value_in_unit(unit.nanometer))
+    helical = build_peptide("A", "capped", phi=-60.0, psi=-45.0).positions
+    other = np.array(helical.value_in_unit(unit.nanometer))
+    alternating = mdtraj.Trajectory(np.stack([built, other] * 4), topology)
+    constant = mdtraj.Trajectory(np.repeat(built[None], 4, axis=0), topology)
+    ((name, _, labels, basins),) = heldout_basins.residue_basins(constant)
+    basin = f"{name}:{basins[labels[0]]}"
+    # Every second frame of the finer run is the extended one: thinned, its basin holds all.
+    fine_md = heldout_basins.reference_basins([constant], 1.0, alternating, 0.5)
+    fine_references = heldout_basins.reference_basins([alternating], 1.0, constant, 2.0)
+    assert fine_md[basin]["population"] == fine_references[basin]["population"] == 1.0
+    unthinned = heldout_basins.reference_basins([alternating], 1.0, constant, 1.0)
+    assert unthinned[basin]["population"] == pytest.approx(8 / 12)
     with pytest.raises(ValueError, match="cannot be thinned"):
-        heldout_basins.reference_basins([reference], 1.0, md, 0.3)
+        heldout_basins.reference_basins([constant], 1.0, alternating, 0.3)
+    with pytest.raises(ValueError, match="cannot be thinned"):
+        heldout_basins.reference_basins([constant], 1.0, alternating, 1.5)
 
 
 def _ess(value: float, error: float, closed: bool = True) -> dict:

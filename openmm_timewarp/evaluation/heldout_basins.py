@@ -73,23 +73,39 @@ def reference_basins(
     md_interval_ps: float,
 ) -> dict:
     """Every ``residue:basin`` population of the reference runs and MD's long run as one set of
-    chains, MD's frames thinned to the references' interval.
+    chains, all thinned to the coarser of their two frame intervals.
 
     MD's run samples the same distribution (its masses and time step change the dynamics only)
     and is often ten times longer than the references: it decides the rare basins, phi > 0
     included, that short references miss. Chains of one frame interval share one
     autocorrelation estimate; weighting separate runs by their ESS instead would let a short
-    reference that never left a basin outweigh a long run with its fast within-basin ESS.
+    reference that never left a basin outweigh a long run with its fast within-basin ESS. MD's
+    interval can be the coarser one: a long run doubles its interval each time it reaches
+    ``max_frames`` frames.
     """
-    stride = round(reference_interval_ps / md_interval_ps)
-    if stride < 1 or not math.isclose(stride * md_interval_ps, reference_interval_ps):
-        raise ValueError(
-            f"MD's frames ({md_interval_ps} ps apart) cannot be thinned to the reference's "
-            f"interval ({reference_interval_ps} ps); record MD with an --md-frame-interval-ps "
-            "that divides it"
-        )
-    _, populations = states_and_basins([*reference_trajectories, md_trajectory[::stride]])
+    reference_stride, md_stride = common_strides(reference_interval_ps, md_interval_ps)
+    thinned = [trajectory[::reference_stride] for trajectory in reference_trajectories]
+    _, populations = states_and_basins([*thinned, md_trajectory[::md_stride]])
     return populations
+
+
+def common_strides(reference_interval_ps: float, md_interval_ps: float) -> tuple[int, int]:
+    """The strides that bring frames ``reference_interval_ps`` and ``md_interval_ps`` apart to
+    the coarser of the two intervals, which must be a whole multiple of the finer."""
+    coarser = max(reference_interval_ps, md_interval_ps)
+    strides = tuple(
+        round(coarser / interval) for interval in (reference_interval_ps, md_interval_ps)
+    )
+    if not all(
+        math.isclose(stride * interval, coarser)
+        for stride, interval in zip(strides, (reference_interval_ps, md_interval_ps), strict=True)
+    ):
+        raise ValueError(
+            f"MD's frames ({md_interval_ps} ps apart) and the references' ({reference_interval_ps}"
+            " ps) cannot be thinned to one interval; record MD with an --md-frame-interval-ps "
+            "that divides the references' or is a whole multiple of it"
+        )
+    return strides
 
 
 def basin_record(
