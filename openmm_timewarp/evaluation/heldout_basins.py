@@ -92,20 +92,19 @@ def reference_basins(
 def common_strides(reference_interval_ps: float, md_interval_ps: float) -> tuple[int, int]:
     """The strides that bring frames ``reference_interval_ps`` and ``md_interval_ps`` apart to
     the coarser of the two intervals, which must be a whole multiple of the finer."""
-    coarser = max(reference_interval_ps, md_interval_ps)
-    strides = tuple(
-        round(coarser / interval) for interval in (reference_interval_ps, md_interval_ps)
-    )
-    if not all(
-        math.isclose(stride * interval, coarser)
-        for stride, interval in zip(strides, (reference_interval_ps, md_interval_ps), strict=True)
+    intervals = (reference_interval_ps, md_interval_ps)
+    coarser = max(intervals)
+    reference_stride, md_stride = (round(coarser / interval) for interval in intervals)
+    if not (
+        math.isclose(reference_stride * reference_interval_ps, coarser)
+        and math.isclose(md_stride * md_interval_ps, coarser)
     ):
         raise ValueError(
             f"MD's frames ({md_interval_ps} ps apart) and the references' ({reference_interval_ps}"
             " ps) cannot be thinned to one interval; record MD with an --md-frame-interval-ps "
             "that divides the references' or is a whole multiple of it"
         )
-    return strides
+    return reference_stride, md_stride
 
 
 def basin_record(
