@@ -8,21 +8,22 @@ beside Timewarp at a hot temperature tests exactness where a rare basin is commo
     python bench/basin_chains.py DF --references data/heldout-reference --chains 4 --budget 75 \
         --temperature 505 --md --compiled -o runs/basin-chains/DF-505K.json
 
-The held-out table's basin errors come from each basin indicator's autocorrelation within one chain
-(:func:`openmm_timewarp.evaluation.heldout_table.population`); for a basin of 1-2% entered a few
-dozen times that estimate is itself uncertain. Here ``--chains`` Timewarp MH chains of ``--budget``
-wall seconds each (seeds 300, 301, ..., started from reference frames spread over the pooled
-reference runs; the first tenth of each dropped) give every ``residue:basin`` population twice:
-pooled with the autocorrelation error, and as the mean of the chains with the standard error of
-their spread, which assumes nothing about the autocorrelation. With ``--md``, as many MD chains of
-the unconstrained 0.5 fs protocol (``md-0.5fs``: the potential Timewarp samples, integrator error
-negligible) from the same starts, each right after its Timewarp chain so both see the same load,
-and each basin's deviation between the two in combined chain-spread errors. A proposal ratio off by
-a function of the state (a density or a Jacobian evaluated wrongly) biases the sampled distribution
-by that function at any temperature; at 505 K MD enters DF's C-terminal phi > 0 basin about 20
-times per nanosecond (parallel tempering's 505 K state), so the comparison is sharp there. The
-proposal model was trained at 310 K; MH is exact at any temperature, only slower. One torch thread,
-Reference platform; zwitterionic peptides with a `timewarp simulate` folder under ``--references``.
+The held-out table's basin errors come from each basin indicator's autocorrelation within one chain,
+capped by its number of switches (:func:`openmm_timewarp.evaluation.heldout_table.population`); for
+a basin of 1-2% entered a few dozen times that estimate is itself uncertain. Here ``--chains``
+Timewarp MH chains of ``--budget`` wall seconds each (seeds 300, 301, ..., started from reference
+frames spread over the pooled reference runs; the first tenth of each dropped) give every
+``residue:basin`` population twice: pooled with the autocorrelation error, and as the mean of the
+chains with the standard error of their spread, which assumes nothing about the autocorrelation.
+With ``--md``, as many MD chains of the unconstrained 0.5 fs protocol (``md-0.5fs``: the potential
+Timewarp samples, integrator error negligible) from the same starts, each right after its Timewarp
+chain so both see the same load, and each basin's deviation between the two in combined chain-spread
+errors. A proposal ratio off by a function of the state (a density or a Jacobian evaluated wrongly)
+biases the sampled distribution by that function at any temperature; at 505 K MD enters DF's
+C-terminal phi > 0 basin about 20 times per nanosecond (parallel tempering's 505 K state), so the
+comparison is sharp there. The proposal model was trained at 310 K; MH is exact at any temperature,
+only slower. One torch thread, Reference platform; zwitterionic peptides with a `timewarp simulate`
+folder under ``--references``.
 """
 
 from __future__ import annotations
