@@ -7,8 +7,8 @@ For peptides drawn at random (with a printed seed) from a held-out list, each in
    folder given per sequence, or the data-protocol run generated and cached) gives the TICA model,
    the states to find and, with MD's long run (step 2), the backbone-basin populations;
 2. one MD baseline runs for ``md_budget_s`` exactly as ``timewarp md-rate`` runs it
-   (:func:`~openmm_timewarp.evaluation.md_rates.record_long_runs`, in ``md/<baseline>/``, kept once
-   complete; a rerun with a larger ``md_budget_s`` continues it,
+   (:func:`~openmm_timewarp.evaluation.md_rates.record_long_runs`, in ``md/<baseline>/``, saved
+   every 900 s of MD; an interrupted run, or a rerun with a larger ``md_budget_s``, continues it,
    :func:`~openmm_timewarp.evaluation.md_rates.extend_long_run`, and evaluates the peptide
    afresh); its rate per coordinate counts only where the run is 20 integrated autocorrelation
    times long with its window closed and visited every region of the coordinate that the

@@ -7,8 +7,8 @@ seconds. So MD's rate is taken from separate long runs:
 
 - :func:`record_long_runs` (``timewarp md-rate``) runs each MD baseline once, exactly as the
   benchmark does (:func:`~openmm_timewarp.evaluation.runs.run_chain`: same System, integrator,
-  start frame and frame recording), for a wall-clock budget, and writes
-  ``DIR/<baseline>/frames.npy`` (positions, nm, float32, ``[frames, atoms, 3]``) and
+  start frame and frame recording), for a wall-clock budget, saved every ``CHECKPOINT_S``, and
+  writes ``DIR/<baseline>/frames.npy`` (positions, nm, float32, ``[frames, atoms, 3]``) and
   ``DIR/<baseline>/run.json`` (wall time, simulated time, machine);
 - :func:`extend_long_run` continues a run from its last frame to a larger budget (a slow
   coordinate that a run did not cover 20 times over needs more of the same run, not another);
@@ -34,6 +34,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import openmm
 import openmm.app as app
 
 from openmm_timewarp.data.peptides import FORCEFIELD_NAME, TERMINI
@@ -57,6 +58,8 @@ mdtraj = require("mdtraj")
 MIN_AUTOCORRELATION_TIMES = 20.0
 FRAMES_FILE = "frames.npy"
 RUN_FILE = "run.json"
+#: Wall seconds of MD between saves of a long run: an interruption loses at most this much.
+CHECKPOINT_S = 900.0
 #: What a long run must share with the benchmark that reads it.
 _MATCHING = ("sequence", "termini", "atoms", "system", "temperature_K", "platform")
 
@@ -70,12 +73,16 @@ def record_long_runs(
     cache_dir: str | os.PathLike = "data/benchmark",
     system_file: str | os.PathLike | None = None,
     show_progress: bool = True,
+    checkpoint_s: float = CHECKPOINT_S,
 ) -> dict[str, dict]:
     """Run each MD baseline in ``settings.samplers`` for ``settings.budget_s`` wall seconds.
 
     Each run starts from the benchmark's first start frame (of the reference in ``reference_dir``,
     or the one generated under ``cache_dir``) and records a frame every
-    ``settings.md_frame_interval_ps``. An existing run of a baseline is replaced.
+    ``settings.md_frame_interval_ps``. An existing run of a baseline is replaced. The run is
+    saved every ``checkpoint_s`` wall seconds (its first segment, then as
+    :func:`extend_long_run` continues it), so an interrupted one keeps its finished segments and
+    :func:`extend_long_run` can take it on to the budget.
 
     Returns:
         The run records by baseline (also written as ``run.json`` beside each run's frames).
@@ -94,6 +101,7 @@ def record_long_runs(
     start = trajectories[0].xyz[0].astype(np.float64)
     records = {}
     for name in settings.samplers:
+        folder = Path(output_dir) / name
         with budget_progress(name, settings.budget_s, show_progress) as progress:
             chain = run_chain(
                 name,
@@ -101,38 +109,47 @@ def record_long_runs(
                 system,
                 topology,
                 start,
-                settings.budget_s,
+                min(settings.budget_s, checkpoint_s),
                 settings,
                 seed=settings.seed + SAMPLERS.index(name),
                 progress=progress,
             )
-        simulated_ns = chain.counters["simulated_ps"] / 1000.0
-        record = {
-            "baseline": name,
-            "sequence": sequence,
-            "termini": termini,
-            "atoms": topology.getNumAtoms(),
-            "system": FORCEFIELD_NAME if system_file is None else str(system_file),
-            "temperature_K": settings.temperature_K,
-            "platform": settings.platform,
-            "machine": machine_record(settings.platform),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "seed": settings.seed + SAMPLERS.index(name),
-            "reference": str(reference_dir),
-            "wall_s": chain.wall_s,
-            "setup_s": chain.setup_s,
-            "steps": chain.steps,
-            "simulated_ns": simulated_ns,
-            "wall_s_per_ns": chain.wall_s / simulated_ns,
-            # Thinning keeps the spacing uniform at the final stride.
-            "frame_interval_ps": chain.stride * MD_PROTOCOLS[name].timestep_fs / 1000.0,
-            "frames": len(chain.positions),
-        }
-        folder = Path(output_dir) / name
-        folder.mkdir(parents=True, exist_ok=True)
-        write_atomically(folder / FRAMES_FILE, lambda handle, c=chain: np.save(handle, c.positions))
-        write_json_atomically(folder / RUN_FILE, record)  # written last: the run is complete
-        records[name] = record
+            simulated_ns = chain.counters["simulated_ps"] / 1000.0
+            record = {
+                "baseline": name,
+                "sequence": sequence,
+                "termini": termini,
+                "atoms": topology.getNumAtoms(),
+                "system": FORCEFIELD_NAME if system_file is None else str(system_file),
+                "temperature_K": settings.temperature_K,
+                "platform": settings.platform,
+                "machine": machine_record(settings.platform),
+                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "seed": settings.seed + SAMPLERS.index(name),
+                "reference": str(reference_dir),
+                "wall_s": chain.wall_s,
+                "setup_s": chain.setup_s,
+                "steps": chain.steps,
+                "simulated_ns": simulated_ns,
+                "wall_s_per_ns": chain.wall_s / simulated_ns,
+                # Thinning keeps the spacing uniform at the final stride.
+                "frame_interval_ps": chain.stride * MD_PROTOCOLS[name].timestep_fs / 1000.0,
+                "frames": len(chain.positions),
+            }
+            folder.mkdir(parents=True, exist_ok=True)
+            positions = chain.positions.astype(np.float32)
+            write_atomically(folder / FRAMES_FILE, lambda handle, p=positions: np.save(handle, p))
+            write_json_atomically(folder / RUN_FILE, record)  # written last: the segment is done
+            records[name] = _continue(
+                folder,
+                record,
+                positions,
+                settings.budget_s,
+                settings,
+                (topology, system),
+                progress,
+                checkpoint_s,
+            )
     return records
 
 
@@ -146,17 +163,21 @@ def extend_long_run(
     settings: BenchmarkSettings,
     system_file: str | os.PathLike | None = None,
     show_progress: bool = True,
+    checkpoint_s: float = CHECKPOINT_S,
 ) -> dict:
     """Continue the long run in ``folder`` (written by :func:`record_long_runs`) from its last
     frame until its wall time reaches ``budget_s``; returns its record (unchanged when it is
     already that long).
 
-    The continuation draws new velocities at the run's temperature (the run keeps no velocities);
-    the baselines' Langevin friction forgets velocities within picoseconds, far below the
-    autocorrelation times the extension is for. Frames keep the run's spacing. The record keeps
-    each segment (date, machine, seed, wall time, simulated time) and sums them; frames are
-    written before the record, and frames beyond the record's count (an extension interrupted
-    between the two writes) are dropped when read.
+    The continuation runs in segments of at most ``checkpoint_s`` wall seconds, each saved when
+    done, so an interrupted one loses at most the segment under way and a rerun with the same
+    budget continues. Each segment draws new velocities at the run's temperature (the run keeps
+    no velocities); the baselines' Langevin friction forgets velocities within picoseconds, far
+    below the autocorrelation times the extension is for. Frames keep the run's spacing
+    (``settings.max_frames`` thins the first segment only). The record keeps each segment (date,
+    machine, seed, wall time, simulated time) and sums them; frames are written before the
+    record, and frames beyond the record's count (a segment interrupted between the two writes)
+    are dropped when read.
     """
     folder = Path(folder)
     record = json.loads((folder / RUN_FILE).read_text())
@@ -165,7 +186,42 @@ def extend_long_run(
         return record
     expected = {key: record[key] for key in _MATCHING}
     record, positions = read_long_run(folder, expected)
-    topology, system = peptide_system(record["sequence"], record["termini"], system_file)
+    peptide = peptide_system(record["sequence"], record["termini"], system_file)
+    with budget_progress(f"{record['baseline']} (extension)", remaining, show_progress) as bar:
+        return _continue(folder, record, positions, budget_s, settings, peptide, bar, checkpoint_s)
+
+
+def _continue(
+    folder: Path,
+    record: dict,
+    positions: np.ndarray,
+    budget_s: float,
+    settings: BenchmarkSettings,
+    peptide: tuple[app.Topology, openmm.System],
+    progress,
+    checkpoint_s: float,
+) -> dict:
+    """Run segments of at most ``checkpoint_s`` seconds, each saved, until the run's wall time
+    reaches ``budget_s``."""
+    while record["wall_s"] < budget_s:
+        wall_s = min(budget_s - record["wall_s"], checkpoint_s)
+        record, positions = _run_segment(
+            folder, record, positions, wall_s, settings, peptide, progress
+        )
+    return record
+
+
+def _run_segment(
+    folder: Path,
+    record: dict,
+    positions: np.ndarray,
+    wall_s: float,
+    settings: BenchmarkSettings,
+    peptide: tuple[app.Topology, openmm.System],
+    progress,
+) -> tuple[dict, np.ndarray]:
+    """Run one more segment of ``wall_s`` seconds from the run's last frame and save the run."""
+    topology, system = peptide
     segments = record.get("segments", [_segment(record)])
     seed = record["seed"] + 1000 * len(segments)
     run_settings = BenchmarkSettings(
@@ -174,17 +230,17 @@ def extend_long_run(
             temperature_K=record["temperature_K"],
             platform=record["platform"],
             md_frame_interval_ps=record["frame_interval_ps"],
-            max_frames=10**9,  # no thinning: the new frames keep the run's spacing
+            # No thinning: the new frames keep the run's spacing, so a segment interrupted between
+            # writing the frames and the record leaves the saved frames a prefix of the file.
+            max_frames=10**9,
         )
     )
-    name = record["baseline"]
-    with budget_progress(f"{name} (extension)", remaining, show_progress) as progress:
-        chain = run_chain(
-            name, None, system, topology, positions[-1].astype(np.float64), remaining,
-            run_settings, seed=seed, progress=progress,
-        )  # fmt: skip
+    chain = run_chain(
+        record["baseline"], None, system, topology, positions[-1].astype(np.float64), wall_s,
+        run_settings, seed=seed, progress=progress,
+    )  # fmt: skip
     simulated_ns = chain.counters["simulated_ps"] / 1000.0
-    extension = {
+    segment = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_record(record["platform"]),
         "seed": seed,
@@ -192,18 +248,19 @@ def extend_long_run(
         "simulated_ns": simulated_ns,
     }
     frames = np.concatenate([positions, chain.positions.astype(np.float32)])
-    record.update(
-        date=extension["date"],
+    record = dict(
+        record,
+        date=segment["date"],
         wall_s=record["wall_s"] + chain.wall_s,
         steps=record["steps"] + chain.steps,
         simulated_ns=record["simulated_ns"] + simulated_ns,
         frames=len(frames),
-        segments=[*segments, extension],
+        segments=[*segments, segment],
     )
     record["wall_s_per_ns"] = record["wall_s"] / record["simulated_ns"]
     write_atomically(folder / FRAMES_FILE, lambda handle: np.save(handle, frames))
     write_json_atomically(folder / RUN_FILE, record)
-    return record
+    return record, frames
 
 
 def read_long_run(folder: str | os.PathLike, expected: dict) -> tuple[dict, np.ndarray]:
