@@ -1,6 +1,7 @@
 """Long MD runs (:mod:`openmm_timewarp.evaluation.md_rates`) are saved segment by segment: an
 interrupted run keeps its finished segments and continues from its last frame."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -72,10 +73,20 @@ def test_an_interrupted_run_keeps_its_segments_and_continues(tmp_path, reference
     assert len(kept["segments"]) == 2 and 0.6 <= kept["wall_s"] < SETTINGS.budget_s
     assert len(kept_frames) == kept["frames"]
 
-    record = md_rates.extend_long_run(folder, SETTINGS.budget_s, SETTINGS, show_progress=False)
+    # The same request again (`timewarp md-rate` rerun) continues the run.
+    (record,) = md_rates.record_long_runs(
+        "A", tmp_path, SETTINGS, reference_dir=reference_dir, show_progress=False,
+        checkpoint_s=0.3,
+    ).values()  # fmt: skip
     saved, frames = _saved(folder)
     assert saved == record and record["wall_s"] >= SETTINGS.budget_s
     assert len(record["segments"]) == 3
     assert np.array_equal(frames[: kept["frames"]], kept_frames)
     # At its budget, nothing more runs.
     assert md_rates.extend_long_run(folder, SETTINGS.budget_s, SETTINGS) == record
+    # Another request in the folder (another seed) replaces the run.
+    other = dataclasses.replace(SETTINGS, seed=2)
+    (fresh,) = md_rates.record_long_runs(
+        "A", tmp_path, other, reference_dir=reference_dir, show_progress=False
+    ).values()
+    assert fresh["seed"] == record["seed"] + 1 and "segments" not in fresh

@@ -24,7 +24,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "and wall time to OUTPUT/<baseline>/. `timewarp benchmark --md-rates OUTPUT` then takes "
         "MD's ESS per second from these runs where they are at least 20 integrated "
         "autocorrelation times long. Run it on the machine, platform and load of the benchmark; "
-        "a rerun replaces the runs (each is one timed measurement).",
+        "a rerun replaces the runs (each is one timed measurement), except a run of the same "
+        "command that was interrupted: it is saved every 900 s and continues from its last save.",
     )
     defaults = BenchmarkSettings()
     parser.add_argument("sequence", help="one-letter codes, e.g. A (alanine dipeptide when capped)")

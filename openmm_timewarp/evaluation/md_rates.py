@@ -79,10 +79,10 @@ def record_long_runs(
 
     Each run starts from the benchmark's first start frame (of the reference in ``reference_dir``,
     or the one generated under ``cache_dir``) and records a frame every
-    ``settings.md_frame_interval_ps``. An existing run of a baseline is replaced. The run is
-    saved every ``checkpoint_s`` wall seconds (its first segment, then as
-    :func:`extend_long_run` continues it), so an interrupted one keeps its finished segments and
-    :func:`extend_long_run` can take it on to the budget.
+    ``settings.md_frame_interval_ps``. The run is saved every ``checkpoint_s`` wall seconds (its
+    first segment, then as :func:`extend_long_run` continues it). An existing run of a baseline
+    is replaced (each is one timed measurement), except one of the same request that stopped
+    short of its budget, interrupted: that one continues from its last frame.
 
     Returns:
         The run records by baseline (also written as ``run.json`` beside each run's frames).
@@ -102,6 +102,23 @@ def record_long_runs(
     records = {}
     for name in settings.samplers:
         folder = Path(output_dir) / name
+        request = {
+            "baseline": name,
+            "sequence": sequence,
+            "termini": termini,
+            "atoms": topology.getNumAtoms(),
+            "system": FORCEFIELD_NAME if system_file is None else str(system_file),
+            "temperature_K": settings.temperature_K,
+            "platform": settings.platform,
+            "seed": settings.seed + SAMPLERS.index(name),
+            "reference": str(reference_dir),
+            "budget_s": settings.budget_s,
+        }
+        if _interrupted(folder, request):
+            records[name] = extend_long_run(
+                folder, settings.budget_s, settings, system_file, show_progress, checkpoint_s
+            )
+            continue
         with budget_progress(name, settings.budget_s, show_progress) as progress:
             chain = run_chain(
                 name,
@@ -111,31 +128,23 @@ def record_long_runs(
                 start,
                 min(settings.budget_s, checkpoint_s),
                 settings,
-                seed=settings.seed + SAMPLERS.index(name),
+                seed=request["seed"],
                 progress=progress,
             )
             simulated_ns = chain.counters["simulated_ps"] / 1000.0
-            record = {
-                "baseline": name,
-                "sequence": sequence,
-                "termini": termini,
-                "atoms": topology.getNumAtoms(),
-                "system": FORCEFIELD_NAME if system_file is None else str(system_file),
-                "temperature_K": settings.temperature_K,
-                "platform": settings.platform,
-                "machine": machine_record(settings.platform),
-                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                "seed": settings.seed + SAMPLERS.index(name),
-                "reference": str(reference_dir),
-                "wall_s": chain.wall_s,
-                "setup_s": chain.setup_s,
-                "steps": chain.steps,
-                "simulated_ns": simulated_ns,
-                "wall_s_per_ns": chain.wall_s / simulated_ns,
+            record = dict(
+                request,
+                machine=machine_record(settings.platform),
+                date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                wall_s=chain.wall_s,
+                setup_s=chain.setup_s,
+                steps=chain.steps,
+                simulated_ns=simulated_ns,
+                wall_s_per_ns=chain.wall_s / simulated_ns,
                 # Thinning keeps the spacing uniform at the final stride.
-                "frame_interval_ps": chain.stride * MD_PROTOCOLS[name].timestep_fs / 1000.0,
-                "frames": len(chain.positions),
-            }
+                frame_interval_ps=chain.stride * MD_PROTOCOLS[name].timestep_fs / 1000.0,
+                frames=len(chain.positions),
+            )
             folder.mkdir(parents=True, exist_ok=True)
             positions = chain.positions.astype(np.float32)
             write_atomically(folder / FRAMES_FILE, lambda handle, p=positions: np.save(handle, p))
@@ -151,6 +160,17 @@ def record_long_runs(
                 checkpoint_s,
             )
     return records
+
+
+def _interrupted(folder: Path, request: dict) -> bool:
+    """Whether ``folder`` holds a run of ``request`` (the same peptide, System, baseline, seed,
+    reference and budget) that stopped short of its budget."""
+    try:
+        record = json.loads((folder / RUN_FILE).read_text())
+    except (OSError, ValueError):  # none, or unreadable: the run is made afresh
+        return False
+    same = all(record.get(key) == value for key, value in request.items())
+    return same and record["wall_s"] < request["budget_s"]
 
 
 def _segment(record: dict) -> dict:
@@ -202,7 +222,8 @@ def _continue(
     checkpoint_s: float,
 ) -> dict:
     """Run segments of at most ``checkpoint_s`` seconds, each saved, until the run's wall time
-    reaches ``budget_s``."""
+    reaches ``budget_s`` (recorded as the run's budget)."""
+    record = dict(record, budget_s=budget_s)
     while record["wall_s"] < budget_s:
         wall_s = min(budget_s - record["wall_s"], checkpoint_s)
         record, positions = _run_segment(
