@@ -361,6 +361,12 @@ def test_short_evaluation_writes_results_and_resumes(
     assert result["basin_reference"]["simulated_ns"] > result["md"]["simulated_ns"]
     result_file = output / "A-capped" / heldout.RESULT_FILE
     assert json.loads(result_file.read_text()) == result
+    # Timewarp's chain is kept beside MD's frames, for analysing it again.
+    with np.load(output / "A-capped" / heldout.TIMEWARP_FRAMES_FILE) as kept:
+        assert kept["positions"].shape == (result["timewarp"]["frames"], 22, 3)
+        assert np.all(np.diff(kept["times_s"]) >= 0) and len(kept["times_s"]) == len(
+            kept["positions"]
+        )
     assert "| A (capped) | 22 |" in (output / heldout.TABLE_FILE).read_text()
     assert (output / heldout.PLOT_FILE).read_bytes().startswith(b"\x89PNG")
 

@@ -15,7 +15,8 @@ For peptides drawn at random (with a printed seed) from a held-out list, each in
    reference populates (:func:`~openmm_timewarp.evaluation.md_rates.long_run_rates`,
    :func:`~openmm_timewarp.evaluation.analysis.mark_coverage`; Timewarp's likewise);
 3. Timewarp (MH) with the model runs for ``timewarp_budget_s`` on the same platform from the same
-   start, then ``result.json`` is written (atomically, last): ESS/s ratios for MD's slowest
+   start (its frames kept in ``timewarp-frames.npz``), then ``result.json`` is written (atomically,
+   last): ESS/s ratios for MD's slowest
    backbone dihedral and TIC0 with errors, backbone-basin populations against the reference and
    MD's long run together (one set of chains), and the time both took to visit every state
    the reference visits (:mod:`openmm_timewarp.evaluation.heldout_table`); with
@@ -76,6 +77,8 @@ mdtraj = require("mdtraj")
 
 REQUEST_FILE = "request.json"
 RESULT_FILE = "result.json"
+#: Timewarp's chain: ``positions`` (nm, float32, [frames, atoms, 3]) and ``times_s``.
+TIMEWARP_FRAMES_FILE = "timewarp-frames.npz"
 TABLE_FILE = "table.md"
 PLOT_FILE = "speedups.png"
 
@@ -183,18 +186,6 @@ def _plan(folder: Path, settings: HeldoutSettings) -> str:
     return "running"
 
 
-def _first_visit_of_all(
-    states: np.ndarray, times: np.ndarray, wanted: Sequence[str]
-) -> float | None:
-    latest = 0.0
-    for state in wanted:
-        visits = np.flatnonzero(states == state)
-        if not len(visits):
-            return None
-        latest = max(latest, float(times[visits[0]]))
-    return latest
-
-
 def evaluate_peptide(
     sequence: str,
     termini: str,
@@ -273,6 +264,9 @@ def evaluate_peptide(
             progress=bar,
         )
     timewarp, _ = analyse_chains([chain], topology, reference)
+    # Kept, as MD's frames are, so the peptide can be analysed again without rerunning.
+    frames = {"positions": chain.positions.astype(np.float32), "times_s": chain.times_s}
+    write_atomically(folder / TIMEWARP_FRAMES_FILE, lambda handle: np.savez(handle, **frames))
     exploration = None
     if settings.exploration_budget_s is not None:
         budget = settings.exploration_budget_s
@@ -369,8 +363,8 @@ def _compare(
     # MD records frames at a fixed interval of simulated time, so at a steady wall time per frame.
     md_times_s = md["wall_s"] * np.arange(1, len(md_states) + 1) / len(md_states)
     times = (
-        _first_visit_of_all(timewarp_states, timewarp_times_s, wanted),
-        _first_visit_of_all(md_states, md_times_s, wanted),
+        heldout_table.first_visit_of_all(timewarp_states, timewarp_times_s, wanted),
+        heldout_table.first_visit_of_all(md_states, md_times_s, wanted),
     )
     exploration_mode = None
     if exploration is not None:
@@ -378,7 +372,7 @@ def _compare(
         (states,), _ = heldout_basins.states_and_basins(
             [mdtraj.Trajectory(exploration.positions, md_topology)]
         )
-        found = _first_visit_of_all(states, exploration.times_s, wanted)
+        found = heldout_table.first_visit_of_all(states, exploration.times_s, wanted)
         exploration_mode = {
             "time_s": found,
             "wall_s": exploration.wall_s,

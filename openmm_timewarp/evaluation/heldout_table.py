@@ -94,6 +94,20 @@ def switching_ess(p: float, switches: int, frames: int) -> float:
     return frames * rate / (2.0 - rate) if rate < 1.0 else math.inf
 
 
+def first_visit_of_all(
+    states: np.ndarray, times: np.ndarray, wanted: Sequence[str]
+) -> float | None:
+    """The time by which a chain of ``states`` recorded at ``times`` had visited every state in
+    ``wanted``; None where it never visited one."""
+    latest = 0.0
+    for state in wanted:
+        visits = np.flatnonzero(states == state)
+        if not len(visits):
+            return None
+        latest = max(latest, float(times[visits[0]]))
+    return latest
+
+
 def binomial_error(p: float, ess: float) -> float:
     """Standard error of a population ``p`` from ``ess`` effective samples, never below that of a
     population of one effective sample (a rare basin seen a few times is not known to 1/ess)."""
