@@ -9,6 +9,9 @@ tests use the same cases, so both Metropolis-Hastings implementations meet the s
 Wrong proposals, controls that the exactness tests must catch: a negated logQRatio
 (:class:`SignFlipped`, :func:`sign_flipped_copy`), a state-dependent proposal declared independent
 (:class:`DeclaredIndependent`), non-finite output (:class:`NonFinite`).
+
+:data:`SHORT_REFERENCE`: the settings of the short capped-alanine MD reference that conftest.py's
+``reference_dir`` fixture generates once for every evaluation test.
 """
 
 import math
@@ -34,6 +37,13 @@ TOLERANCE = 4.0
 NUM_BATCHES = 25
 THIN = 10
 BURN_IN = 1_000
+
+#: 10 ps of reference MD at 50 fs per frame: generated in seconds.
+SHORT_REFERENCE = dict(
+    reference_ns=0.01,
+    reference_frame_interval_ps=0.05,
+    reference_equilibration_ps=1.0,
+)
 
 # Harmonic oscillator array: two particles, standard deviations 0.05 and 0.08 nm per coordinate.
 HARMONIC_CENTRES = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])

@@ -6,6 +6,7 @@ import numpy as np
 import openmm
 import pytest
 import torch
+from helpers import SHORT_REFERENCE
 
 from openmm_timewarp.data import peptides
 from openmm_timewarp.data.peptides import backbone_torsions, build_peptide, create_system
@@ -28,20 +29,11 @@ torch.set_num_threads(1)
 #: A reference and budget small enough for seconds: 10 ps of MD at 50 fs per frame.
 FAST = dict(
     budget_s=1.0,
-    reference_ns=0.01,
-    reference_frame_interval_ps=0.05,
-    reference_equilibration_ps=1.0,
+    **SHORT_REFERENCE,
     tica_lag_ps=0.25,
     md_frame_interval_ps=0.05,
     num_starts=2,
 )
-
-
-@pytest.fixture(scope="module")
-def reference_dir(tmp_path_factory):
-    settings = BenchmarkSettings(**FAST)
-    cache = tmp_path_factory.mktemp("cache")
-    return md_reference.generate_reference("A", "capped", cache, settings)
 
 
 def _check_schema(report: dict, samplers: tuple[str, ...]) -> None:

@@ -10,6 +10,7 @@ import numpy as np
 import openmm.unit as unit
 import pytest
 import torch
+from helpers import SHORT_REFERENCE
 
 from openmm_timewarp import cli
 from openmm_timewarp.data.peptides import build_peptide
@@ -19,7 +20,6 @@ from openmm_timewarp.evaluation import (
     heldout_draw,
     heldout_table,
     md_rates,
-    md_reference,
     metrics,
 )
 from openmm_timewarp.evaluation.settings import MD_PRACTICAL, BenchmarkSettings
@@ -28,9 +28,7 @@ torch.set_num_threads(1)
 
 #: A reference and budgets small enough for seconds: 10 ps of reference MD, 50 fs per frame.
 FAST = dict(
-    reference_ns=0.01,
-    reference_frame_interval_ps=0.05,
-    reference_equilibration_ps=1.0,
+    **SHORT_REFERENCE,
     tica_lag_ps=0.25,
 )
 
@@ -295,12 +293,6 @@ def test_heldout_table_takes_each_peptide_from_its_longest_finished_md_run(tmp_p
     (tmp_path / "other" / heldout.REQUEST_FILE).write_text('{"peptides": "GG"}')
     assert cli.main(["heldout-table", str(tmp_path / "other"), "-o", str(out)]) == 2
     assert "is not a `timewarp heldout` request" in capsys.readouterr().err
-
-
-@pytest.fixture(scope="module")
-def reference_dir(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("cache")
-    return md_reference.generate_reference("A", "capped", cache, BenchmarkSettings(**FAST))
 
 
 @pytest.fixture(scope="module")

@@ -6,25 +6,18 @@ import json
 
 import numpy as np
 import pytest
+from helpers import SHORT_REFERENCE
 
-from openmm_timewarp.evaluation import md_rates, md_reference
+from openmm_timewarp.evaluation import md_rates
 from openmm_timewarp.evaluation.settings import MD_PRACTICAL, BenchmarkSettings
 
 #: 10 ps of reference MD at 50 fs per frame: a start frame in seconds.
 SETTINGS = BenchmarkSettings(
     budget_s=0.9,
     samplers=(MD_PRACTICAL,),
-    reference_ns=0.01,
-    reference_frame_interval_ps=0.05,
-    reference_equilibration_ps=1.0,
+    **SHORT_REFERENCE,
     md_frame_interval_ps=0.05,
 )
-
-
-@pytest.fixture(scope="module")
-def reference_dir(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("cache")
-    return md_reference.generate_reference("A", "capped", cache, SETTINGS)
 
 
 def _saved(folder):
