@@ -224,6 +224,7 @@ def _result(sequence: str, ratio: float, md_long_enough: bool) -> dict:
         "sequence": sequence,
         "termini": "zwitterionic",
         "atoms": 30,
+        "md": {"timing": {"wall_s_per_ns": 100.0}},
         "acceptance": 0.2,
         "slowest_dihedral": "psi0",
         "ratios": {"slowest_dihedral": rate, "tic0": rate},
@@ -249,6 +250,10 @@ def test_table_medians_leave_out_untrusted_md_rates():
     # Every basin counts, beside what an exact sampler would give (95.4% within 2 sigma).
     assert "3 of 3 peptides all within; 3 of 3 basins (exact: 2.86)" in medians
     assert "(>= 2x) (2 states) | not run |" in rows[1]
+    # A result from before MD was timed beside Timewarp is marked.
+    assert rows[1].startswith("| AA (zwitterionic) |")
+    untimed = dict(_result("EE", 2.0, True), md={})
+    assert "| EE (zwitterionic)◊ |" in heldout_table.table([untimed])
     with pytest.raises(ValueError, match="exploration_budget_s must be positive"):
         heldout.HeldoutSettings(exploration_budget_s=0.0)
 
@@ -276,7 +281,7 @@ def test_heldout_table_takes_each_peptide_from_its_longest_finished_md_run(tmp_p
     out = tmp_path / "table"
     folders = [str(first), str(longer), str(unfinished)]
     assert cli.main(["heldout-table", *folders, "-o", str(out)]) == 0
-    assert f"CC: {longer} (MD 1200 s)" in capsys.readouterr().out
+    assert f"CC: {longer} (MD 1200 s; not timed beside Timewarp)" in capsys.readouterr().out
     assert json.loads((out / "sources.json").read_text()) == {"AA": str(first), "CC": str(longer)}
     rows = (out / heldout.TABLE_FILE).read_text().splitlines()
     assert rows[2].startswith("| AA") and "(2 ± " in rows[2]  # after header and rule
@@ -319,6 +324,7 @@ def test_short_evaluation_writes_results_and_resumes(
         md_baseline=MD_PRACTICAL,
         md_frame_interval_ps=0.05,
         exploration_budget_s=0.5,
+        md_timing_s=0.5,
         benchmark=BenchmarkSettings(**FAST),
     )
     references = tmp_path / "references"
@@ -351,6 +357,10 @@ def test_short_evaluation_writes_results_and_resumes(
     assert mode["wall_s"] >= 0.5 and mode["ratio"]["bound"] in (None, "lower", "upper")
     assert result["basin_reference"]["runs"] == ["reference", MD_PRACTICAL]
     assert result["basin_reference"]["simulated_ns"] > result["md"]["simulated_ns"]
+    # MD was timed in two windows beside Timewarp, and its rates are at that speed.
+    timing = result["md"]["timing"]
+    assert timing["wall_s"] >= 0.5 and len(timing["windows_wall_s_per_ns"]) == 2
+    assert timing["wall_s_per_ns"] == pytest.approx(timing["wall_s"] / timing["simulated_ns"])
     result_file = output / "A-capped" / heldout.RESULT_FILE
     assert json.loads(result_file.read_text()) == result
     # Timewarp's chain is kept beside MD's frames, for analysing it again.
@@ -381,38 +391,31 @@ def test_short_evaluation_writes_results_and_resumes(
         ["A"], walk_model, output, settings, "capped", references, log=logged.append
     )
     assert again == result and logged == ["[1/1] A (capped): read back"]
-    # A result from before the basins were pooled with MD's run is brought up to date on read-back
-    # from the saved frames, Timewarp's populations kept.
-    earlier = {k: v for k, v in result.items() if k != "basin_reference"}
-    earlier["basins"] = {
-        name: dict(record, reference=0.0, reference_error=1.0)
-        for name, record in result["basins"].items()
-    }
-    result_file.write_text(json.dumps(earlier))
-    (upgraded,) = heldout.run_heldout(
-        ["A"], walk_model, output, settings, termini="capped", references=references, log=str
+    # A result from before MD was timed beside Timewarp, in a folder whose request predates the
+    # setting, is evaluated afresh against the saved MD run: Timewarp and the timing rerun, the
+    # long run is neither recorded nor continued.
+    monkeypatch.undo()
+    monkeypatch.setattr(heldout, "record_long_runs", no_run)
+    monkeypatch.setattr(heldout, "extend_long_run", no_run)
+    untimed = json.loads(json.dumps(result))
+    del untimed["md"]["timing"]
+    result_file.write_text(json.dumps(untimed))
+    request_file = output / heldout.REQUEST_FILE
+    old_request = json.loads(request_file.read_text())
+    del old_request["settings"]["md_timing_s"]
+    request_file.write_text(json.dumps(old_request))
+    logged.clear()
+    (timed,) = heldout.run_heldout(
+        ["A"], walk_model, output, settings, "capped", references, log=logged.append
     )
-    assert upgraded == result and json.loads(result_file.read_text()) == result
-    # A result from before the coverage check gets MD's coverage from the saved frames;
-    # Timewarp's frames were not kept, so its coverage is left unchecked.
-    for key in ("tic0", "slowest_dihedral"):
-        assert result["ratios"][key]["md_covers_reference"] in (True, False)
-        assert result["ratios"][key]["timewarp_covers_reference"] in (True, False)
-    coverage = ("md_covers_reference", "md_missed_reference_mass")
-    earlier = json.loads(json.dumps(result))
-    for record in earlier["ratios"].values():
-        for key in (*coverage, "timewarp_covers_reference", "timewarp_missed_reference_mass"):
-            del record[key]
-    for record in earlier["md_rates"].values():
-        del record["covers_reference"], record["missed_reference_mass"]
-    result_file.write_text(json.dumps(earlier))
-    (upgraded,) = heldout.run_heldout(
-        ["A"], walk_model, output, settings, termini="capped", references=references, log=str
+    assert logged == [
+        "[1/1] A (capped): Timewarp afresh against its saved MD run, MD timed beside it"
+    ]
+    assert (
+        timed["md"]["timing"]["wall_s"] >= 0.5 and timed["md"]["wall_s"] == result["md"]["wall_s"]
     )
-    assert upgraded["md_rates"] == result["md_rates"]
-    for name, record in upgraded["ratios"].items():
-        assert {k: record[k] for k in coverage} == {k: result["ratios"][name][k] for k in coverage}
-        assert record["timewarp_covers_reference"] is None
+    assert json.loads(request_file.read_text())["settings"]["md_timing_s"] == 0.5
+    result = timed
     # A failing peptide is named: here its reference holds another molecule.
     (references / "G").symlink_to(reference_dir)
     for jobs in (1, 2):
@@ -471,7 +474,9 @@ def test_short_evaluation_writes_results_and_resumes(
     (again,) = heldout.run_heldout(
         ["A"], walk_model, output, longer, "capped", references, log=logged.append
     )
-    assert logged == ["[1/1] A (capped): Timewarp afresh against its continued MD run"]
+    assert logged == [
+        "[1/1] A (capped): Timewarp afresh against its saved MD run, MD timed beside it"
+    ]
     assert again["md"]["wall_s"] == run["wall_s"] and again["date"] >= extended["date"]
     # Frames written by an extension whose record was never written are not read.
     np.save(run_dir / md_rates.FRAMES_FILE, np.concatenate([frames, frames[:3]]))

@@ -24,10 +24,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="For COUNT peptides drawn at random (with a printed seed) from a held-out "
         "list, or the sequences given: one long MD run (as `timewarp md-rate`; a coordinate's "
         "rate counts only where the run is 20 integrated autocorrelation times long), then "
-        "Timewarp MH with the model, side by side on one platform; ESS/s ratios with errors for "
-        "MD's slowest backbone dihedral and TIC0, backbone-basin populations against the "
-        "reference, and the time to visit every reference state. One folder per peptide; a "
-        "rerun resumes. Writes OUTPUT/table.md and prints it.",
+        "Timewarp MH with the model, side by side on one platform between two short windows of "
+        "the same MD that time MD's wall s per ns; ESS/s ratios with errors for MD's slowest "
+        "backbone dihedral and TIC0, backbone-basin populations against the reference, and the "
+        "time to visit every reference state. One folder per peptide; a rerun resumes. Writes "
+        "OUTPUT/table.md and prints it.",
     )
     peptides = parser.add_mutually_exclusive_group(required=True)
     peptides.add_argument(
@@ -77,6 +78,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=positive_float,
         help="wall s of Timewarp in exploration mode (not exact), for its time to find every "
         "state (default: not run)",
+    )
+    parser.add_argument(
+        "--md-timing",
+        type=positive_float,
+        default=settings.md_timing_s,
+        help="wall s of MD timed beside Timewarp, half right before it and half right after: MD's "
+        "ESS/s is its long run's ESS per ns at this wall time per ns (the machine's speed drifts "
+        "over the hours of a long run)",
     )
     parser.add_argument(
         "--exploration-threshold",
@@ -144,6 +153,7 @@ def _heldout_command(args: argparse.Namespace) -> int:
         md_baseline=args.md_baseline,
         md_frame_interval_ps=args.md_frame_interval_ps,
         exploration_budget_s=args.exploration_budget,
+        md_timing_s=args.md_timing,
         benchmark=BenchmarkSettings(
             exploration_threshold_kj_mol=args.exploration_threshold,
             temperature_K=args.temperature,

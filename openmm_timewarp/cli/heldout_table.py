@@ -28,7 +28,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def _heldout_table_command(args: argparse.Namespace) -> int:
     rows = merge_heldout(args.folders, args.output)
     for result, folder in rows:
-        print(f"{result['sequence']}: {folder} (MD {result['md']['wall_s']:.0f} s)")
+        md = result["md"]
+        timed = (
+            f"; {md['wall_s_per_ns'] / md['timing']['wall_s_per_ns']:.2f}x its long run's speed "
+            "when timed beside Timewarp"
+            if "timing" in md
+            else "; not timed beside Timewarp"
+        )
+        print(f"{result['sequence']}: {folder} (MD {md['wall_s']:.0f} s{timed})")
     print(f"sources: {args.output / SOURCES_FILE}")
     print((args.output / TABLE_FILE).read_text())
     return 0

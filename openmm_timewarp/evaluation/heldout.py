@@ -15,18 +15,20 @@ For peptides drawn at random (with a printed seed) from a held-out list, each in
    reference populates (:func:`~openmm_timewarp.evaluation.md_rates.long_run_rates`,
    :func:`~openmm_timewarp.evaluation.analysis.mark_coverage`; Timewarp's likewise);
 3. Timewarp (MH) with the model runs for ``timewarp_budget_s`` on the same platform from the same
-   start (its frames kept in ``timewarp-frames.npz``), then ``result.json`` is written (atomically,
-   last): ESS/s ratios for MD's slowest
+   start (its frames kept in ``timewarp-frames.npz``), between two windows of the same MD of
+   ``md_timing_s / 2`` each: MD's ESS per second is its long run's ESS per simulated ns over
+   the wall time per ns of these windows (:mod:`~openmm_timewarp.evaluation.md_timing`), so MD
+   and Timewarp are timed on the machine as it runs within minutes, not hours, of each other;
+   then ``result.json`` is written (atomically, last): ESS/s ratios for MD's slowest
    backbone dihedral and TIC0 with errors, backbone-basin populations against the reference and
    MD's long run together (one set of chains), and the time both took to visit every state
    the reference visits (:mod:`openmm_timewarp.evaluation.heldout_table`); with
    ``exploration_budget_s``, also that of Timewarp in exploration mode (not exact: an energy
    threshold instead of MH), run after MH.
 
-A peptide with ``result.json`` is read back (one written before the basins were measured
-against MD's run too, or before the coverage check, is brought up to date from its saved MD
-frames); an interrupted one resumes at
-the first unfinished step. ``request.json`` keeps what was asked (peptides, model, settings), and a
+A peptide with ``result.json`` is read back (one written before MD was timed beside Timewarp is
+evaluated afresh against its saved MD run); an interrupted one resumes at the first unfinished
+step. ``request.json`` keeps what was asked (peptides, model, settings), and a
 rerun that asks for something else is refused. ``table.md`` holds the finished peptides' table,
 ``speedups.png`` their ratios with error bars.
 """
@@ -45,25 +47,24 @@ from pathlib import Path
 import numpy as np
 
 from openmm_timewarp.data.peptides import FORCEFIELD_NAME, TERMINI
-from openmm_timewarp.evaluation import heldout_basins, heldout_table
+from openmm_timewarp.evaluation import heldout_table, md_timing
 from openmm_timewarp.evaluation.analysis import analyse_chains
+from openmm_timewarp.evaluation.heldout_compare import compare
 from openmm_timewarp.evaluation.md_rates import (
     FRAMES_FILE,
     RUN_FILE,
     extend_long_run,
     long_run_rates,
     record_long_runs,
-    with_md_coverage,
 )
 from openmm_timewarp.evaluation.md_reference import (
-    Reference,
     load_reference,
     reference_folder,
     starting_frames,
 )
 from openmm_timewarp.evaluation.plots import write_heldout_plot
 from openmm_timewarp.evaluation.report import machine_record, model_summary
-from openmm_timewarp.evaluation.runs import Chain, budget_progress, peptide_system, run_chain
+from openmm_timewarp.evaluation.runs import budget_progress, peptide_system, run_chain
 from openmm_timewarp.evaluation.settings import (
     EXPLORATION,
     MD_PROTOCOLS,
@@ -93,6 +94,10 @@ class HeldoutSettings:
     md_frame_interval_ps: float = 1.0
     #: Wall seconds of Timewarp in exploration mode (None: not run).
     exploration_budget_s: float | None = None
+    #: Wall seconds of MD timed beside Timewarp, half right before it and half right after
+    #: (:mod:`~openmm_timewarp.evaluation.md_timing`): MD's rate is its long run's ESS per ns
+    #: over this wall time per ns, so both rates see the machine at the same speed.
+    md_timing_s: float = 60.0
     benchmark: BenchmarkSettings = field(default_factory=BenchmarkSettings)
 
     def __post_init__(self) -> None:
@@ -100,7 +105,7 @@ class HeldoutSettings:
             raise ValueError(
                 f"unknown MD baseline {self.md_baseline!r}; use one of {tuple(MD_PROTOCOLS)}"
             )
-        for name in ("md_budget_s", "timewarp_budget_s", "md_frame_interval_ps"):
+        for name in ("md_budget_s", "timewarp_budget_s", "md_frame_interval_ps", "md_timing_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.exploration_budget_s is not None and not self.exploration_budget_s > 0:
@@ -127,6 +132,8 @@ def _check_request(output_dir: Path, request: dict) -> None:
     if path.is_file():
         previous = json.loads(path.read_text())
         grown = json.loads(json.dumps(previous))
+        # A folder from before MD was timed beside Timewarp: its peptides are evaluated afresh.
+        grown["settings"].setdefault("md_timing_s", request["settings"]["md_timing_s"])
         grown["settings"]["md_budget_s"] = max(
             previous["settings"]["md_budget_s"], request["settings"]["md_budget_s"]
         )
@@ -160,13 +167,18 @@ def _md_short(md_wall_s: float | None, settings: HeldoutSettings) -> bool:
 def _saved(folder: Path, settings: HeldoutSettings) -> tuple[float | None, dict | None]:
     """The saved MD run's wall seconds and the saved result, None where absent. A result is
     returned only while current: stale is one saved while the MD run was shorter than the
-    budget, or one of a shorter run than the saved one (a continuation interrupted before
-    Timewarp reran)."""
+    budget, one of a shorter run than the saved one (a continuation interrupted before
+    Timewarp reran), or one whose MD was not timed beside Timewarp (an earlier protocol)."""
     run_file = _md_run_file(folder, settings)
     md_wall_s = saved_md_wall_s(run_file) if run_file.is_file() else None
     result_file = folder / RESULT_FILE
     result = json.loads(result_file.read_text()) if result_file.is_file() else None
-    if result is None or _md_short(md_wall_s, settings) or result["md"]["wall_s"] != md_wall_s:
+    if (
+        result is None
+        or _md_short(md_wall_s, settings)
+        or result["md"]["wall_s"] != md_wall_s
+        or "timing" not in result["md"]
+    ):
         return md_wall_s, None
     return md_wall_s, result
 
@@ -182,7 +194,7 @@ def _plan(folder: Path, settings: HeldoutSettings) -> str:
             "then Timewarp afresh"
         )
     if (folder / RESULT_FILE).is_file():
-        return "Timewarp afresh against its continued MD run"
+        return "Timewarp afresh against its saved MD run, MD timed beside it"
     return "running"
 
 
@@ -202,15 +214,6 @@ def evaluate_peptide(
     run_file = _md_run_file(folder, settings)
     md_wall_s, result = _saved(folder, settings)
     if result is not None:
-        frames = run_file.parent / FRAMES_FILE
-        if "basin_reference" not in result:
-            result = heldout_basins.with_pooled_basins(result, frames, Path(result["reference"]))
-            write_json_atomically(folder / RESULT_FILE, result)
-        if "md_covers_reference" not in result["ratios"]["tic0"]:
-            topology, _ = peptide_system(sequence, termini)
-            reference = load_reference(Path(result["reference"]), topology, bench)
-            result = with_md_coverage(result, frames, reference, topology)
-            write_json_atomically(folder / RESULT_FILE, result)
         return result
     md_settings = BenchmarkSettings(
         **dict(
@@ -243,12 +246,25 @@ def evaluate_peptide(
         "system": FORCEFIELD_NAME,
     }
     expected = dict(peptide, temperature_K=bench.temperature_K, platform=bench.platform)
-    md = long_run_rates(md_dir, expected, topology, reference)[settings.md_baseline]
+    md_run = long_run_rates(md_dir, expected, topology, reference)[settings.md_baseline]
 
     import torch
 
     torch.set_num_threads(bench.torch_threads)
     start = starting_frames(reference, 1)[0]
+
+    def time_md() -> dict:
+        return md_timing.time_md(
+            settings.md_baseline,
+            system,
+            topology,
+            start,
+            settings.md_timing_s / 2,
+            md_settings,
+            seed=bench.seed,
+        )
+
+    md_before = time_md()
     with budget_progress(
         f"{sequence} {TIMEWARP}", settings.timewarp_budget_s, show_progress
     ) as bar:
@@ -263,6 +279,8 @@ def evaluate_peptide(
             seed=bench.seed,
             progress=bar,
         )
+    timing = md_timing.combined([md_before, time_md()])
+    md = md_timing.at_wall_s_per_ns(md_run, timing["wall_s_per_ns"])
     timewarp, _ = analyse_chains([chain], topology, reference)
     # Kept, as MD's frames are, so the peptide can be analysed again without rerunning.
     frames = {"positions": chain.positions.astype(np.float32), "times_s": chain.times_s}
@@ -290,7 +308,7 @@ def evaluate_peptide(
         model=model_summary(model),
         reference=str(reference_dir),
         md={
-            key: md[key]
+            key: md_run[key]
             for key in (
                 "baseline",
                 "date",
@@ -301,7 +319,8 @@ def evaluate_peptide(
                 "frame_interval_ps",
                 "source",
             )
-        },
+        }
+        | {"timing": timing},
         timewarp={
             key: timewarp[key]
             for key in (
@@ -315,7 +334,7 @@ def evaluate_peptide(
             )
         },
         acceptance=timewarp["acceptance"],
-        **_compare(
+        **compare(
             md,
             timewarp,
             reference,
@@ -328,81 +347,6 @@ def evaluate_peptide(
     )
     write_json_atomically(folder / RESULT_FILE, result)
     return result
-
-
-def _compare(
-    md: dict,
-    timewarp: dict,
-    reference: Reference,
-    timewarp_trajectory: mdtraj.Trajectory,
-    timewarp_times_s: np.ndarray,
-    md_trajectory: mdtraj.Trajectory,
-    min_state_population: float,
-    exploration: Chain | None = None,
-) -> dict:
-    """Ratios, basin populations and exploration of one peptide."""
-    dihedrals = {key: rate for key, rate in md["ess"].items() if key != "tic0"}
-    slowest = min(dihedrals, key=lambda key: dihedrals[key]["ess_per_s"])
-    ratios = {
-        "slowest_dihedral": heldout_table.rate_ratio(timewarp["ess"][slowest], md["ess"][slowest]),
-        "tic0": heldout_table.rate_ratio(timewarp["ess"]["tic0"], md["ess"]["tic0"]),
-    }
-    reference_states, _ = heldout_basins.states_and_basins(reference.trajectories)
-    (timewarp_states,), timewarp_basins = heldout_basins.states_and_basins([timewarp_trajectory])
-    (md_states,), _ = heldout_basins.states_and_basins([md_trajectory])
-    basins = heldout_basins.basin_record(
-        timewarp_basins, reference.trajectories, reference.frame_interval_ps, md_trajectory, md
-    )
-    pooled = np.concatenate(reference_states)
-    names, counts = np.unique(pooled, return_counts=True)
-    wanted = [
-        str(n)
-        for n, c in zip(names, counts, strict=True)
-        if c / len(pooled) >= min_state_population
-    ]
-    # MD records frames at a fixed interval of simulated time, so at a steady wall time per frame.
-    md_times_s = md["wall_s"] * np.arange(1, len(md_states) + 1) / len(md_states)
-    times = (
-        heldout_table.first_visit_of_all(timewarp_states, timewarp_times_s, wanted),
-        heldout_table.first_visit_of_all(md_states, md_times_s, wanted),
-    )
-    exploration_mode = None
-    if exploration is not None:
-        md_topology = md_trajectory.topology
-        (states,), _ = heldout_basins.states_and_basins(
-            [mdtraj.Trajectory(exploration.positions, md_topology)]
-        )
-        found = heldout_table.first_visit_of_all(states, exploration.times_s, wanted)
-        exploration_mode = {
-            "time_s": found,
-            "wall_s": exploration.wall_s,
-            "ratio": heldout_table.exploration_ratio(
-                found, exploration.wall_s, times[1], md["wall_s"], len(wanted)
-            ),
-        }
-    kept = (
-        "ess_per_s",
-        "ess_per_s_error",
-        "tau_int_ps",
-        "autocorrelation_times",
-        "long_enough",
-        "missed_reference_mass",
-        "covers_reference",
-    )
-    return {
-        "md_rates": {key: {k: rate[k] for k in kept} for key, rate in md["ess"].items()},
-        "slowest_dihedral": slowest,
-        "ratios": ratios,
-        **basins,
-        "states": wanted,
-        "exploration": {
-            "times_s": list(times),
-            "ratio": heldout_table.exploration_ratio(
-                times[0], timewarp["wall_s"], times[1], md["wall_s"], len(wanted)
-            ),
-        },
-        "exploration_mode": exploration_mode,
-    }
 
 
 def run_heldout(

@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
 from openmm_timewarp.evaluation import heldout_table, metrics
-from openmm_timewarp.evaluation.md_reference import read_reference_trajectories
-from openmm_timewarp.evaluation.runs import peptide_system
 from openmm_timewarp.optional import require
 
 mdtraj = require("mdtraj")
@@ -130,14 +127,3 @@ def basin_record(
             "simulated_ns": reference_ns + md["simulated_ns"],
         },
     }
-
-
-def with_pooled_basins(result: dict, md_frames_file: Path, reference_dir: Path) -> dict:
-    """A result written before the basins were measured against the reference and MD's run
-    together, brought up to date from its saved MD frames (Timewarp's populations are kept)."""
-    topology, _ = peptide_system(result["sequence"], result["termini"])
-    md_topology = mdtraj.Topology.from_openmm(topology)
-    references, interval_ps = read_reference_trajectories(reference_dir, topology)
-    md_trajectory = mdtraj.Trajectory(np.load(md_frames_file), md_topology)
-    record = basin_record(result["basins"], references, interval_ps, md_trajectory, result["md"])
-    return dict(result, **record)

@@ -6,7 +6,8 @@
   two basins: ``phi+`` (0 < phi < 120 degrees, as the left-handed region there) or ``phi-`` for
   phi alone, ``alpha`` (-120 <= psi < 50 degrees) or ``beta`` for psi alone. A state of the
   peptide is the combination of its residues' basins (:func:`combined_states`).
-- ESS/s ratios (:func:`rate_ratio`): Timewarp's over MD's, the relative errors added in
+- ESS/s ratios (:func:`rate_ratio`): Timewarp's over MD's (MD's long run at the wall time per ns
+  timed beside Timewarp, :mod:`~openmm_timewarp.evaluation.md_timing`), the relative errors added in
   quadrature; ``trusted`` only where MD's run is long enough (20 integrated autocorrelation times,
   window closed), Timewarp's window closed, and each run visited every region of the coordinate
   that the reference runs populate (``covers_reference``): a run confined to one basin measures
@@ -252,8 +253,9 @@ def table(results: Sequence[dict]) -> str:
     ]
     for result in results:
         slowest, tic0 = result["ratios"]["slowest_dihedral"], result["ratios"]["tic0"]
+        untimed = "" if "timing" in result["md"] else "◊"
         lines.append(
-            f"| {result['sequence']} ({result['termini']}) | {result['atoms']} | "
+            f"| {result['sequence']} ({result['termini']}){untimed} | {result['atoms']} | "
             f"{result['acceptance']:.3f} | {result['slowest_dihedral']} | {_ratio_text(slowest)} | "
             f"{slowest['md_tau_int_ps']:.3g} ({slowest['md_autocorrelation_times']:.3g}) | "
             f"{_ratio_text(tic0)} | {_basins_text(result)} | "
@@ -279,8 +281,11 @@ def table(results: Sequence[dict]) -> str:
     )
     lines += [
         "",
-        "Ratios are ESS per wall second of Timewarp (MH) over MD's long run on the same "
-        "coordinate, with errors propagated from both. † MD's run is shorter than 20 integrated "
+        "Ratios are ESS per wall second of Timewarp (MH) over MD's on the same coordinate, "
+        "with errors propagated from both; MD's is its long run's ESS per simulated ns at the "
+        "wall time per ns of the same MD timed right before and after Timewarp, in the same "
+        "process (◊: a result from before that timing, at the long run's own average wall "
+        "time, taken hours from Timewarp's). † MD's run is shorter than 20 integrated "
         "autocorrelation times or its window did not close: its rate is not used (no median). "
         "‡ Timewarp's window did not close (its ESS an upper bound): not used in the median. "
         "§ MD's run (¶ Timewarp's) never visited bins of the coordinate holding >= "

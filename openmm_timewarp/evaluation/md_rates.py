@@ -370,29 +370,6 @@ def long_run_rates(
     return runs
 
 
-def with_md_coverage(
-    result: dict, frames: Path, reference: Reference, topology: app.Topology
-) -> dict:
-    """A held-out result written before the coverage check, with MD's ``covers_reference``
-    recomputed from its saved run (``frames``) and each ratio's ``trusted`` updated; Timewarp's
-    frames were not kept, so its coverage stays unchecked (``None``)."""
-    trajectory = mdtraj.Trajectory(np.load(frames), mdtraj.Topology.from_openmm(topology))
-    angles, tics = _run_coordinates(trajectory, reference)
-    ess = {key: {} for key in result["md_rates"]}
-    mark_coverage(ess, angles, tics, reference)
-    for key, rate in result["md_rates"].items():
-        rate.update(ess[key])
-    keys = {"slowest_dihedral": result["slowest_dihedral"], "tic0": "tic0"}
-    for name, key in keys.items():
-        ratio = result["ratios"][name]
-        ratio["md_covers_reference"] = ess[key]["covers_reference"]
-        ratio["md_missed_reference_mass"] = ess[key]["missed_reference_mass"]
-        ratio.setdefault("timewarp_covers_reference", None)
-        ratio.setdefault("timewarp_missed_reference_mass", None)
-        ratio["trusted"] = bool(ratio["trusted"] and ratio["md_covers_reference"])
-    return result
-
-
 def fastest_long_runs(runs: dict[str, dict], timewarp_ess: dict | None = None) -> dict[str, dict]:
     """Per coordinate, the long-enough run with the highest ESS per second, and Timewarp's ratio.
 
