@@ -517,9 +517,18 @@ def test_long_md_runs_feed_the_benchmark(tmp_path, reference_dir, capsys):
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     run = report["md_rates"]["runs"][MD_PRACTICAL]
     assert set(run["ess"]) == {"tic0", "phi0", "psi0"} and run["same_host"] is True
+    # The long run's ESS at the wall time per ns of the benchmark's own run of the baseline.
+    assert run["run_wall_s"] == record["wall_s"]
+    benchmark_md = report["samplers"][MD_PRACTICAL]["per_chain"]
+    wall_s_per_ns = sum(c["wall_s"] for c in benchmark_md) / sum(
+        c["simulated_ps"] / 1000 for c in benchmark_md
+    )
+    assert run["timing"]["wall_s_per_ns"] == pytest.approx(wall_s_per_ns)
     for rate in run["ess"].values():
         assert rate["num_samples"] == record["frames"]
-        assert rate["ess_per_s"] == pytest.approx(rate["ess"] / record["wall_s"])
+        assert rate["ess_per_s"] == pytest.approx(
+            rate["ess"] / (record["simulated_ns"] * wall_s_per_ns)
+        )
         assert rate["long_enough"] == (
             rate["window_closed"] and rate["autocorrelation_times"] >= 20
         )

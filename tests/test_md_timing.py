@@ -47,3 +47,19 @@ def test_windows_combine_into_one_speed():
     assert timing["windows_wall_s_per_ns"] == pytest.approx([100.0, 150.0])
     with pytest.raises(ValueError, match="no MD timing windows"):
         md_timing.combined([])
+
+
+def test_a_benchmark_times_the_long_run_by_its_own_run_of_the_baseline():
+    run = _run(10_000.0, 100.0, 400.0)
+    sampler = {
+        "per_chain": [
+            {"wall_s": 30.0, "simulated_ps": 400.0},
+            {"wall_s": 30.0, "simulated_ps": 350.0},
+        ]
+    }
+    timed = md_timing.timed_by_benchmark(run, sampler)
+    assert timed["wall_s_per_ns"] == pytest.approx(80.0) and timed["timing"]["wall_s"] == 60.0
+    assert timed["ess"]["tic0"]["ess_per_s"] == pytest.approx(0.05)
+    # A baseline the benchmark did not run keeps the long run's own speed, marked untimed.
+    untimed = md_timing.timed_by_benchmark(run, None)
+    assert untimed["timing"] is None and untimed["ess"] == run["ess"]

@@ -18,7 +18,10 @@ seconds. So MD's rate is taken from separate long runs:
   the upper end of its error: :func:`mark_long_enough`) and Sokal's window closed, and
   ``covers_reference`` where the run visited every part of the coordinate's range that the
   reference runs populate (:func:`~openmm_timewarp.evaluation.analysis.mark_coverage`): a run
-  that never left one basin closes its window on the motion within it;
+  that never left one basin closes its window on the motion within it; the benchmark and the
+  held-out evaluation then put these rates at the wall time per ns of the same MD timed beside
+  Timewarp (:mod:`~openmm_timewarp.evaluation.md_timing`), as the machine's speed drifts over
+  the hours of a long run;
 - :func:`fastest_long_runs` names, per coordinate, the fastest baseline among the long-enough runs
   that cover the reference, and Timewarp's ratio to it, with the relative errors of both rates
   added in quadrature.

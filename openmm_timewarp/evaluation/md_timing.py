@@ -5,7 +5,9 @@ A long MD run takes hours, and this machine's speed drifts by up to 1.4x over ho
 ns is not the rate MD would have had while Timewarp ran. The held-out evaluation therefore takes
 MD's ESS per simulated ns from the long run (which alone is long enough to close the window)
 and its wall seconds per ns from short windows of the same MD, run in the same process right
-before and right after Timewarp (:func:`time_md`, :func:`at_wall_s_per_ns`).
+before and right after Timewarp (:func:`time_md`, :func:`at_wall_s_per_ns`). ``timewarp benchmark
+--md-rates`` does the same with its own run of each MD baseline, side by side with Timewarp
+(:func:`timed_by_benchmark`).
 """
 
 from __future__ import annotations
@@ -71,3 +73,18 @@ def at_wall_s_per_ns(run: dict, wall_s_per_ns: float) -> dict:
         rate["ess_per_s"] *= factor
         rate["ess_per_s_error"] *= factor
     return timed
+
+
+def timed_by_benchmark(run: dict, sampler: dict | None) -> dict:
+    """A long run at the wall time per ns of the same MD baseline in the benchmark that reads it
+    (``sampler``: its analysed chains, run minutes from Timewarp's on the same machine), with
+    that ``timing``; unchanged, ``timing`` None, where the benchmark did not run that baseline."""
+    if sampler is None:
+        return dict(run, timing=None)
+    timing = combined(
+        [
+            {"wall_s": chain["wall_s"], "simulated_ns": chain["simulated_ps"] / 1000.0}
+            for chain in sampler["per_chain"]
+        ]
+    )
+    return dict(at_wall_s_per_ns(run, timing["wall_s_per_ns"]), timing=timing)

@@ -165,9 +165,16 @@ def _long_run_lines(md_rates: dict) -> list[str]:
             f"{'' if rate['long_enough'] else ' (too short: not used)'}"
             for key, rate in run["ess"].items()
         )
+        took = run.get("run_wall_s", run["wall_s"])
+        speed = (
+            f"{took / run['simulated_ns']:.3g} s per ns; rates at {run['wall_s_per_ns']:.3g} s "
+            f"per ns, as {name} ran in this benchmark"
+            if run.get("timing")
+            else f"{run['wall_s_per_ns']:.3g} s per ns; not run in this benchmark, so its rates "
+            "are at its own speed, taken at another time"
+        )
         lines.append(
-            f"  - {name}: {run['simulated_ns']:.3g} ns in {run['wall_s']:.0f} s "
-            f"({run['wall_s_per_ns']:.3g} s per ns{where}): {rates}"
+            f"  - {name}: {run['simulated_ns']:.3g} ns in {took:.0f} s ({speed}{where}): {rates}"
         )
     for key, record in md_rates["fastest"].items():
         if record["baseline"] is None:
