@@ -10,9 +10,9 @@ Ramachandran and TIC histograms against the reference; the phi > 0 population. F
 the report names the fastest MD baseline (highest ESS per second) and Timewarp's ratio against it
 (:mod:`openmm_timewarp.evaluation.comparisons`); with long MD runs (``md_rates_dir``), their
 rates at the wall time per ns of the benchmark's own run of the same baseline
-(:func:`~openmm_timewarp.evaluation.md_timing.timed_by_benchmark`). The outputs are ``report.json``, ``summary.md``
-(:mod:`openmm_timewarp.evaluation.report`) and PNG plots (:mod:`openmm_timewarp.evaluation.plots`)
-in the output folder.
+(:func:`~openmm_timewarp.evaluation.md_timing.timed_by_benchmark`). The outputs are
+``report.json``, ``summary.md`` (:mod:`openmm_timewarp.evaluation.report`) and PNG plots
+(:mod:`openmm_timewarp.evaluation.plots`) in the output folder.
 """
 
 from __future__ import annotations
