@@ -260,7 +260,12 @@ def test_table_medians_leave_out_untrusted_md_rates():
 
 def _merge_folder(folder, peptides, model="peptides", **results) -> None:
     """A ``timewarp heldout`` folder: a request and, per peptide, (ratio, MD wall s, run's)."""
-    settings = {"md_budget_s": 600.0, "md_baseline": "md-4fs-hmr", "timewarp_budget_s": 30.0}
+    settings = {
+        "md_budget_s": 600.0,
+        "md_baseline": "md-4fs-hmr",
+        "timewarp_budget_s": 30.0,
+        "md_timing_s": 60.0,
+    }
     request = {"peptides": peptides, "termini": "zwitterionic", "model": model}
     folder.mkdir()
     (folder / heldout.REQUEST_FILE).write_text(json.dumps(dict(request, settings=settings)))
@@ -291,6 +296,15 @@ def test_heldout_table_takes_each_peptide_from_its_longest_finished_md_run(tmp_p
     _merge_folder(tmp_path / "other", ["GG"], model="dipeptides", GG=(1.0, 600.0, 600.0))
     assert cli.main(["heldout-table", str(first), str(tmp_path / "other"), "-o", str(out)]) == 2
     assert "differs in model" in capsys.readouterr().err
+    # A folder from before MD was timed beside Timewarp is another evaluation, named either way.
+    untimed = tmp_path / "untimed"
+    _merge_folder(untimed, ["GG"], GG=(1.0, 600.0, 600.0))
+    request = json.loads((untimed / heldout.REQUEST_FILE).read_text())
+    del request["settings"]["md_timing_s"]
+    (untimed / heldout.REQUEST_FILE).write_text(json.dumps(request))
+    for folders in ((first, untimed), (untimed, first)):
+        assert cli.main(["heldout-table", *map(str, folders), "-o", str(out)]) == 2
+        assert "differs in settings.md_timing_s" in capsys.readouterr().err
     assert cli.main(["heldout-table", str(first), str(tmp_path), "-o", str(out)]) == 2
     assert "is not a `timewarp heldout` folder" in capsys.readouterr().err
     assert cli.main(["heldout-table", str(first), str(longer), "-o", str(longer)]) == 2

@@ -92,8 +92,8 @@ def merge_heldout(
             keys = [k for k in first if k != "settings" and first[k] != other.get(k)]
             keys += [
                 f"settings.{k}"
-                for k in first["settings"]
-                if first["settings"][k] != other["settings"].get(k)
+                for k in sorted(first["settings"].keys() | other["settings"].keys())
+                if first["settings"].get(k) != other["settings"].get(k)
             ]
             raise ValueError(
                 f"{folder} ran another evaluation than {folders[0]} (differs in "
