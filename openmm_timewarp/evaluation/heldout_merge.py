@@ -52,6 +52,19 @@ def _evaluation(request: dict) -> dict:
     return same
 
 
+def _differences(first: dict, other: dict, prefix: str = "") -> list[str]:
+    """The keys (nested ones as ``settings.key``) whose values differ between two evaluations,
+    a key present on one side only included."""
+    keys: list[str] = []
+    for key in sorted(first.keys() | other.keys()):
+        mine, theirs = first.get(key), other.get(key)
+        if isinstance(mine, dict) and isinstance(theirs, dict):
+            keys += _differences(mine, theirs, f"{prefix}{key}.")
+        elif mine != theirs:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
 def _finished_result(folder: Path, sequence: str, termini: str, baseline: str) -> dict | None:
     """The peptide's result in ``folder``, or None where it has none or its MD run was continued
     after it (the rerun that evaluates it afresh did not finish)."""
@@ -89,12 +102,7 @@ def merge_heldout(
     for folder, request in zip(folders[1:], requests[1:], strict=True):
         other = _evaluation(request)
         if other != first:
-            keys = [k for k in first if k != "settings" and first[k] != other.get(k)]
-            keys += [
-                f"settings.{k}"
-                for k in sorted(first["settings"].keys() | other["settings"].keys())
-                if first["settings"].get(k) != other["settings"].get(k)
-            ]
+            keys = _differences(first, other)
             raise ValueError(
                 f"{folder} ran another evaluation than {folders[0]} (differs in "
                 f"{', '.join(keys) or 'its request'}): only folders of one evaluation (MD "
