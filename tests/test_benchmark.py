@@ -264,6 +264,18 @@ def test_reference_backbone_atoms_give_phi():
         reference.geometric_temperatures(310.0, 300.0, 4)
 
 
+def test_replica_frames_find_a_ladder_state_by_temperature():
+    """A temperature names its ladder state within 1 K; one off the ladder is refused with it."""
+    from openmm_timewarp.evaluation import reference
+
+    ladder = reference.geometric_temperatures(310.0, 700.0, 6)
+    frames = reference.ReplicaFrames(None, np.zeros((1, 6), int), np.zeros((1, 6, 6)), ladder)
+    assert frames.state_at(310.0) == 0
+    assert frames.state_at(505.0) == 3  # the ladder's 505.4 K
+    with pytest.raises(ValueError, match="no state of the ladder at 500 K; it has 310.0, 364.8"):
+        frames.state_at(500.0)
+
+
 @pytest.mark.slow
 def test_parallel_tempering_records_every_residue(tmp_path):
     """A tempering run of a tetrapeptide gives each residue's backbone angles at 310 K: the same
@@ -295,6 +307,14 @@ def test_parallel_tempering_records_every_residue(tmp_path):
         total = sum(v["population"] for k, v in reweighted.items() if k.startswith(residue + ":"))
         assert total == pytest.approx(1.0)
     assert all(v["error"] > 0 for v in reweighted.values())
+    # The same at the hottest state, named by its temperature.
+    hottest, _ = reference_reweighting.reweighted_basins(
+        replica_frames, replica_frames.state_at(700.0)
+    )
+    assert set(hottest) == set(populations)
+    assert sum(v["population"] for k, v in hottest.items() if k.startswith("TYR1:")) == (
+        pytest.approx(1.0)
+    )
     with pytest.raises(ValueError, match="state must be in"):
         reference.read_state_trajectory(tmp_path, state=6)
     # A run stored before every torsion was recorded is refused with a clear message.

@@ -335,6 +335,15 @@ class ReplicaFrames:
     trajectory: mdtraj.Trajectory  # iterations x replicas frames, iteration-major
     replica_states: np.ndarray  # [iterations, replicas]: each frame's thermodynamic state
     reduced_potentials: np.ndarray  # [iterations, replicas, states]: each frame at every state
+    temperatures_K: list[float]  # the ladder, state by state
+
+    def state_at(self, temperature_K: float) -> int:
+        """The ladder's state at ``temperature_K`` (within 1 K)."""
+        for state, ladder_K in enumerate(self.temperatures_K):
+            if abs(ladder_K - temperature_K) <= 1.0:
+                return state
+        ladder = ", ".join(f"{t:.1f}" for t in self.temperatures_K)
+        raise ValueError(f"no state of the ladder at {temperature_K:g} K; it has {ladder} K")
 
     def at_state(self, state: int) -> mdtraj.Trajectory:
         """The frames of thermodynamic state ``state``, one per iteration."""
@@ -356,6 +365,7 @@ def read_replica_frames(output_dir: str | Path, discard_fraction: float = 0.1) -
         trajectory=mdtraj.Trajectory(run.positions.reshape(-1, num_atoms, 3), topology),
         replica_states=run.replica_states,
         reduced_potentials=run.reduced_potentials,
+        temperatures_K=run.statistics["temperatures_K"],
     )
 
 

@@ -93,11 +93,11 @@ def reweighted_populations(
     return results
 
 
-def reweighted_basins(frames: reference.ReplicaFrames) -> tuple[dict, int]:
-    """Every ``residue:basin`` population at 310 K from all replicas' ``frames`` of a run
-    (:func:`~openmm_timewarp.evaluation.reference.read_replica_frames`; same names and basins as
-    :func:`~openmm_timewarp.evaluation.heldout_basins.states_and_basins`), and the number of
-    frames they come from."""
+def reweighted_basins(frames: reference.ReplicaFrames, state: int = 0) -> tuple[dict, int]:
+    """Every ``residue:basin`` population at the ladder's ``state`` (0: 310 K) from all replicas'
+    ``frames`` of a run (:func:`~openmm_timewarp.evaluation.reference.read_replica_frames`; same
+    names and basins as :func:`~openmm_timewarp.evaluation.heldout_basins.states_and_basins`), and
+    the number of frames they come from."""
     iterations, replicas = frames.replica_states.shape
     names, columns = [], []
     for residue, _, labels, basins in heldout_basins.residue_basins(frames.trajectory):
@@ -105,6 +105,6 @@ def reweighted_basins(frames: reference.ReplicaFrames) -> tuple[dict, int]:
             names.append(f"{residue}:{basin}")
             columns.append((labels == b).reshape(iterations, replicas))
     populations = reweighted_populations(
-        frames.reduced_potentials, frames.replica_states, np.stack(columns, axis=2)
+        frames.reduced_potentials, frames.replica_states, np.stack(columns, axis=2), state
     )
     return dict(zip(names, populations, strict=True)), iterations * replicas
